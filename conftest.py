@@ -1,0 +1,67 @@
+"""Shared pytest fixtures: the real emulators, on free ports, stopped after the session.
+
+At the repo root so tests beside their modules (`*_test.py`) and in `tests/` share them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from herald.local import processes, stack
+from herald.local.processes import Service, free_port, http_ready, tcp_ready
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """PUBSUB_EMULATOR_HOST of a private Pub/Sub emulator, also set in os.environ."""
+    processes.require_cloud_sdk_emulators()
+    port = free_port()
+    process = processes.start(
+        Service("pubsub-emulator", [str(processes.PUBSUB_EMULATOR), "--host=127.0.0.1",
+                                    f"--port={port}"], tcp_ready(port)),
+        tmp_path_factory.mktemp("pubsub-logs"))
+    host = f"127.0.0.1:{port}"
+    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = host
+    yield host
+    processes.stop_group(process.pid)
+    if previous is None:
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+    else:
+        os.environ["PUBSUB_EMULATOR_HOST"] = previous
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """FIRESTORE_EMULATOR_HOST of a private Firestore emulator, also set in os.environ."""
+    processes.require_cloud_sdk_emulators()
+    port = free_port()
+    process = processes.start(
+        Service("firestore-emulator", [str(processes.FIRESTORE_EMULATOR), "start",
+                                       "--host=127.0.0.1", f"--port={port}"],
+                http_ready(f"http://127.0.0.1:{port}/")),
+        tmp_path_factory.mktemp("firestore-logs"))
+    host = f"127.0.0.1:{port}"
+    os.environ["FIRESTORE_EMULATOR_HOST"] = host
+    yield host
+    processes.stop_group(process.pid)
+    os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The whole stack as `herald local up --seed 300` starts it, in a private state dir."""
+    state_dir: Path = tmp_path_factory.mktemp("herald-state")
+    saved = dict(os.environ)
+    env = stack.up(stack.StackOptions(state_dir=state_dir, seed_users=300), report=lambda _: None)
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        stack.down(state_dir, report=lambda _: None)
+        os.environ.clear()
+        os.environ.update(saved)

@@ -1,0 +1,241 @@
+"""The request contract: the one definition of what a sender may POST and what travels on Pub/Sub.
+
+The ingest function validates with it, the pipeline parses with it, and the channel, priority and
+platform lists below are imported by every stage (BigQuery schema docs, dbt accepted_values, the
+demo workload), so a new channel is added here once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any, Mapping
+
+MAX_BODY_BYTES = 64 * 1024
+"""Largest request body accepted at the edge (an email body of the design's 100 KB average is
+sent as a template plus variables, not inline)."""
+
+
+class Channel(StrEnum):
+    """How a notification reaches a person; each channel has exactly one provider today."""
+
+    PUSH = "push"
+    SMS = "sms"
+    EMAIL = "email"
+
+
+class Priority(StrEnum):
+    """Urgent (disaster alerts) goes ahead of routine (parcel updates), even under load."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class Platform(StrEnum):
+    """Push targets; iOS goes through FCM with APNs settings."""
+
+    IOS = "ios"
+    ANDROID = "android"
+    WEB = "web"
+
+
+PROVIDER_BY_CHANNEL: Mapping[Channel, str] = {
+    Channel.PUSH: "fcm",
+    Channel.SMS: "twilio",
+    Channel.EMAIL: "sendgrid",
+}
+
+
+class ContractError(ValueError):
+    """A request that breaks the contract; `field` names the offending JSON path for the sender."""
+
+    def __init__(self, field_path: str, message: str) -> None:
+        super().__init__(f"{field_path}: {message}")
+        self.field = field_path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class NotificationRequest:
+    """One sender request, as the DESIGN.md body shape plus the optional `priority`."""
+
+    user_id: str
+    notification_id: str
+    service_type: str
+    category_type: str
+    channel: Channel
+    template_type: str
+    title: str
+    content: str
+    priority: Priority = Priority.NORMAL
+    device_info: str | None = None
+    send_time: str | None = None
+    data: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The sender-facing camelCase shape, so what is stored is what was asked for."""
+        body: dict[str, Any] = {
+            "userId": self.user_id,
+            "notificationId": self.notification_id,
+            "serviceType": self.service_type,
+            "categoryType": self.category_type,
+            "notificationType": self.channel.value,
+            "templateType": self.template_type,
+            "priority": self.priority.value,
+            "notificationInfo": {"title": self.title, "content": self.content},
+            "metadata": {},
+        }
+        if self.data:
+            body["notificationInfo"]["data"] = dict(self.data)
+        if self.device_info is not None:
+            body["metadata"]["deviceInfo"] = self.device_info
+        if self.send_time is not None:
+            body["metadata"]["sendTime"] = self.send_time
+        return body
+
+
+def _string(body: Mapping[str, Any], key: str, path: str, *, required: bool = True,
+            max_len: int = 256) -> str | None:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise ContractError(path, "is required")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ContractError(path, "must be a non-empty string")
+    if len(value) > max_len:
+        raise ContractError(path, f"must be at most {max_len} characters")
+    return value
+
+
+def _object(body: Mapping[str, Any], key: str, *, required: bool) -> Mapping[str, Any]:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise ContractError(key, "is required")
+        return {}
+    if not isinstance(value, Mapping):
+        raise ContractError(key, "must be an object")
+    return value
+
+
+def _enum(body: Mapping[str, Any], key: str, kind: type[StrEnum], default: StrEnum | None) -> Any:
+    value = body.get(key)
+    if value is None and default is not None:
+        return default
+    allowed = [member.value for member in kind]
+    if value not in allowed:
+        raise ContractError(key, f"must be one of {allowed}, got {value!r}")
+    return kind(value)
+
+
+def _timestamp(value: str | None, path: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise ContractError(path, "must be an ISO-8601 timestamp") from error
+    if parsed.tzinfo is None:
+        raise ContractError(path, "must carry a time zone (e.g. ...Z)")
+    return parsed.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest:
+    """Validate a decoded JSON body against the contract.
+
+    `generate_id` lets the edge mint a notificationId when the sender omits one; the pipeline
+    parses with it off, because by then an id must exist.
+    """
+    if not isinstance(body, Mapping):
+        raise ContractError("body", "must be a JSON object")
+    info = _object(body, "notificationInfo", required=True)
+    metadata = _object(body, "metadata", required=False)
+    notification_id = _string(body, "notificationId", "notificationId", required=not generate_id)
+    data = info.get("data", {})
+    if not isinstance(data, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ContractError("notificationInfo.data", "must be an object of string values")
+    return NotificationRequest(
+        user_id=_string(body, "userId", "userId"),
+        notification_id=notification_id or str(uuid.uuid4()),
+        service_type=_string(body, "serviceType", "serviceType"),
+        category_type=_string(body, "categoryType", "categoryType"),
+        channel=_enum(body, "notificationType", Channel, None),
+        template_type=_string(body, "templateType", "templateType"),
+        title=_string(info, "title", "notificationInfo.title", max_len=1024),
+        content=_string(info, "content", "notificationInfo.content", max_len=32 * 1024),
+        priority=_enum(body, "priority", Priority, Priority.NORMAL),
+        device_info=_string(metadata, "deviceInfo", "metadata.deviceInfo", required=False),
+        send_time=_timestamp(
+            _string(metadata, "sendTime", "metadata.sendTime", required=False), "metadata.sendTime"),
+        data=dict(data),
+    )
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the ingest function publishes: the request plus who sent it, when, and its trace id.
+
+    The trace id is minted once per accepted HTTP request; every event of every delivery that
+    request fans out to carries it, so a failure traces back to its request and sender.
+    """
+
+    request: NotificationRequest
+    trace_id: str
+    sender_client: str
+    accepted_at: str
+
+    def to_pubsub(self) -> tuple[bytes, dict[str, str]]:
+        """Message data and attributes; channel and priority are attributes so subscriptions
+        and the pipeline can route without decoding the body."""
+        data = json.dumps({
+            "request": self.request.to_json(),
+            "traceId": self.trace_id,
+            "senderClient": self.sender_client,
+            "acceptedAt": self.accepted_at,
+        }, separators=(",", ":")).encode()
+        attributes = {
+            "channel": self.request.channel.value,
+            "priority": self.request.priority.value,
+            "trace_id": self.trace_id,
+            "sender_client": self.sender_client,
+        }
+        return data, attributes
+
+    @classmethod
+    def from_pubsub(cls, data: bytes) -> Envelope:
+        """Parse a published message; raises ContractError (or ValueError) on anything malformed."""
+        try:
+            decoded = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ContractError("message", f"is not JSON: {error}") from error
+        if not isinstance(decoded, Mapping):
+            raise ContractError("message", "must be a JSON object")
+        request = parse_request(decoded.get("request"), generate_id=False)
+        return cls(
+            request=request,
+            trace_id=_string(decoded, "traceId", "traceId"),
+            sender_client=_string(decoded, "senderClient", "senderClient"),
+            accepted_at=_timestamp(_string(decoded, "acceptedAt", "acceptedAt"), "acceptedAt"),
+        )
+
+
+def new_envelope(request: NotificationRequest, sender_client: str) -> Envelope:
+    """Stamp an accepted request with a fresh trace id and the acceptance time."""
+    return Envelope(
+        request=request,
+        trace_id=uuid.uuid4().hex,
+        sender_client=sender_client,
+        accepted_at=utc_now_iso(),
+    )
+
+
+def utc_now_iso() -> str:
+    """Microsecond UTC timestamps in one format, the one BigQuery's TIMESTAMP accepts."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+

@@ -1,0 +1,71 @@
+"""The request contract: the DESIGN.md shape parses, and every bad field is named."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from herald.contracts import (Channel, ContractError, Envelope, Priority, new_envelope,
+                              parse_request)
+
+DESIGN_BODY = {
+    "userId": "u-1", "notificationId": "n-1", "serviceType": "orders", "categoryType": "delivery",
+    "notificationType": "push", "templateType": "order_shipped",
+    "notificationInfo": {"title": "Shipped", "content": "Your parcel is on its way"},
+    "metadata": {"deviceInfo": "iOS", "sendTime": "2024-02-05T12:00:00Z"},
+}
+
+
+def test_design_shape_parses_with_default_priority() -> None:
+    request = parse_request(DESIGN_BODY)
+    assert request.channel is Channel.PUSH
+    assert request.priority is Priority.NORMAL
+    assert request.send_time == "2024-02-05T12:00:00Z"
+    assert request.to_json()["notificationInfo"] == DESIGN_BODY["notificationInfo"]
+
+
+def test_notification_id_is_generated_only_at_the_edge() -> None:
+    body = {k: v for k, v in DESIGN_BODY.items() if k != "notificationId"}
+    assert parse_request(body).notification_id
+    with pytest.raises(ContractError) as error:
+        parse_request(body, generate_id=False)
+    assert error.value.field == "notificationId"
+
+
+@pytest.mark.parametrize("path, value, field", [
+    (("userId",), None, "userId"),
+    (("userId",), "", "userId"),
+    (("notificationType",), "pigeon", "notificationType"),
+    (("priority",), "urgent!", "priority"),
+    (("notificationInfo",), "text", "notificationInfo"),
+    (("notificationInfo", "title"), None, "notificationInfo.title"),
+    (("metadata", "sendTime"), "yesterday", "metadata.sendTime"),
+    (("metadata", "sendTime"), "2024-02-05T12:00:00", "metadata.sendTime"),
+])
+def test_bad_fields_are_named(path: tuple[str, ...], value: object, field: str) -> None:
+    body = copy.deepcopy(DESIGN_BODY)
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    if value is None:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    with pytest.raises(ContractError) as error:
+        parse_request(body)
+    assert error.value.field == field
+
+
+def test_envelope_round_trips_through_pubsub_bytes() -> None:
+    envelope = new_envelope(parse_request({**DESIGN_BODY, "priority": "high"}), "orders-svc")
+    data, attributes = envelope.to_pubsub()
+    assert attributes == {"channel": "push", "priority": "high", "trace_id": envelope.trace_id,
+                          "sender_client": "orders-svc"}
+    assert Envelope.from_pubsub(data) == envelope
+
+
+@pytest.mark.parametrize("data", [b"not json", b"[]", b'{"request": {}}', b"\xff\xfe"])
+def test_malformed_messages_raise_contract_errors(data: bytes) -> None:
+    with pytest.raises(ContractError):
+        Envelope.from_pubsub(data)

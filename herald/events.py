@@ -1,0 +1,172 @@
+"""The event schema: one row per thing that happened to a request or a delivery.
+
+This module is the single home of the analytics contract. The BigQuery table is created from
+`EVENT_FIELDS`, the dbt source YAML is generated from it (`herald schema dbt-sources`), and the
+pipeline builds rows only through `delivery_event` / `request_event`, so a column is added here once.
+
+Vocabulary: a *request* is one accepted POST (one trace id); a *delivery* is one (channel, address)
+that request fans out to (one span id whose parent is the request's span). Every delivery ends in
+exactly one terminal status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from herald.contracts import Envelope, utc_now_iso
+
+
+class Status(StrEnum):
+    """Stages an event can record. `TERMINAL` ones close a delivery."""
+
+    ACCEPTED = "accepted"
+    SUPPRESSED = "suppressed"
+    DUPLICATE = "duplicate"
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD_LETTER = "dead_letter"
+
+
+TERMINAL = frozenset({Status.SUPPRESSED, Status.DUPLICATE, Status.SENT, Status.FAILED,
+                      Status.DEAD_LETTER})
+
+
+class Reason(StrEnum):
+    """Why a delivery did not go out; provider-specific codes travel in `provider_code`."""
+
+    USER_OPTED_OUT = "user_opted_out"
+    CATEGORY_OPTED_OUT = "category_opted_out"
+    CHANNEL_OPTED_OUT = "channel_opted_out"
+    DEVICE_DISABLED = "device_disabled"
+    UNKNOWN_USER = "unknown_user"
+    NO_ADDRESS = "no_address"
+    DUPLICATE_NOTIFICATION = "duplicate_notification"
+    INVALID_MESSAGE = "invalid_message"
+    PROVIDER_ERROR = "provider_error"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column: its BigQuery type and mode, and the description analysts read in dbt docs."""
+
+    name: str
+    type: str
+    mode: str
+    description: str
+
+
+EVENT_FIELDS: tuple[Field, ...] = (
+    Field("event_id", "STRING", "REQUIRED",
+          "Deterministic id (span and status): a redelivered message yields the same id, so "
+          "analytics can drop repeats."),
+    Field("event_ts", "TIMESTAMP", "REQUIRED", "When the stage happened (partitioning column)."),
+    Field("status", "STRING", "REQUIRED", "Stage recorded: " + ", ".join(s.value for s in Status)),
+    Field("trace_id", "STRING", "NULLABLE", "One per accepted HTTP request."),
+    Field("span_id", "STRING", "NULLABLE", "One per delivery (or the request itself for accepted)."),
+    Field("parent_span_id", "STRING", "NULLABLE", "The request's span for a delivery event."),
+    Field("notification_id", "STRING", "NULLABLE", "The sender's notificationId."),
+    Field("user_id", "STRING", "NULLABLE", "Recipient user id (an opaque id, not contact data)."),
+    Field("sender_client", "STRING", "NULLABLE", "API client that sent the request."),
+    Field("service_type", "STRING", "NULLABLE", "Sending service, from the request."),
+    Field("category_type", "STRING", "NULLABLE", "Notification category, from the request."),
+    Field("template_type", "STRING", "NULLABLE", "Template, from the request."),
+    Field("channel", "STRING", "NULLABLE", "push, sms or email."),
+    Field("priority", "STRING", "NULLABLE", "high, normal or low."),
+    Field("platform", "STRING", "NULLABLE", "ios, android or web for push deliveries."),
+    Field("device_id", "STRING", "NULLABLE", "Device document id for push deliveries."),
+    Field("recipient_hash", "STRING", "NULLABLE",
+          "Keyed hash (HMAC-SHA256) of the token, phone or email: joins without exposing it."),
+    Field("provider", "STRING", "NULLABLE", "fcm, twilio or sendgrid."),
+    Field("provider_message_id", "STRING", "NULLABLE", "Id the provider returned on send."),
+    Field("reason", "STRING", "NULLABLE", "Why a delivery was suppressed, failed or dead-lettered."),
+    Field("provider_code", "STRING", "NULLABLE", "The provider's own error code, if any."),
+    Field("accepted_at", "TIMESTAMP", "NULLABLE", "When the ingest function accepted the request."),
+    Field("detail", "STRING", "NULLABLE",
+          "Free text: the provider's error message, or the raw message of a dead letter."),
+)
+
+PARTITION_FIELD = "event_ts"
+CLUSTER_FIELDS = ("channel", "status")
+EVENTS_TABLE = "events"
+
+
+def bigquery_schema() -> list[Any]:
+    """The events table schema as google-cloud-bigquery SchemaFields."""
+    from google.cloud import bigquery
+
+    return [bigquery.SchemaField(f.name, f.type, mode=f.mode, description=f.description)
+            for f in EVENT_FIELDS]
+
+
+def recipient_hash(address: str, key: bytes) -> str:
+    """Keyed hash of a contact address, so analytics never hold a raw phone, email or token."""
+    return hmac.new(key, address.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _event_id(span_id: str, status: str) -> str:
+    return hashlib.sha256(f"{span_id}/{status}".encode()).hexdigest()[:32]
+
+
+def span_for(trace_id: str, *parts: str) -> str:
+    """Deterministic span id of a delivery within a trace."""
+    return hashlib.sha256("/".join((trace_id, *parts)).encode()).hexdigest()[:16]
+
+
+def request_event(envelope: Envelope, status: Status, **extra: Any) -> dict[str, Any]:
+    """An event about the request as a whole (accepted); its span is the trace's root span."""
+    request = envelope.request
+    root = span_for(envelope.trace_id)
+    row = {
+        "event_id": _event_id(root, status),
+        "event_ts": utc_now_iso(),
+        "status": status.value,
+        "trace_id": envelope.trace_id,
+        "span_id": root,
+        "parent_span_id": None,
+        "notification_id": request.notification_id,
+        "user_id": request.user_id,
+        "sender_client": envelope.sender_client,
+        "service_type": request.service_type,
+        "category_type": request.category_type,
+        "template_type": request.template_type,
+        "channel": request.channel.value,
+        "priority": request.priority.value,
+        "accepted_at": envelope.accepted_at,
+    }
+    row.update(extra)
+    return _complete(row)
+
+
+def delivery_event(envelope: Envelope, span_id: str, status: Status, **extra: Any) -> dict[str, Any]:
+    """An event about one delivery of a request, child of the request's span."""
+    row = request_event(envelope, status)
+    row.update(span_id=span_id, parent_span_id=row["span_id"], event_id=_event_id(span_id, status))
+    row.update(extra)
+    return _complete(row)
+
+
+def dead_letter_event(raw: bytes, reason: str, detail: str) -> dict[str, Any]:
+    """A message the pipeline could not parse: kept whole, with why, so it can be replayed."""
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    return _complete({
+        "event_id": _event_id(digest, Status.DEAD_LETTER),
+        "event_ts": utc_now_iso(),
+        "status": Status.DEAD_LETTER.value,
+        "span_id": digest,
+        "reason": reason,
+        "detail": f"{detail} | raw={raw[:4096].decode('utf-8', 'replace')}",
+    })
+
+
+_NAMES = tuple(f.name for f in EVENT_FIELDS)
+
+
+def _complete(row: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(row) - set(_NAMES)
+    if unknown:
+        raise KeyError(f"not in the event schema: {sorted(unknown)}")
+    return {name: row.get(name) for name in _NAMES}

@@ -1,0 +1,61 @@
+"""Wait until the streaming pipeline has handled a set of accepted requests, judged from BigQuery.
+
+A streaming job never "finishes", so drained means: every trace has its `accepted` event and at
+least one terminal delivery event, and no new event has arrived for a quiet period (batches flush
+within half a second, so a few seconds of quiet means nothing is in flight).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from google.cloud import bigquery
+
+from herald.events import TERMINAL
+from herald.settings import Settings
+
+
+@dataclass(frozen=True)
+class Progress:
+    accepted: int
+    settled: int
+    events: int
+
+
+def progress(client: bigquery.Client, settings: Settings, trace_ids: list[str]) -> Progress:
+    terminal = ", ".join(f"'{status.value}'" for status in TERMINAL)
+    query = f"""
+        SELECT
+          COUNT(DISTINCT IF(status = 'accepted', trace_id, NULL)) AS accepted,
+          COUNT(DISTINCT IF(status IN ({terminal}) AND parent_span_id IS NOT NULL, trace_id, NULL))
+            AS settled,
+          COUNT(*) AS events
+        FROM `{settings.events_table}`
+        WHERE trace_id IN UNNEST(@trace_ids)
+    """
+    config = bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ArrayQueryParameter("trace_ids", "STRING", trace_ids)])
+    row = next(iter(client.query(query, job_config=config).result()))
+    return Progress(row["accepted"], row["settled"], row["events"])
+
+
+def wait_for_drain(client: bigquery.Client, settings: Settings, trace_ids: Iterable[str], *,
+                   timeout_s: float = 300.0, quiet_s: float = 4.0, poll_s: float = 1.0,
+                   on_progress: Callable[[Progress], None] | None = None) -> Progress:
+    """Block until drained; raises TimeoutError with the last progress otherwise."""
+    traces = sorted(set(trace_ids))
+    deadline = time.monotonic() + timeout_s
+    last, quiet_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        current = progress(client, settings, traces)
+        if on_progress:
+            on_progress(current)
+        if current != last:
+            last, quiet_since = current, time.monotonic()
+        elif (current.accepted == current.settled == len(traces)
+              and time.monotonic() - quiet_since >= quiet_s):
+            return current
+        time.sleep(poll_s)
+    raise TimeoutError(f"pipeline did not drain in {timeout_s}s: {last} of {len(traces)} traces")

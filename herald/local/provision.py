@@ -1,0 +1,53 @@
+"""Create what the local stack's services need: topics, subscriptions, the BigQuery dataset and table.
+
+The same functions provision a test's private stack; terraform owns these resources in production.
+"""
+
+from __future__ import annotations
+
+from google.api_core import exceptions
+from google.cloud import bigquery, pubsub_v1
+
+from herald import events
+from herald.clients import bigquery_client
+from herald.settings import Settings
+
+ACK_DEADLINE_S = 60
+
+
+def create_topics(settings: Settings) -> None:
+    """Requests topic with the pipeline's subscription, and the dead-letter topic with a
+    subscription so dead letters are kept for replay rather than dropped by Pub/Sub."""
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        pairs = [
+            (settings.requests_topic, settings.requests_subscription),
+            (settings.dead_letter_topic, f"{settings.dead_letter_topic}-hold"),
+        ]
+        for topic, subscription in pairs:
+            topic_path = settings.topic_path(topic)
+            try:
+                publisher.create_topic(name=topic_path)
+            except exceptions.AlreadyExists:
+                pass
+            try:
+                subscriber.create_subscription(
+                    name=settings.subscription_path(subscription), topic=topic_path,
+                    ack_deadline_seconds=ACK_DEADLINE_S)
+            except exceptions.AlreadyExists:
+                pass
+    finally:
+        subscriber.close()
+
+
+def create_events_table(settings: Settings) -> None:
+    """Dataset and the day-partitioned, channel/status-clustered events table."""
+    client = bigquery_client(settings)
+    client.create_dataset(bigquery.Dataset(f"{settings.project}.{settings.dataset}"), exists_ok=True)
+    table = bigquery.Table(settings.events_table, schema=events.bigquery_schema())
+    table.time_partitioning = bigquery.TimePartitioning(
+        type_=bigquery.TimePartitioningType.DAY, field=events.PARTITION_FIELD)
+    table.clustering_fields = list(events.CLUSTER_FIELDS)
+    table.description = "Every stage of every Herald request and delivery (herald.events)."
+    client.create_table(table, exists_ok=True)

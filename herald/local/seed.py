@@ -1,0 +1,75 @@
+"""Demo users and devices in Firestore: the shape the pipeline reads, with every kind of opt-out.
+
+Layout (the production contract for the device/contact registration services):
+  users/{userId}: notification_enabled, categories {name: bool}, channels {push|sms|email: bool},
+                  email, phone, locale, timezone
+  users/{userId}/devices/{deviceId}: platform (ios|android|web), token, notification_enabled
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from google.cloud import firestore
+
+from herald.contracts import Channel, Platform
+
+DEMO_CATEGORIES = ("delivery", "account", "marketing", "security")
+_PLATFORMS = tuple(Platform)
+
+
+@dataclass(frozen=True)
+class SeedUser:
+    """A user document and its devices, as written to Firestore."""
+
+    user_id: str
+    document: dict[str, Any]
+    devices: dict[str, dict[str, Any]]
+
+
+def demo_users(count: int) -> Iterator[SeedUser]:
+    """Deterministic users: every 10th opted out entirely, every 7th opted out of marketing,
+    every 9th of SMS, every 5th with one disabled device, every 13th with an unregistered token,
+    every 17th with no phone."""
+    for index in range(count):
+        user_id = f"user-{index:05d}"
+        document = {
+            "notification_enabled": index % 10 != 3,
+            "categories": {category: not (category == "marketing" and index % 7 == 0)
+                           for category in DEMO_CATEGORIES},
+            "channels": {channel.value: not (channel is Channel.SMS and index % 9 == 0)
+                         for channel in Channel},
+            "email": f"{user_id}@example.com",
+            "phone": None if index % 17 == 0 else f"+1555{index:07d}",
+            "locale": "en-US",
+            "timezone": "America/New_York",
+        }
+        devices = {}
+        for number in range(1 + index % 3):
+            platform = _PLATFORMS[(index + number) % len(_PLATFORMS)]
+            token_prefix = "unregistered-" if index % 13 == 0 and number == 0 else "tok-"
+            devices[f"dev-{number}"] = {
+                "platform": platform.value,
+                "token": f"{token_prefix}{user_id}-{number}",
+                "notification_enabled": not (index % 5 == 0 and number == 0),
+            }
+        yield SeedUser(user_id, document, devices)
+
+
+def seed(client: firestore.Client, users: int) -> int:
+    """Write `users` demo users with their devices in batched writes; returns documents written."""
+    written = 0
+    batch = client.batch()
+    for user in demo_users(users):
+        user_ref = client.collection("users").document(user.user_id)
+        batch.set(user_ref, user.document)
+        for device_id, device in user.devices.items():
+            batch.set(user_ref.collection("devices").document(device_id), device)
+        written += 1 + len(user.devices)
+        if len(batch) >= 400:
+            batch.commit()
+            batch = client.batch()
+    if len(batch):
+        batch.commit()
+    return written

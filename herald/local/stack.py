@@ -1,0 +1,177 @@
+"""`herald local up` / `herald local down`: the whole product on one machine, on real emulators.
+
+`up` starts Google's Pub/Sub and Firestore emulators, the BigQuery emulator, the provider sandbox,
+the ingest function under functions-framework and the streaming pipeline on DirectRunner, each on a
+free port of 127.0.0.1; provisions topics and tables; writes the endpoints to `<state>/local.env`
+and the process-group ids it started to `<state>/pids.json`. `down` stops exactly those groups.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from herald.local import processes, provision
+from herald.local.processes import Service, StackError, free_port, http_ready, tcp_ready
+from herald.settings import DEFAULT_LOCAL_API_KEY, DEFAULT_LOCAL_CLIENT, Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_STATE_DIR = Path(".herald")
+PROJECT = "herald-local"
+DATASET = "herald"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("HERALD_STATE_DIR", DEFAULT_STATE_DIR))
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """What `up` starts; tests turn off the pipeline to drive it themselves."""
+
+    state_dir: Path
+    seed_users: int = 0
+    with_pipeline: bool = True
+    sandbox_latency_ms: int = 100
+    pipeline_args: tuple[str, ...] = ()
+
+
+def read_env(state_dir: Path) -> dict[str, str]:
+    """The KEY=VALUE lines `up` wrote."""
+    env_file = state_dir / "local.env"
+    if not env_file.exists():
+        raise StackError(f"no local stack at {state_dir} (run `herald local up`)")
+    pairs = (line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    return {key: value for key, value in pairs}
+
+
+def running_pids(state_dir: Path) -> dict[str, int]:
+    """Process groups of a stack that still have live members."""
+    pid_file = state_dir / "pids.json"
+    if not pid_file.exists():
+        return {}
+    pids = json.loads(pid_file.read_text())
+    return {name: pid for name, pid in pids.items() if processes.group_members(pid)}
+
+
+def _bqemulator_command(rest: int, grpc: int) -> list[str]:
+    executable = Path(sys.executable).with_name("bqemulator")
+    if not executable.exists():
+        raise StackError("bqemulator is not installed in this environment: "
+                         "pip install -e '.[local]' (see README)")
+    return [str(executable), "start", "--rest-host", "127.0.0.1", "--rest-port", str(rest),
+            "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc), "--project", PROJECT,
+            "--log-level", "warning"]
+
+
+def _install_duckdb_spatial() -> None:
+    """bqemulator loads DuckDB's spatial extension at start and would download it; the PyPI
+    package ships it, so install it from there first (offline, idempotent)."""
+    subprocess.run([sys.executable, "-c", "from duckdb_extensions import import_extension;"
+                    "import_extension('spatial')"], check=True, capture_output=True)
+
+
+def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str, str]:
+    """Start the stack; returns the endpoints (also written to local.env). Refuses a second stack
+    in the same state dir."""
+    state_dir = options.state_dir
+    already = running_pids(state_dir)
+    if already:
+        raise StackError(f"a local stack is already running from {state_dir} "
+                         f"({', '.join(already)}); `herald local down` first")
+    processes.require_cloud_sdk_emulators()
+    if shutil.which("java") is None:
+        raise StackError("Java 17+ is required by Google's emulators and was not found on PATH")
+    _install_duckdb_spatial()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = state_dir / "logs"
+    ports = {name: free_port() for name in ("pubsub", "firestore", "bq", "bq_grpc", "sandbox", "api")}
+    env = {
+        "HERALD_PROJECT": PROJECT,
+        "HERALD_DATASET": DATASET,
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{ports['pubsub']}",
+        "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{ports['firestore']}",
+        "BIGQUERY_API_ENDPOINT": f"http://127.0.0.1:{ports['bq']}",
+        "HERALD_SANDBOX_URL": f"http://127.0.0.1:{ports['sandbox']}",
+        "HERALD_API_URL": f"http://127.0.0.1:{ports['api']}",
+        "HERALD_API_KEY": DEFAULT_LOCAL_API_KEY,
+        "HERALD_API_KEYS": f"{DEFAULT_LOCAL_API_KEY}:{DEFAULT_LOCAL_CLIENT}",
+    }
+    services = [
+        Service("pubsub-emulator", [str(processes.PUBSUB_EMULATOR), "--host=127.0.0.1",
+                                    f"--port={ports['pubsub']}"], tcp_ready(ports["pubsub"])),
+        Service("firestore-emulator", [str(processes.FIRESTORE_EMULATOR), "start",
+                                       "--host=127.0.0.1", f"--port={ports['firestore']}"],
+                http_ready(f"http://127.0.0.1:{ports['firestore']}/")),
+        Service("bigquery-emulator", _bqemulator_command(ports["bq"], ports["bq_grpc"]),
+                http_ready(f"{env['BIGQUERY_API_ENDPOINT']}/bigquery/v2/projects/{PROJECT}/datasets")),
+        Service("provider-sandbox",
+                processes.python_module("herald.sandbox", "--host", "127.0.0.1",
+                                        "--port", str(ports["sandbox"]), "--project", PROJECT,
+                                        "--latency-ms", str(options.sandbox_latency_ms)),
+                http_ready(f"{env['HERALD_SANDBOX_URL']}/_health")),
+    ]
+    started: dict[str, int] = {}
+
+    def launch(service: Service) -> None:
+        report(f"starting {service.name} ...")
+        process = processes.start(service, log_dir)
+        started[service.name] = process.pid
+        (state_dir / "pids.json").write_text(json.dumps(started, indent=2))
+
+    service_env = {**env, "PYTHONPATH": str(REPO_ROOT)}
+    try:
+        for service in services:
+            launch(service)
+        settings = Settings.from_env(env)
+        os.environ.update(env)
+        provision.create_topics(settings)
+        provision.create_events_table(settings)
+        if options.seed_users:
+            from herald.clients import firestore_client
+            from herald.local.seed import seed
+
+            written = seed(firestore_client(settings), options.seed_users)
+            report(f"seeded {options.seed_users} users ({written} documents) into Firestore")
+        launch(Service(
+            "ingest-function",
+            [str(Path(sys.executable).with_name("functions-framework")),
+             "--target=notifications", f"--source={REPO_ROOT / 'ingest_function' / 'main.py'}",
+             "--host=127.0.0.1", f"--port={ports['api']}"],
+            http_ready(f"{env['HERALD_API_URL']}/healthz"), env=service_env))
+        if options.with_pipeline:
+            launch(Service(
+                "pipeline",
+                processes.python_module("pipelines.herald_pipeline", "--streaming",
+                                        *options.pipeline_args),
+                lambda: True, env=service_env))
+    except BaseException:
+        down(state_dir, report=lambda _: None)
+        raise
+    lines = [f"{key}={value}" for key, value in env.items()]
+    (state_dir / "local.env").write_text("\n".join(lines) + "\n")
+    for line in lines:
+        report(line)
+    return env
+
+
+def down(state_dir: Path, report: Callable[[str], None] = print) -> list[str]:
+    """Stop the process groups `up` recorded, newest first, and forget them."""
+    pid_file = state_dir / "pids.json"
+    if not pid_file.exists():
+        report(f"no local stack recorded in {state_dir}")
+        return []
+    pids = json.loads(pid_file.read_text())
+    for name, pid in reversed(list(pids.items())):
+        report(f"stopping {name} (process group {pid})")
+        processes.stop_group(pid)
+    pid_file.unlink()
+    (state_dir / "local.env").unlink(missing_ok=True)
+    return list(pids)

@@ -1,0 +1,90 @@
+"""Runtime settings, read from the environment only.
+
+The same code runs against the local stack and against Google Cloud: the emulator variables
+(`PUBSUB_EMULATOR_HOST`, `FIRESTORE_EMULATOR_HOST`) are read by Google's clients themselves; the
+rest is here, with production defaults where one exists.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+DEFAULT_LOCAL_API_KEY = "local-dev-key"
+DEFAULT_LOCAL_CLIENT = "local-dev"
+
+
+def parse_api_keys(spec: str) -> dict[str, str]:
+    """`key:client,key2:client2` -> {key: client}; the client id is the sender's identity."""
+    keys: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, sep, client = item.partition(":")
+        if not sep or not key or not client:
+            raise ValueError(f"HERALD_API_KEYS entry {item!r} is not key:client")
+        keys[key] = client
+    return keys
+
+
+_PROVIDER_SECRETS = {
+    "twilio_account_sid": "TWILIO_ACCOUNT_SID",
+    "twilio_auth_token": "TWILIO_AUTH_TOKEN",
+    "twilio_from_number": "TWILIO_FROM_NUMBER",
+    "sendgrid_api_key": "SENDGRID_API_KEY",
+    "sendgrid_from_email": "SENDGRID_FROM_EMAIL",
+}
+"""Provider credentials: Secret Manager injects these in production; the defaults fit the sandbox."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a Herald process needs to find its topics, tables and providers."""
+
+    project: str
+    dataset: str = "herald"
+    requests_topic: str = "notification-requests"
+    requests_subscription: str = "notification-requests-pipeline"
+    dead_letter_topic: str = "notification-dead-letter"
+    bigquery_endpoint: str | None = None
+    api_keys: Mapping[str, str] = field(default_factory=dict)
+    hash_key: bytes = b"herald-local-hash-key"
+    fcm_endpoint: str | None = None
+    twilio_endpoint: str | None = None
+    sendgrid_endpoint: str | None = None
+    callback_base_url: str | None = None
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: str = "local-twilio-token"
+    twilio_from_number: str = "+15550000000"
+    sendgrid_api_key: str = "SG.local-sendgrid-key"
+    sendgrid_from_email: str = "notifications@herald.local"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        sandbox = env.get("HERALD_SANDBOX_URL")
+        return cls(
+            project=env.get("HERALD_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or "herald-local",
+            dataset=env.get("HERALD_DATASET", "herald"),
+            requests_topic=env.get("HERALD_REQUESTS_TOPIC", "notification-requests"),
+            requests_subscription=env.get("HERALD_REQUESTS_SUBSCRIPTION",
+                                          "notification-requests-pipeline"),
+            dead_letter_topic=env.get("HERALD_DEAD_LETTER_TOPIC", "notification-dead-letter"),
+            bigquery_endpoint=env.get("BIGQUERY_API_ENDPOINT") or None,
+            api_keys=parse_api_keys(env.get("HERALD_API_KEYS", "")),
+            hash_key=env.get("HERALD_HASH_KEY", "herald-local-hash-key").encode(),
+            fcm_endpoint=env.get("HERALD_FCM_ENDPOINT") or sandbox,
+            twilio_endpoint=env.get("HERALD_TWILIO_ENDPOINT") or sandbox,
+            sendgrid_endpoint=env.get("HERALD_SENDGRID_ENDPOINT") or sandbox,
+            callback_base_url=env.get("HERALD_CALLBACK_BASE_URL") or env.get("HERALD_API_URL"),
+            **{name: env[variable] for name, variable in _PROVIDER_SECRETS.items() if env.get(variable)},
+        )
+
+    def topic_path(self, topic: str) -> str:
+        return f"projects/{self.project}/topics/{topic}"
+
+    def subscription_path(self, subscription: str) -> str:
+        return f"projects/{self.project}/subscriptions/{subscription}"
+
+    @property
+    def events_table(self) -> str:
+        return f"{self.project}.{self.dataset}.events"
