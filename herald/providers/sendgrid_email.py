@@ -1,0 +1,62 @@
+"""Email through the official sendgrid SDK, pointed at an endpoint by configuration only."""
+
+from __future__ import annotations
+
+import json
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import CustomArg, Mail, Personalization, To
+
+from herald.contracts import PROVIDER_BY_CHANNEL, Channel
+from herald.providers.base import Outgoing, PooledSender, ProviderError, is_transient_status
+
+SENDGRID_HOST = "https://api.sendgrid.com"
+
+
+def build_mail(item: Outgoing, from_email: str) -> Mail:
+    """One recipient per mail; the ids go in the personalization's custom_args, which SendGrid
+    echoes in every webhook event for that recipient."""
+    mail = Mail(from_email=from_email, subject=item.title, plain_text_content=item.content)
+    personalization = Personalization()
+    personalization.add_to(To(item.address))
+    personalization.add_custom_arg(CustomArg("notification_id", item.notification_id))
+    personalization.add_custom_arg(CustomArg("span_id", item.span_id))
+    mail.add_personalization(personalization)
+    return mail
+
+
+def _error_message(error: HTTPError) -> str:
+    """SendGrid's `errors[].message` list when the body has one, else the HTTP reason."""
+    try:
+        return "; ".join(entry["message"] for entry in json.loads(error.body)["errors"])
+    except (ValueError, KeyError, TypeError):
+        return str(error.reason)
+
+
+class SendGridSender(PooledSender):
+    """One mail/send request per email, run concurrently."""
+
+    provider = PROVIDER_BY_CHANNEL[Channel.EMAIL]
+
+    def __init__(self, api_key: str, from_email: str, endpoint: str | None = None,
+                 max_workers: int = 32, *, timeout_s: float = 30.0) -> None:
+        super().__init__(max_workers)
+        host = endpoint.rstrip("/") if endpoint else SENDGRID_HOST
+        self._api = SendGridAPIClient(api_key, host=host)
+        # Every request shares this header dict, and the SDK adds Content-Type to it on first
+        # use; set it now so no send mutates it while another thread is reading it.
+        self._api.client.request_headers.setdefault("Content-Type", "application/json")
+        self._from = from_email
+        self._timeout_s = timeout_s
+
+    def _send_one(self, item: Outgoing) -> str | None:
+        response = self._api.client.mail.send.post(
+            request_body=build_mail(item, self._from).get(), timeout=self._timeout_s)
+        return response.headers.get("X-Message-Id")
+
+    def _classify(self, error: Exception) -> ProviderError | None:
+        if not isinstance(error, HTTPError):
+            return None
+        return ProviderError(str(error.status_code), _error_message(error),
+                             transient=is_transient_status(error.status_code))

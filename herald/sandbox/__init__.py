@@ -1,0 +1,9 @@
+"""Provider sandbox: FCM, Twilio and SendGrid look-alikes for the local stack and tests.
+
+Run it with `python -m herald.sandbox`, or in-process with `SandboxServer(...).start()`.
+"""
+
+from herald.sandbox.ledger import Delivery, Ledger, LedgerEntry
+from herald.sandbox.server import SandboxServer, SandboxSettings
+
+__all__ = ["Delivery", "Ledger", "LedgerEntry", "SandboxServer", "SandboxSettings"]

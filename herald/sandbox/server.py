@@ -1,0 +1,349 @@
+"""An HTTP stand-in for FCM, Twilio and SendGrid that the official SDKs talk to unchanged.
+
+Only the SDKs' endpoint is configured, so the same sender code runs against the sandbox locally and
+against the providers in production. Each provider route answers in that provider's own success
+and error shapes (the SDKs parse them into their own exception types), waits the configured latency
+first, and records what it accepted in a `Ledger` that `GET /_ledger` serves to tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Mapping
+from urllib.parse import parse_qs, urlsplit
+
+from herald.contracts import Channel
+from herald.sandbox.ledger import Delivery, Ledger
+
+logger = logging.getLogger(__name__)
+
+E164 = re.compile(r"\+[1-9]\d{6,14}")
+MAX_PERSONALIZATIONS = 1000
+"""SendGrid's limit per mail/send request; the SDK does not check it, so the sandbox must."""
+
+FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """What `POST /_config` may change at runtime; later knobs (fault injection) belong here too.
+
+    Frozen and swapped whole, so a handler thread never sees a half-applied change.
+    """
+
+    latency_ms: float = 100.0
+
+    def updated(self, changes: Mapping[str, Any]) -> SandboxSettings:
+        """A copy with `changes` applied; ValueError names a bad or unknown key."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}")
+        latency = changes.get("latency_ms", self.latency_ms)
+        if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0:
+            raise ValueError("latency_ms must be a non-negative number")
+        return replace(self, latency_ms=float(latency))
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A response plus the deliveries it accepted, kept apart so the ledger is written only
+    after the latency wait, right before the client hears 2xx."""
+
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    accepted: tuple[Delivery, ...] = ()
+
+
+def _json_reply(status: int, payload: Any, accepted: tuple[Delivery, ...] = ()) -> Reply:
+    return Reply(status, json.dumps(payload).encode(), {"Content-Type": "application/json"},
+                 accepted)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The decoded body if it is a JSON object, else None (each provider words the 400 itself)."""
+    try:
+        decoded = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return decoded if isinstance(decoded, dict) else None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """Optional JSON objects (data, custom_args) read as empty when absent or malformed."""
+    return value if isinstance(value, dict) else {}
+
+
+# --- FCM HTTP v1 -------------------------------------------------------------------------------
+
+def _fcm_error(status: int, grpc_status: str, message: str, fcm_code: str | None) -> Reply:
+    """Google's error shape; firebase-admin picks its exception class from the FcmError detail."""
+    details = [{"@type": FCM_ERROR_TYPE, "errorCode": fcm_code}] if fcm_code else []
+    return _json_reply(status, {"error": {
+        "code": status, "message": message, "status": grpc_status, "details": details}})
+
+
+def _fcm_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
+    project = match["project"]
+    if project != sandbox.project:
+        return _fcm_error(
+            403, "PERMISSION_DENIED",
+            f"Permission 'cloudmessaging.messages.create' denied on resource "
+            f"'//cloudresourcemanager.googleapis.com/projects/{project}' (or it may not exist).",
+            None)
+    message = _mapping((_json_object(body) or {}).get("message"))
+    token = message.get("token")
+    if not isinstance(token, str) or not token:
+        return _fcm_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.",
+                          "INVALID_ARGUMENT")
+    if token.startswith("unregistered-"):
+        return _fcm_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED")
+    name = f"projects/{project}/messages/0:{time.time_ns() // 1_000_000}%{secrets.token_hex(8)}"
+    data = _mapping(message.get("data"))
+    return _json_reply(200, {"name": name}, (Delivery(
+        Channel.PUSH, token, data.get("notification_id"), data.get("span_id"), name),))
+
+
+# --- Twilio Messages API -----------------------------------------------------------------------
+
+def _twilio_error(status: int, code: int, message: str) -> Reply:
+    """Twilio's legacy error shape, which the SDK raises as TwilioRestException(code=...)."""
+    return _json_reply(status, {"code": code, "message": message,
+                                "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                                "status": status})
+
+
+def _twilio_create_message(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
+    form = {key: values[0] for key, values in
+            parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+    to, sender, text = form.get("To", ""), form.get("From"), form.get("Body")
+    if not E164.fullmatch(to):
+        return _twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+    if not sender:
+        return _twilio_error(400, 21603, "A 'From' phone number is required.")
+    if not text:
+        return _twilio_error(400, 21602, "Message body is required.")
+    account, sid = match["account"], "SM" + uuid.uuid4().hex
+    now = format_datetime(datetime.now(timezone.utc))
+    uri = f"/2010-04-01/Accounts/{account}/Messages/{sid}.json"
+    resource = {
+        "sid": sid, "account_sid": account, "api_version": "2010-04-01", "status": "queued",
+        "to": to, "from": sender, "body": text, "direction": "outbound-api",
+        "date_created": now, "date_updated": now, "date_sent": None,
+        "num_segments": "1", "num_media": "0", "price": None, "price_unit": "USD",
+        "error_code": None, "error_message": None, "messaging_service_sid": None,
+        "uri": uri, "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
+    }
+    callback = parse_qs(urlsplit(form.get("StatusCallback", "")).query)
+    return _json_reply(201, resource, (Delivery(
+        Channel.SMS, to, callback.get("notification_id", [None])[0],
+        callback.get("span_id", [None])[0], sid),))
+
+
+# --- SendGrid v3 mail/send ---------------------------------------------------------------------
+
+def _sendgrid_error(message: str, field_path: str | None) -> Reply:
+    return _json_reply(400, {"errors": [{"message": message, "field": field_path, "help": None}]})
+
+
+def _sendgrid_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
+    mail = _json_object(body)
+    if mail is None:
+        return _sendgrid_error("Bad Request", None)
+    personalizations = mail.get("personalizations")
+    if not isinstance(personalizations, list) or not personalizations:
+        return _sendgrid_error("The personalizations field is required and must have at least "
+                               "one personalization.", "personalizations")
+    if len(personalizations) > MAX_PERSONALIZATIONS:
+        return _sendgrid_error(f"The personalizations field cannot have more than "
+                               f"{MAX_PERSONALIZATIONS} personalizations.", "personalizations")
+    if not _mapping(mail.get("from")).get("email"):
+        return _sendgrid_error("The from object must be provided for every email send. It is an "
+                               "object that requires the email parameter, but may also contain "
+                               "a name parameter.", "from.email")
+    message_id = secrets.token_urlsafe(16)
+    shared_args = _mapping(mail.get("custom_args"))
+    accepted: list[Delivery] = []
+    for index, personalization in enumerate(map(_mapping, personalizations)):
+        recipients = personalization.get("to")
+        if not isinstance(recipients, list) or not recipients or not all(
+                _mapping(recipient).get("email") for recipient in recipients):
+            return _sendgrid_error("The to array is required for all personalization objects, "
+                                   "and must have at least one email object with a valid email "
+                                   "address.", f"personalizations.{index}.to")
+        args = {**shared_args, **_mapping(personalization.get("custom_args"))}
+        accepted.extend(Delivery(Channel.EMAIL, recipient["email"], args.get("notification_id"),
+                                 args.get("span_id"), message_id) for recipient in recipients)
+    return Reply(202, headers={"X-Message-Id": message_id}, accepted=tuple(accepted))
+
+
+# --- control endpoints -------------------------------------------------------------------------
+
+def _ledger(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
+    return _json_reply(200, {"entries": [entry.to_json() for entry in sandbox.ledger.entries()]})
+
+
+def _health(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
+    return _json_reply(200, {"ok": True})
+
+
+def _config(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
+    changes = _json_object(body)
+    if changes is None:
+        return _json_reply(400, {"error": "body must be a JSON object"})
+    try:
+        return _json_reply(200, asdict(sandbox.configure(changes)))
+    except ValueError as error:
+        return _json_reply(400, {"error": str(error)})
+
+
+Handler = Callable[["SandboxServer", re.Match[str], bytes], Reply]
+
+
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    path: re.Pattern[str]
+    handler: Handler
+    provider: bool
+    """Provider routes wait the latency and count as provider requests; control routes do not."""
+
+
+_ROUTES = (
+    _Route("POST", re.compile(r"/v1/projects/(?P<project>[^/]+)/messages:send"), _fcm_send, True),
+    _Route("POST", re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json"),
+           _twilio_create_message, True),
+    _Route("POST", re.compile(r"/v3/mail/send"), _sendgrid_send, True),
+    _Route("GET", re.compile(r"/_ledger"), _ledger, False),
+    _Route("GET", re.compile(r"/_health"), _health, False),
+    _Route("POST", re.compile(r"/_config"), _config, False),
+)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive, because the SDKs pool connections and reconnecting per message
+    would make the sandbox, not the pipeline, the bottleneck."""
+
+    protocol_version = "HTTP/1.1"
+    server: _HttpServer
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        # Read the whole body even for a 404, or the next request on this connection misparses.
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            reply = self.server.sandbox.handle(self.command, urlsplit(self.path).path, body)
+        except Exception:  # a sandbox bug must reach the client as a 500, not a dropped socket
+            logger.exception("sandbox handler failed for %s %s", self.command, self.path)
+            reply = _json_reply(500, {"error": "sandbox internal error"})
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug(format, *args)
+
+
+class _HttpServer(ThreadingHTTPServer):
+    """A deep listen backlog, because hundreds of SDK threads connecting at once otherwise see
+    connection resets; no joining of handler threads on close, because keep-alive connections
+    idle in them until the client goes away."""
+
+    request_queue_size = 1024
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], sandbox: SandboxServer) -> None:
+        super().__init__(address, _RequestHandler)
+        self.sandbox = sandbox
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up waiting (its timeout) is routine here, not a stderr traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("client %s hung up before the answer", client_address)
+        else:
+            super().handle_error(request, client_address)
+
+
+class SandboxServer:
+    """The provider sandbox: bound on construction, served by `start()` or `serve_forever()`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency_ms: float = 100.0,
+                 project: str = "herald-local") -> None:
+        self.project = project
+        self.ledger = Ledger()
+        self.settings = SandboxSettings().updated({"latency_ms": latency_ms})
+        self._settings_lock = threading.Lock()
+        self._http = _HttpServer((host, port), self)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL to give the SDKs; with port 0 it carries the port the OS picked."""
+        host, port = self._http.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def configure(self, changes: Mapping[str, Any]) -> SandboxSettings:
+        """Apply `changes` (validated by SandboxSettings) and return the new settings."""
+        with self._settings_lock:
+            self.settings = self.settings.updated(changes)
+            return self.settings
+
+    def handle(self, method: str, path: str, body: bytes) -> Reply:
+        """Route one request; provider routes wait the latency, then record what they accepted."""
+        for route in _ROUTES:
+            match = route.path.fullmatch(path)
+            if match is None or route.method != method:
+                continue
+            if not route.provider:
+                return route.handler(self, match, body)
+            request_index = self.ledger.next_request_index()
+            reply = route.handler(self, match, body)
+            time.sleep(self.settings.latency_ms / 1000)
+            self.ledger.record(request_index, reply.accepted)
+            return reply
+        return _json_reply(404, {"error": f"no sandbox route for {method} {path}"})
+
+    def serve_forever(self) -> None:
+        """Serve on the calling thread until `shutdown()` (or KeyboardInterrupt)."""
+        self._http.serve_forever(poll_interval=0.05)
+
+    def start(self) -> SandboxServer:
+        """Serve on a daemon thread, for tests and in-process stacks."""
+        self._thread = threading.Thread(target=self.serve_forever, name="herald-sandbox",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def shutdown(self) -> None:
+        """Stop the `start()` thread, if any, and release the port."""
+        if self._thread is not None:
+            self._http.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._http.server_close()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
