@@ -1,0 +1,67 @@
+-- One row per event: the pipeline's events, typed, with repeats dropped.
+-- A redelivered Pub/Sub message inserts the same event again with the same deterministic
+-- event_id (span and status), so analytics keep one row per event_id.
+
+with
+
+source as (
+
+    select * from {{ source('herald', 'events') }}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        event_id,
+        trace_id,
+        span_id,
+        parent_span_id,
+        notification_id,
+        user_id,
+        device_id,
+        recipient_hash,
+        provider_message_id,
+
+        -- what happened
+        status,
+        reason,
+        provider_code,
+        detail,
+
+        -- request and delivery attributes
+        sender_client,
+        service_type,
+        category_type,
+        template_type,
+        channel,
+        priority,
+        platform,
+        provider,
+
+        -- timestamps
+        cast(event_ts as timestamp) as event_ts,
+        cast(accepted_at as timestamp) as accepted_at,
+        date(event_ts) as event_date
+
+    from source
+
+),
+
+deduplicated as (
+
+    select * from renamed
+    -- BigQuery wants a WHERE, GROUP BY or HAVING beside QUALIFY.
+    where true
+    qualify row_number() over (partition by event_id order by event_ts) = 1
+
+),
+
+final as (
+
+    select * from deduplicated
+
+)
+
+select * from final
