@@ -74,6 +74,13 @@ def http_ready(url: str) -> Callable[[], bool]:
     return probe
 
 
+def log_contains(path: Path, marker: str) -> Callable[[], bool]:
+    """Ready once a process has logged `marker` (for processes with no port, like the pipeline)."""
+    def probe() -> bool:
+        return path.exists() and marker in path.read_text(errors="replace")
+    return probe
+
+
 def start(service: Service, log_dir: Path) -> subprocess.Popen:
     """Start a service in its own process group, logging to `log_dir/<name>.log`, and wait until
     it answers; on failure the log's tail is in the error."""

@@ -19,6 +19,7 @@ from typing import Callable
 
 from herald.local import processes, provision
 from herald.local.processes import Service, StackError, free_port, http_ready, tcp_ready
+from pipelines.herald_pipeline import RUNNING_MARKER
 from herald.settings import DEFAULT_LOCAL_API_KEY, DEFAULT_LOCAL_CLIENT, Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -151,7 +152,8 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
                 "pipeline",
                 processes.python_module("pipelines.herald_pipeline", "--streaming",
                                         *options.pipeline_args),
-                lambda: True, env=service_env))
+                processes.log_contains(log_dir / "pipeline.log", RUNNING_MARKER),
+                env=service_env))
     except BaseException:
         down(state_dir, report=lambda _: None)
         raise

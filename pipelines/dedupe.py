@@ -1,0 +1,69 @@
+"""DedupeDeliveries: a (notificationId, channel, address) is sent at most once per TTL.
+
+Follows Beam's `DeduplicatePerKey`: a per-key state remembers the first claim and a processing-time
+timer clears it after the TTL. The claim records the trace id, so a Pub/Sub *redelivery* of the same
+message (same trace) is dropped silently (its events already exist, with the same ids), while a
+second *request* with the same notificationId (another trace) is recorded as `duplicate`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import apache_beam as beam
+from apache_beam.coders import StrUtf8Coder
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from herald.events import Reason, Status
+from pipelines.delivery import Delivery
+
+DUPLICATES = "duplicates"
+
+
+class _FirstClaimWins(beam.DoFn):
+    CLAIM = ReadModifyWriteStateSpec("claimed_by_trace", StrUtf8Coder())
+    EXPIRY = TimerSpec("expiry", TimeDomain.REAL_TIME)
+
+    def __init__(self, ttl_s: int) -> None:
+        self._ttl_s = ttl_s
+        self.unique = Metrics.counter("herald", "deliveries_unique")
+        self.duplicates = Metrics.counter("herald", "deliveries_duplicate")
+        self.redelivered = Metrics.counter("herald", "deliveries_redelivered")
+
+    def process(self, keyed: tuple[str, Delivery], claim=beam.DoFn.StateParam(CLAIM),
+                expiry=beam.DoFn.TimerParam(EXPIRY)) -> Iterator[Delivery | TaggedOutput]:
+        _, delivery = keyed
+        holder = claim.read()
+        if holder is None:
+            claim.write(delivery.envelope.trace_id)
+            expiry.set(Timestamp.now() + Duration(seconds=self._ttl_s))
+            self.unique.inc()
+            yield delivery
+        elif holder == delivery.envelope.trace_id:
+            self.redelivered.inc()
+        else:
+            self.duplicates.inc()
+            yield TaggedOutput(DUPLICATES, delivery.event(
+                Status.DUPLICATE, reason=Reason.DUPLICATE_NOTIFICATION.value))
+
+    @on_timer(EXPIRY)
+    def expire(self, claim=beam.DoFn.StateParam(CLAIM)) -> None:
+        claim.clear()
+
+
+class DedupeDeliveries(beam.PTransform):
+    """Deliveries -> (main) first claims, (`duplicates`) duplicate events."""
+
+    def __init__(self, ttl_s: int) -> None:
+        super().__init__()
+        self._ttl_s = ttl_s
+
+    def expand(self, deliveries):
+        return (deliveries
+                | "KeyByDedupeKey" >> beam.Map(lambda d: (d.dedupe_key, d))
+                | "FirstClaimWins" >> beam.ParDo(_FirstClaimWins(self._ttl_s)).with_outputs(
+                    DUPLICATES, main="unique"))

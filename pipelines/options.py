@@ -1,0 +1,64 @@
+"""Pipeline options: what a platform engineer sets on the command line, DirectRunner or Dataflow.
+
+Defaults come from the environment the launcher runs in (the local stack's `local.env`), and the
+resolved `Settings` are built once at construction and shipped to workers inside the transforms,
+so Dataflow workers need no environment of their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from herald.settings import Settings
+
+DEFAULT_DEDUPE_TTL_S = 24 * 3600
+
+
+class HeraldOptions(PipelineOptions):
+    """Herald's own flags; standard Beam/Dataflow flags (runner, project, region...) pass through."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument("--herald_project", default=None,
+                            help="GCP project of Herald's topics, Firestore and BigQuery "
+                                 "(default: HERALD_PROJECT).")
+        parser.add_argument("--requests_subscription", default=None,
+                            help="Subscription id or full path of the requests topic "
+                                 "(default: HERALD_REQUESTS_SUBSCRIPTION).")
+        parser.add_argument("--dataset", default=None, help="BigQuery dataset (default: HERALD_DATASET).")
+        parser.add_argument("--bigquery_endpoint", default=None,
+                            help="BigQuery API endpoint, e.g. the local emulator "
+                                 "(default: BIGQUERY_API_ENDPOINT; production when unset).")
+        parser.add_argument("--provider_endpoint", default=None,
+                            help="Base URL for FCM, Twilio and SendGrid, e.g. the provider sandbox "
+                                 "(default: HERALD_SANDBOX_URL; the real providers when unset).")
+        parser.add_argument("--batch_shards", type=int, default=1,
+                            help="Keys per batching step (send, write). 1 suits the single-threaded "
+                                 "DirectRunner; raise it on Dataflow to spread batches over workers.")
+        parser.add_argument("--dedupe_ttl_s", type=int, default=DEFAULT_DEDUPE_TTL_S,
+                            help="How long a (notificationId, channel, address) is remembered.")
+
+
+def resolve_settings(options: PipelineOptions) -> Settings:
+    """Environment defaults overridden by whatever flags were given."""
+    herald = options.view_as(HeraldOptions)
+    settings = Settings.from_env()
+    overrides = {
+        "project": herald.herald_project,
+        "requests_subscription": herald.requests_subscription,
+        "dataset": herald.dataset,
+        "bigquery_endpoint": herald.bigquery_endpoint,
+        "fcm_endpoint": herald.provider_endpoint,
+        "twilio_endpoint": herald.provider_endpoint,
+        "sendgrid_endpoint": herald.provider_endpoint,
+    }
+    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def subscription_path(settings: Settings) -> str:
+    """Accept either a bare subscription id or a full path."""
+    if settings.requests_subscription.startswith("projects/"):
+        return settings.requests_subscription
+    return settings.subscription_path(settings.requests_subscription)

@@ -1,0 +1,63 @@
+"""plan_deliveries: which deliveries a request fans out to, and why each one may not be sent."""
+
+from __future__ import annotations
+
+import pytest
+
+from herald.contracts import Channel, new_envelope, parse_request
+from herald.contracts_test import DESIGN_BODY
+from herald.events import Reason, Status
+from pipelines.recipients import plan_deliveries
+
+KEY = b"k"
+USER = {"notification_enabled": True, "categories": {"marketing": False},
+        "channels": {"sms": False}, "email": "a@example.com", "phone": "+15550000001"}
+DEVICES = {
+    "d1": {"platform": "ios", "token": "tok-1", "notification_enabled": True},
+    "d2": {"platform": "android", "token": "tok-2", "notification_enabled": False},
+    "d3": {"platform": "web", "token": "tok-3"},
+}
+
+
+def envelope(**changes):
+    return new_envelope(parse_request({**DESIGN_BODY, **changes}), "svc")
+
+
+def reasons(env, user=USER, devices=DEVICES):
+    return [(d.device_id, d.channel, reason)
+            for d, reason in plan_deliveries(env, user, devices, KEY)]
+
+
+def test_push_fans_out_to_every_device_and_suppresses_the_disabled_one() -> None:
+    assert reasons(envelope()) == [("d1", Channel.PUSH, None),
+                                   ("d2", Channel.PUSH, Reason.DEVICE_DISABLED),
+                                   ("d3", Channel.PUSH, None)]
+
+
+@pytest.mark.parametrize("changes, user_changes, expected", [
+    ({}, {"notification_enabled": False}, Reason.USER_OPTED_OUT),
+    ({"categoryType": "marketing"}, {}, Reason.CATEGORY_OPTED_OUT),
+    ({"notificationType": "sms"}, {}, Reason.CHANNEL_OPTED_OUT),
+    ({"notificationType": "email"}, {"email": None}, Reason.NO_ADDRESS),
+    ({"notificationType": "email"}, {}, None),
+])
+def test_broadest_switch_is_the_reason(changes, user_changes, expected) -> None:
+    planned = reasons(envelope(**changes), {**USER, **user_changes})
+    assert {reason for *_, reason in planned} == {expected}
+
+
+def test_user_opt_out_wins_over_a_disabled_device() -> None:
+    planned = reasons(envelope(), {**USER, "notification_enabled": False})
+    assert [reason for *_, reason in planned] == [Reason.USER_OPTED_OUT] * 3
+
+
+def test_unknown_user_and_no_devices_are_one_undeliverable_delivery_each() -> None:
+    assert [r for *_, r in reasons(envelope(), user=None)] == [Reason.UNKNOWN_USER]
+    assert [r for *_, r in reasons(envelope(), devices={})] == [Reason.NO_ADDRESS]
+
+
+def test_events_hold_a_keyed_hash_never_the_address() -> None:
+    [(delivery, _)] = plan_deliveries(envelope(notificationType="email"), USER, {}, KEY)
+    event = delivery.event(Status.SENT)
+    assert "a@example.com" not in str(event)
+    assert event["recipient_hash"] and event["parent_span_id"] != event["span_id"]
