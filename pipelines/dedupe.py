@@ -8,7 +8,7 @@ second *request* with the same notificationId (another trace) is recorded as `du
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.coders import StrUtf8Coder
@@ -28,8 +28,9 @@ class _FirstClaimWins(beam.DoFn):
     CLAIM = ReadModifyWriteStateSpec("claimed_by_trace", StrUtf8Coder())
     EXPIRY = TimerSpec("expiry", TimeDomain.REAL_TIME)
 
-    def __init__(self, ttl_s: int) -> None:
+    def __init__(self, ttl_s: int, route: Callable[[Delivery], TaggedOutput]) -> None:
         self._ttl_s = ttl_s
+        self._route = route
         self.unique = Metrics.counter("herald", "deliveries_unique")
         self.duplicates = Metrics.counter("herald", "deliveries_duplicate")
         self.redelivered = Metrics.counter("herald", "deliveries_redelivered")
@@ -42,7 +43,7 @@ class _FirstClaimWins(beam.DoFn):
             claim.write(delivery.envelope.trace_id)
             expiry.set(Timestamp.now() + Duration(seconds=self._ttl_s))
             self.unique.inc()
-            yield delivery
+            yield self._route(delivery)
         elif holder == delivery.envelope.trace_id:
             self.redelivered.inc()
         else:
@@ -56,14 +57,16 @@ class _FirstClaimWins(beam.DoFn):
 
 
 class DedupeDeliveries(beam.PTransform):
-    """Deliveries -> (main) first claims, (`duplicates`) duplicate events."""
+    """(dedupe_key, Delivery) pairs -> first claims, tagged by `route` into `branches`, and
+    (`duplicates`) duplicate events."""
 
-    def __init__(self, ttl_s: int) -> None:
+    def __init__(self, ttl_s: int, route: Callable[[Delivery], TaggedOutput],
+                 branches: Sequence[str]) -> None:
         super().__init__()
         self._ttl_s = ttl_s
+        self._route = route
+        self._branches = tuple(branches)
 
-    def expand(self, deliveries):
-        return (deliveries
-                | "KeyByDedupeKey" >> beam.Map(lambda d: (d.dedupe_key, d))
-                | "FirstClaimWins" >> beam.ParDo(_FirstClaimWins(self._ttl_s)).with_outputs(
-                    DUPLICATES, main="unique"))
+    def expand(self, keyed_deliveries):
+        return keyed_deliveries | "FirstClaimWins" >> beam.ParDo(
+            _FirstClaimWins(self._ttl_s, self._route)).with_outputs(DUPLICATES, *self._branches)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.pvalue import TaggedOutput
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
@@ -15,7 +16,12 @@ from pipelines.delivery import Delivery
 
 
 def delivery(envelope, address="a@example.com"):
-    return Delivery(envelope, Channel.EMAIL, address, f"h-{address}")
+    item = Delivery(envelope, Channel.EMAIL, address, f"h-{address}")
+    return item.dedupe_key, item
+
+
+def to_unique(item: Delivery) -> TaggedOutput:
+    return TaggedOutput("unique", item)
 
 
 def test_first_claim_wins_and_every_element_is_accounted_for() -> None:
@@ -34,7 +40,7 @@ def test_first_claim_wins_and_every_element_is_accounted_for() -> None:
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = True
     with TestPipeline(options=options) as p:
-        result = p | stream | DedupeDeliveries(ttl_s=3600)
+        result = p | stream | DedupeDeliveries(ttl_s=3600, route=to_unique, branches=["unique"])
         assert_that(result.unique | "UniqueSpans" >> beam.Map(lambda d: (d.envelope.trace_id, d.address)),
                     equal_to([(first.trace_id, "a@example.com"), (first.trace_id, "b@example.com"),
                               (other.trace_id, "a@example.com")]), label="unique")

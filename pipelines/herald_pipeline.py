@@ -23,15 +23,14 @@ from typing import Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from herald.events import Status, request_event
 from herald.settings import Settings
 from pipelines.bigquery_sink import WriteEvents
 from pipelines.dedupe import DUPLICATES, DedupeDeliveries
 from pipelines.heartbeat import start_heartbeat
 from pipelines.options import HeraldOptions, resolve_settings, subscription_path
-from pipelines.parse import DEAD_LETTER, ParseRequests
+from pipelines.parse import ACCEPTED, DEAD_LETTER, ParseRequests
 from pipelines.recipients import EVENTS, ResolveRecipients
-from pipelines.send import SendDeliveries
+from pipelines.send import BRANCH_NAMES, Router, SendDeliveries
 
 
 class DeliverNotifications(beam.PTransform):
@@ -47,15 +46,12 @@ class DeliverNotifications(beam.PTransform):
 
     def expand(self, messages):
         parsed = messages | "ParseRequests" >> ParseRequests()
-        envelopes = parsed.envelopes
-        accepted = envelopes | "AcceptedEvents" >> beam.Map(
-            lambda envelope: request_event(envelope, Status.ACCEPTED))
-        resolved = envelopes | "ResolveRecipients" >> ResolveRecipients(self._settings)
+        resolved = parsed.envelopes | "ResolveRecipients" >> ResolveRecipients(self._settings)
         deduped = resolved.deliveries | "DedupeDeliveries" >> DedupeDeliveries(
-            self._options.dedupe_ttl_s)
-        sent = deduped.unique | "SendDeliveries" >> SendDeliveries(
-            self._settings, self._options.batch_shards)
-        return ((parsed[DEAD_LETTER], accepted, resolved[EVENTS], deduped[DUPLICATES], sent)
+            self._options.dedupe_ttl_s, Router(self._options.batch_shards), BRANCH_NAMES)
+        sent = ({name: deduped[name] for name in BRANCH_NAMES}
+                | "SendDeliveries" >> SendDeliveries(self._settings))
+        return ((parsed[DEAD_LETTER], parsed[ACCEPTED], resolved[EVENTS], deduped[DUPLICATES], sent)
                 | "AllEvents" >> beam.Flatten())
 
 

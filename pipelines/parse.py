@@ -10,10 +10,11 @@ from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.pvalue import TaggedOutput
 
 from herald.contracts import ContractError, Envelope
-from herald.events import Reason, dead_letter_event
+from herald.events import Reason, Status, dead_letter_event, request_event
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 
 DEAD_LETTER = "dead_letter"
+ACCEPTED = "accepted"
 
 
 class _ParseEnvelope(beam.DoFn):
@@ -35,10 +36,15 @@ class _ParseEnvelope(beam.DoFn):
             return
         self.parsed.inc()
         yield envelope
+        yield TaggedOutput(ACCEPTED, request_event(envelope, Status.ACCEPTED))
 
 
 class ParseRequests(beam.PTransform):
-    """Outputs a main PCollection of Envelopes and a `dead_letter` PCollection of events."""
+    """Outputs Envelopes (main), their `accepted` events and `dead_letter` events.
+
+    The accepted event is emitted here rather than by a Map downstream: one step fewer per
+    bundle, which is what the DirectRunner's cost is counted in."""
 
     def expand(self, messages):
-        return messages | "Parse" >> beam.ParDo(_ParseEnvelope()).with_outputs(DEAD_LETTER, main="envelopes")
+        return messages | "Parse" >> beam.ParDo(_ParseEnvelope()).with_outputs(
+            DEAD_LETTER, ACCEPTED, main="envelopes")

@@ -97,7 +97,8 @@ class _Directory:
 
 
 class _LookupAndPlan(beam.DoFn):
-    """Input: a batch of envelopes. Output: sendable Deliveries, and terminal events (tagged)."""
+    """Input: a batch of envelopes. Output: sendable (dedupe_key, Delivery) pairs, keyed here for
+    the dedupe step, and terminal events (tagged)."""
 
     def __init__(self, settings: Settings) -> None:
         self._hash_key = settings.hash_key
@@ -118,7 +119,7 @@ class _LookupAndPlan(beam.DoFn):
                                                     devices.get(user_id, {}), self._hash_key):
                 self.planned.inc()
                 if reason is None:
-                    yield delivery
+                    yield delivery.dedupe_key, delivery
                 elif reason in _FAILURES:
                     self.undeliverable.inc()
                     yield TaggedOutput(EVENTS, delivery.event(Status.FAILED, reason=reason.value))
@@ -128,7 +129,8 @@ class _LookupAndPlan(beam.DoFn):
 
 
 class ResolveRecipients(beam.PTransform):
-    """Envelopes -> (main) Deliveries to send, (`events`) suppressed/undeliverable events."""
+    """Envelopes -> (main) (dedupe_key, Delivery) pairs to send, (`events`) suppressed and
+    undeliverable events."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()
