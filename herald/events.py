@@ -21,7 +21,8 @@ from herald.contracts import Envelope, utc_now_iso
 
 
 class Status(StrEnum):
-    """Stages an event can record. `TERMINAL` ones close a delivery."""
+    """Stages an event can record. `TERMINAL` ones close a delivery inside Herald; `CALLBACK` ones
+    come later from the provider (FCM sends none) and refine what happened after `sent`."""
 
     ACCEPTED = "accepted"
     SUPPRESSED = "suppressed"
@@ -29,10 +30,21 @@ class Status(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     DEAD_LETTER = "dead_letter"
+    PROVIDER_ACCEPTED = "provider_accepted"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    BOUNCED = "bounced"
+    DROPPED = "dropped"
+    DEFERRED = "deferred"
+    OPENED = "opened"
+    CLICKED = "clicked"
 
 
 TERMINAL = frozenset({Status.SUPPRESSED, Status.DUPLICATE, Status.SENT, Status.FAILED,
                       Status.DEAD_LETTER})
+CALLBACK = frozenset({Status.PROVIDER_ACCEPTED, Status.DELIVERED, Status.UNDELIVERED,
+                      Status.BOUNCED, Status.DROPPED, Status.DEFERRED, Status.OPENED,
+                      Status.CLICKED})
 
 
 class Reason(StrEnum):
