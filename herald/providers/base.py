@@ -111,10 +111,11 @@ def classify_failure(error: Exception, classify: Classifier) -> ProviderError:
 
 
 class PooledSender(ABC):
-    """Fan-out for SDKs that send one message per blocking call (Twilio, SendGrid).
+    """Fan-out for SDKs that make one blocking call per provider request (Twilio, SendGrid).
 
     A pool that lives as long as the sender, so a streaming pipeline does not start threads per
-    batch; subclasses supply the single send and the translation of their SDK's exceptions.
+    batch; subclasses say which messages share a request (`_group`, one each by default), send
+    one request, and translate their SDK's exceptions. A failed request fails all it carried.
     """
 
     provider: ClassVar[str]
@@ -123,20 +124,31 @@ class PooledSender(ABC):
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix=f"herald-{self.provider}")
 
     def send(self, batch: Sequence[Outgoing]) -> list[SendResult]:
-        return list(self._pool.map(self._attempt, batch))
+        groups = self._group(batch)
+        results: dict[int, SendResult] = {}
+        for indices, outcome in zip(groups, self._pool.map(
+                lambda indices: self._attempt([batch[i] for i in indices]), groups)):
+            results.update(zip(indices, outcome))
+        return [results[index] for index in range(len(batch))]
 
     def close(self) -> None:
         self._pool.shutdown()
 
-    def _attempt(self, item: Outgoing) -> SendResult:
+    def _group(self, batch: Sequence[Outgoing]) -> list[list[int]]:
+        """Indices of the messages each provider request carries."""
+        return [[index] for index in range(len(batch))]
+
+    def _attempt(self, items: list[Outgoing]) -> list[SendResult]:
         try:
-            return SendResult.sent(item, self._send_one(item))
+            ids = self._send(items)
         except Exception as error:  # the contract: a per-message failure is a result
-            return SendResult.failed(item, classify_failure(error, self._classify))
+            failure = classify_failure(error, self._classify)
+            return [SendResult.failed(item, failure) for item in items]
+        return [SendResult.sent(item, provider_id) for item, provider_id in zip(items, ids, strict=True)]
 
     @abstractmethod
-    def _send_one(self, item: Outgoing) -> str | None:
-        """Send one message and return the provider's id for it; raise the SDK's errors."""
+    def _send(self, items: list[Outgoing]) -> list[str | None]:
+        """Make one provider request carrying `items`; the provider's id for each, in order."""
 
     @abstractmethod
     def _classify(self, error: Exception) -> ProviderError | None:

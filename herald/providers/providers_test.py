@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 import uuid
 import warnings
@@ -138,14 +140,21 @@ def test_a_timeout_is_transient(sandbox, sender_for, channel, code):
     assert (result.ok, result.error_code, result.transient) == (False, code, True)
 
 
-def test_sendgrid_sends_one_request_per_recipient(sandbox, sender_for):
-    batch = [outgoing(Channel.EMAIL, f"r{i}@example.com", i) for i in range(5)]
+def test_sendgrid_bulk_send_uses_one_request_per_1000_recipients(sandbox, sender_for):
+    bulk = [dataclasses.replace(outgoing(Channel.EMAIL, f"r{i}@example.com", i),
+                                notification_id="bulk-1") for i in range(2500)]
+    other = [outgoing(Channel.EMAIL, f"o{i}@example.com", i) for i in range(3)]
 
-    sender_for(Channel.EMAIL, sandbox.url).send(batch)
+    results = sender_for(Channel.EMAIL, sandbox.url).send(bulk + other)
 
-    entries = list(ledger_by_span(sandbox).values())
-    assert sorted(e["recipient"] for e in entries) == sorted(item.address for item in batch)
-    assert len({e["request_index"] for e in entries}) == 5
+    assert all(result.ok for result in results)
+    assert [result.span_id for result in results] == [item.span_id for item in bulk + other]
+    entries = ledger_by_span(sandbox)
+    assert set(entries) == {item.span_id for item in bulk + other}
+    bulk_requests = {entries[item.span_id]["request_index"] for item in bulk}
+    other_requests = {entries[item.span_id]["request_index"] for item in other}
+    assert len(bulk_requests) == 3  # ceil(2,500 / 1,000)
+    assert len(other_requests) == 3 and not other_requests & bulk_requests
 
 
 def test_sandbox_config_makes_a_send_slower(sandbox, sender_for):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Sequence
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
@@ -12,18 +13,27 @@ from herald.contracts import PROVIDER_BY_CHANNEL, Channel
 from herald.providers.base import Outgoing, PooledSender, ProviderError, is_transient_status
 
 SENDGRID_HOST = "https://api.sendgrid.com"
+MAX_PERSONALIZATIONS = 1000
+"""SendGrid's limit per mail/send request (the SDK does not check it)."""
 
 
-def build_mail(item: Outgoing, from_email: str) -> Mail:
-    """One recipient per mail; the ids go in the personalization's custom_args, which SendGrid
-    echoes in every webhook event for that recipient."""
-    mail = Mail(from_email=from_email, subject=item.title, plain_text_content=item.content)
-    personalization = Personalization()
-    personalization.add_to(To(item.address))
-    personalization.add_custom_arg(CustomArg("notification_id", item.notification_id))
-    personalization.add_custom_arg(CustomArg("span_id", item.span_id))
-    mail.add_personalization(personalization)
+def build_mail(items: Sequence[Outgoing], from_email: str) -> Mail:
+    """One mail for messages that share a notification and its content, a personalization per
+    recipient; the ids go in each personalization's custom_args, which SendGrid echoes in every
+    webhook event for that recipient."""
+    first = items[0]
+    mail = Mail(from_email=from_email, subject=first.title, plain_text_content=first.content)
+    for index, item in enumerate(items):
+        personalization = Personalization()
+        personalization.add_to(To(item.address))
+        personalization.add_custom_arg(CustomArg("notification_id", item.notification_id))
+        personalization.add_custom_arg(CustomArg("span_id", item.span_id))
+        mail.add_personalization(personalization, index=index)  # default index 0 would reverse
     return mail
+
+
+def _same_mail(item: Outgoing) -> tuple[str, str, str]:
+    return item.notification_id, item.title, item.content
 
 
 def _error_message(error: HTTPError) -> str:
@@ -35,7 +45,8 @@ def _error_message(error: HTTPError) -> str:
 
 
 class SendGridSender(PooledSender):
-    """One mail/send request per email, run concurrently."""
+    """A bulk send (one notification to many users) goes out as few requests as SendGrid allows:
+    one mail/send per 1,000 recipients of the same content; requests run concurrently."""
 
     provider = PROVIDER_BY_CHANNEL[Channel.EMAIL]
 
@@ -50,10 +61,18 @@ class SendGridSender(PooledSender):
         self._from = from_email
         self._timeout_s = timeout_s
 
-    def _send_one(self, item: Outgoing) -> str | None:
+    def _group(self, batch: Sequence[Outgoing]) -> list[list[int]]:
+        by_mail: dict[tuple[str, str, str], list[int]] = {}
+        for index, item in enumerate(batch):
+            by_mail.setdefault(_same_mail(item), []).append(index)
+        return [indices[start:start + MAX_PERSONALIZATIONS]
+                for indices in by_mail.values()
+                for start in range(0, len(indices), MAX_PERSONALIZATIONS)]
+
+    def _send(self, items: list[Outgoing]) -> list[str | None]:
         response = self._api.client.mail.send.post(
-            request_body=build_mail(item, self._from).get(), timeout=self._timeout_s)
-        return response.headers.get("X-Message-Id")
+            request_body=build_mail(items, self._from).get(), timeout=self._timeout_s)
+        return [response.headers.get("X-Message-Id")] * len(items)
 
     def _classify(self, error: Exception) -> ProviderError | None:
         if not isinstance(error, HTTPError):

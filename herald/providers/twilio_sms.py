@@ -33,7 +33,8 @@ class TwilioSender(PooledSender):
         self._from = from_number
         self._callback_base = status_callback_base.rstrip("/") if status_callback_base else None
 
-    def _send_one(self, item: Outgoing) -> str | None:
+    def _send(self, items: list[Outgoing]) -> list[str | None]:
+        (item,) = items  # Twilio takes one message per request
         options = {}
         if self._callback_base:
             # The ids ride in the callback URL, so the delivery receipt names its delivery.
@@ -41,7 +42,7 @@ class TwilioSender(PooledSender):
             options["status_callback"] = f"{self._callback_base}/v1/callbacks/twilio?{ids}"
         message = self._client.messages.create(
             to=item.address, from_=self._from, body=f"{item.title}: {item.content}", **options)
-        return message.sid
+        return [message.sid]
 
     def _classify(self, error: Exception) -> ProviderError | None:
         if isinstance(error, TwilioRestException):
