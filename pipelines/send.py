@@ -43,8 +43,8 @@ class Lane:
 
 
 LANES = (
-    # routine batches up to SendGrid's 1,000 personalizations, so a bulk email is one request per 1,000.
     Lane("urgent", frozenset({Priority.HIGH}), batch_size=100, max_wait_s=0.05),
+    # Up to SendGrid's 1,000 personalizations, so a bulk email is one request per 1,000.
     Lane("routine", frozenset({Priority.NORMAL, Priority.LOW}), batch_size=1000, max_wait_s=0.25),
 )
 
