@@ -48,6 +48,7 @@ PROVIDER_BY_CHANNEL: Mapping[Channel, str] = {
     Channel.SMS: "twilio",
     Channel.EMAIL: "sendgrid",
 }
+CHANNEL_BY_PROVIDER: Mapping[str, Channel] = {p: c for c, p in PROVIDER_BY_CHANNEL.items()}
 
 
 class ContractError(ValueError):

@@ -16,13 +16,14 @@ ACK_DEADLINE_S = 60
 
 
 def create_topics(settings: Settings) -> None:
-    """Requests topic with the pipeline's subscription, and the dead-letter topic with a
-    subscription so dead letters are kept for replay rather than dropped by Pub/Sub."""
+    """Requests and callbacks topics with the pipelines' subscriptions, and the dead-letter topic
+    with a subscription so dead letters are kept for replay rather than dropped by Pub/Sub."""
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     try:
         pairs = [
             (settings.requests_topic, settings.requests_subscription),
+            (settings.callbacks_topic, settings.callbacks_subscription),
             (settings.dead_letter_topic, f"{settings.dead_letter_topic}-hold"),
         ]
         for topic, subscription in pairs:

@@ -1,7 +1,7 @@
 """`herald local up` / `herald local down`: the whole product on one machine, on real emulators.
 
 `up` starts Google's Pub/Sub and Firestore emulators, the BigQuery emulator, the provider sandbox,
-the ingest function under functions-framework and the streaming pipeline on DirectRunner, each on a
+the ingest function under functions-framework and the streaming pipelines on DirectRunner, each on a
 free port of 127.0.0.1; provisions topics and tables; writes the endpoints to `<state>/local.env`
 and the process-group ids it started to `<state>/pids.json`. `down` stops exactly those groups.
 """
@@ -17,13 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import requests
+
 from herald.local import processes, provision
 from herald.local.processes import Service, StackError, free_port, http_ready, tcp_ready
-from pipelines.herald_pipeline import RUNNING_MARKER
+from pipelines.launch import RUNNING_MARKER
 from herald.settings import DEFAULT_LOCAL_API_KEY, DEFAULT_LOCAL_CLIENT, Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STATE_DIR = Path(".herald")
+PIPELINES = (("pipeline", "pipelines.herald_pipeline"),
+             ("callbacks-pipeline", "pipelines.callback_pipeline"))
+"""The streaming jobs: deliveries, and provider callbacks (a job of its own, see its module)."""
 PROJECT = "herald-local"
 DATASET = "herald"
 
@@ -78,6 +83,14 @@ def _install_duckdb_spatial() -> None:
                     "import_extension('spatial')"], check=True, capture_output=True)
 
 
+def _sandbox_public_key(sandbox_url: str) -> str:
+    """The key the sandbox signs SendGrid events with (a new one each start), for the ingest
+    function to verify them with, as the key from SendGrid's dashboard is in production."""
+    response = requests.get(f"{sandbox_url}/_keys", timeout=5)
+    response.raise_for_status()
+    return response.json()["sendgrid_webhook_public_key"]
+
+
 def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str, str]:
     """Start the stack; returns the endpoints (also written to local.env). Refuses a second stack
     in the same state dir."""
@@ -116,7 +129,9 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
         Service("provider-sandbox",
                 processes.python_module("herald.sandbox", "--host", "127.0.0.1",
                                         "--port", str(ports["sandbox"]), "--project", PROJECT,
-                                        "--latency-ms", str(options.sandbox_latency_ms)),
+                                        "--latency-ms", str(options.sandbox_latency_ms),
+                                        "--sendgrid-webhook-url",
+                                        f"{env['HERALD_API_URL']}/v1/callbacks/sendgrid"),
                 http_ready(f"{env['HERALD_SANDBOX_URL']}/_health")),
     ]
     started: dict[str, int] = {}
@@ -127,10 +142,11 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
         started[service.name] = process.pid
         (state_dir / "pids.json").write_text(json.dumps(started, indent=2))
 
-    service_env = {**env, "PYTHONPATH": str(REPO_ROOT)}
     try:
         for service in services:
             launch(service)
+        env["SENDGRID_WEBHOOK_PUBLIC_KEY"] = _sandbox_public_key(env["HERALD_SANDBOX_URL"])
+        service_env = {**env, "PYTHONPATH": str(REPO_ROOT)}
         settings = Settings.from_env(env)
         os.environ.update(env)
         provision.create_topics(settings)
@@ -148,12 +164,11 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
              "--host=127.0.0.1", f"--port={ports['api']}"],
             http_ready(f"{env['HERALD_API_URL']}/healthz"), env=service_env))
         if options.with_pipeline:
-            launch(Service(
-                "pipeline",
-                processes.python_module("pipelines.herald_pipeline", "--streaming",
-                                        *options.pipeline_args),
-                processes.log_contains(log_dir / "pipeline.log", RUNNING_MARKER),
-                env=service_env))
+            for name, module in PIPELINES:
+                launch(Service(
+                    name, processes.python_module(module, "--streaming", *options.pipeline_args),
+                    processes.log_contains(log_dir / f"{name}.log", RUNNING_MARKER),
+                    env=service_env))
     except BaseException:
         down(state_dir, report=lambda _: None)
         raise

@@ -7,10 +7,24 @@ listening when it is printed, so a supervisor can read it (port 0 included) and 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
+from herald.sandbox.callbacks import DEFAULT_TWILIO_AUTH_TOKEN, SendGridSigner
 from herald.sandbox.server import SandboxServer
+
+
+def _faults(text: str) -> dict[str, Any]:
+    """--faults: a `POST /_config` body, e.g. '{"seed": 7, "twilio": {"rate_limited": 0.1}}'."""
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from error
+    if not isinstance(config, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -22,8 +36,28 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="delay before every provider answer")
     parser.add_argument("--project", default="herald-local",
                         help="the only Firebase project FCM requests are accepted for")
+    parser.add_argument("--faults", type=_faults, default={},
+                        help="fault settings as JSON, in the shape POST /_config takes")
+    parser.add_argument("--seed", type=int, help="seed for fault and outcome draws")
+    parser.add_argument("--twilio-auth-token", default=DEFAULT_TWILIO_AUTH_TOKEN,
+                        help="signs Twilio status callbacks (X-Twilio-Signature)")
+    parser.add_argument("--sendgrid-webhook-url",
+                        help="where SendGrid Event Webhook batches go (none are sent without it)")
+    parser.add_argument("--sendgrid-key-file", type=Path,
+                        help="PEM ECDSA P-256 private key that signs SendGrid events "
+                             "(a fresh key per start without it; GET /_keys serves the public key)")
     args = parser.parse_args(argv)
-    server = SandboxServer(args.host, args.port, latency_ms=args.latency_ms, project=args.project)
+    config = {**args.faults, **({"seed": args.seed} if args.seed is not None else {})}
+    try:
+        signer = (SendGridSigner.from_pem(args.sendgrid_key_file.read_bytes())
+                  if args.sendgrid_key_file else None)
+        server = SandboxServer(args.host, args.port, latency_ms=args.latency_ms,
+                               project=args.project, config=config,
+                               twilio_auth_token=args.twilio_auth_token,
+                               sendgrid_webhook_url=args.sendgrid_webhook_url,
+                               sendgrid_signer=signer)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
     # SIGTERM takes the KeyboardInterrupt path, so a supervisor's stop closes the socket cleanly.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"HERALD_SANDBOX_URL={server.url}", flush=True)

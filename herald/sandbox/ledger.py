@@ -1,4 +1,5 @@
-"""The sandbox's record of what it accepted, so a test can check delivery without a real provider.
+"""The sandbox's record of what it accepted and what it called back, so a test can check delivery
+and callbacks without a real provider.
 
 Handler threads write concurrently, so every access goes through one lock; readers get a copy.
 """
@@ -39,12 +40,36 @@ class LedgerEntry:
         return {**asdict(self.delivery), "time": self.time, "request_index": self.request_index}
 
 
+@dataclass(frozen=True)
+class SentCallback:
+    """One delivery callback POST the sandbox made, as sent, with the receiver's answer."""
+
+    provider: str
+    url: str
+    payload: Any
+    """Twilio: the form fields; SendGrid: the event array."""
+    status: int | None
+    """The receiver's HTTP status; None when it could not be reached (the sandbox does not
+    retry)."""
+    duplicate: bool
+    """This POST repeats the one before it (the duplicate_callbacks fault)."""
+    reordered: bool
+    """This message's callbacks were sent in reverse order (the reordered_callbacks fault)."""
+    time: str
+
+    def to_json(self) -> dict[str, Any]:
+        """One item of `GET /_callbacks`."""
+        return asdict(self)
+
+
 class Ledger:
-    """Thread-safe, append-only list of accepted deliveries plus a provider request counter."""
+    """Thread-safe, append-only lists of accepted deliveries and sent callbacks, plus a provider
+    request counter."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: list[LedgerEntry] = []
+        self._callbacks: list[SentCallback] = []
         self._requests = 0
 
     def next_request_index(self) -> int:
@@ -65,3 +90,12 @@ class Ledger:
         """A snapshot; later records do not change it."""
         with self._lock:
             return list(self._entries)
+
+    def record_callback(self, callback: SentCallback) -> None:
+        with self._lock:
+            self._callbacks.append(callback)
+
+    def callbacks(self) -> list[SentCallback]:
+        """A snapshot, in the order the POSTs were answered."""
+        with self._lock:
+            return list(self._callbacks)

@@ -3,7 +3,9 @@
 Only the SDKs' endpoint is configured, so the same sender code runs against the sandbox locally and
 against the providers in production. Each provider route answers in that provider's own success
 and error shapes (the SDKs parse them into their own exception types), waits the configured latency
-first, and records what it accepted in a `Ledger` that `GET /_ledger` serves to tests.
+first, and records what it accepted in a `Ledger` that `GET /_ledger` serves to tests. Faults
+(`faults.py`) are injected in the same shapes, and accepted SMS and email are called back about
+(`callbacks.py`) the way Twilio and SendGrid do; `GET /_callbacks` lists what was sent.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
-from herald.contracts import Channel
+from herald.contracts import PROVIDER_BY_CHANNEL, Channel
+from herald.sandbox.callbacks import (DEFAULT_TWILIO_AUTH_TOKEN, CallbackDispatcher, SendGridMail,
+                                      SendGridRecipient, SendGridSigner, TwilioMessage)
+from herald.sandbox.faults import Dice, Fault, ProviderFaults, SandboxSettings
 from herald.sandbox.ledger import Delivery, Ledger
 
 logger = logging.getLogger(__name__)
@@ -36,34 +41,16 @@ FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 
 
 @dataclass(frozen=True)
-class SandboxSettings:
-    """What `POST /_config` may change at runtime; later knobs (fault injection) belong here too.
-
-    Frozen and swapped whole, so a handler thread never sees a half-applied change.
-    """
-
-    latency_ms: float = 100.0
-
-    def updated(self, changes: Mapping[str, Any]) -> SandboxSettings:
-        """A copy with `changes` applied; ValueError names a bad or unknown key."""
-        unknown = set(changes) - {f.name for f in fields(self)}
-        if unknown:
-            raise ValueError(f"unknown settings {sorted(unknown)}")
-        latency = changes.get("latency_ms", self.latency_ms)
-        if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0:
-            raise ValueError("latency_ms must be a non-negative number")
-        return replace(self, latency_ms=float(latency))
-
-
-@dataclass(frozen=True)
 class Reply:
-    """A response plus the deliveries it accepted, kept apart so the ledger is written only
-    after the latency wait, right before the client hears 2xx."""
+    """A response plus the deliveries it accepted and what to call back about, kept apart so the
+    ledger is written and callbacks planned only after the latency wait, right before the client
+    hears 2xx."""
 
     status: int
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
     accepted: tuple[Delivery, ...] = ()
+    callback: TwilioMessage | SendGridMail | None = None
 
 
 def _json_reply(status: int, payload: Any, accepted: tuple[Delivery, ...] = ()) -> Reply:
@@ -145,16 +132,19 @@ def _twilio_create_message(sandbox: SandboxServer, match: re.Match[str], body: b
         "error_code": None, "error_message": None, "messaging_service_sid": None,
         "uri": uri, "subresource_uris": {"media": uri.replace(".json", "/Media.json")},
     }
-    callback = parse_qs(urlsplit(form.get("StatusCallback", "")).query)
-    return _json_reply(201, resource, (Delivery(
-        Channel.SMS, to, callback.get("notification_id", [None])[0],
-        callback.get("span_id", [None])[0], sid),))
+    status_callback = form.get("StatusCallback") or None
+    ids = parse_qs(urlsplit(status_callback or "").query)
+    reply = _json_reply(201, resource, (Delivery(
+        Channel.SMS, to, ids.get("notification_id", [None])[0], ids.get("span_id", [None])[0],
+        sid),))
+    return replace(reply, callback=TwilioMessage(sid, account, to, sender, status_callback))
 
 
 # --- SendGrid v3 mail/send ---------------------------------------------------------------------
 
-def _sendgrid_error(message: str, field_path: str | None) -> Reply:
-    return _json_reply(400, {"errors": [{"message": message, "field": field_path, "help": None}]})
+def _sendgrid_error(message: str, field_path: str | None, status: int = 400) -> Reply:
+    return _json_reply(status, {"errors": [{"message": message, "field": field_path,
+                                            "help": None}]})
 
 
 def _sendgrid_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
@@ -175,6 +165,7 @@ def _sendgrid_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) ->
     message_id = secrets.token_urlsafe(16)
     shared_args = _mapping(mail.get("custom_args"))
     accepted: list[Delivery] = []
+    called_back: list[SendGridRecipient] = []
     for index, personalization in enumerate(map(_mapping, personalizations)):
         recipients = personalization.get("to")
         if not isinstance(recipients, list) or not recipients or not all(
@@ -185,7 +176,45 @@ def _sendgrid_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) ->
         args = {**shared_args, **_mapping(personalization.get("custom_args"))}
         accepted.extend(Delivery(Channel.EMAIL, recipient["email"], args.get("notification_id"),
                                  args.get("span_id"), message_id) for recipient in recipients)
-    return Reply(202, headers={"X-Message-Id": message_id}, accepted=tuple(accepted))
+        called_back.extend(SendGridRecipient(recipient["email"], args) for recipient in recipients)
+    return Reply(202, headers={"X-Message-Id": message_id}, accepted=tuple(accepted),
+                 callback=SendGridMail(message_id, tuple(called_back)))
+
+
+# --- injected faults ---------------------------------------------------------------------------
+
+_FAULT_REPLIES: Mapping[str, Mapping[Fault, Reply]] = {
+    PROVIDER_BY_CHANNEL[Channel.PUSH]: {
+        Fault.RATE_LIMITED: _fcm_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota "
+                                       "metric 'Send requests'.", "QUOTA_EXCEEDED"),
+        Fault.SERVER_ERROR: _fcm_error(500, "INTERNAL", "Internal error encountered.", "INTERNAL"),
+        Fault.UNAVAILABLE: _fcm_error(503, "UNAVAILABLE", "The service is currently unavailable.",
+                                      "UNAVAILABLE"),
+        Fault.PERMANENT: _fcm_error(400, "INVALID_ARGUMENT", "Request contains an invalid "
+                                    "argument.", "INVALID_ARGUMENT"),
+    },
+    PROVIDER_BY_CHANNEL[Channel.SMS]: {
+        Fault.RATE_LIMITED: _twilio_error(429, 20429, "Too Many Requests"),
+        Fault.SERVER_ERROR: _twilio_error(500, 20500, "Internal Server Error"),
+        Fault.UNAVAILABLE: _twilio_error(503, 20503, "Service Unavailable"),
+        Fault.PERMANENT: _twilio_error(400, 21610, "Attempt to send to unsubscribed recipient"),
+    },
+    PROVIDER_BY_CHANNEL[Channel.EMAIL]: {
+        Fault.RATE_LIMITED: _sendgrid_error("too many requests", None, 429),
+        Fault.SERVER_ERROR: _sendgrid_error("internal error", None, 500),
+        Fault.UNAVAILABLE: _sendgrid_error("service unavailable", None, 503),
+        Fault.PERMANENT: _sendgrid_error("Does not contain a valid address.",
+                                         "personalizations.0.to.0.email"),
+    },
+}
+"""Each provider's answer to each injected fault but TIMEOUT, which gets no answer at all."""
+
+
+def _fault_reply(provider: str, fault: Fault, faults: ProviderFaults) -> Reply:
+    reply = _FAULT_REPLIES[provider][fault]
+    if fault is Fault.RATE_LIMITED:
+        return replace(reply, headers={**reply.headers, "Retry-After": str(faults.retry_after_s)})
+    return reply
 
 
 # --- control endpoints -------------------------------------------------------------------------
@@ -203,9 +232,17 @@ def _config(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
     if changes is None:
         return _json_reply(400, {"error": "body must be a JSON object"})
     try:
-        return _json_reply(200, asdict(sandbox.configure(changes)))
+        return _json_reply(200, sandbox.configure(changes).to_json())
     except ValueError as error:
         return _json_reply(400, {"error": str(error)})
+
+
+def _callbacks(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
+    return _json_reply(200, {"callbacks": [sent.to_json() for sent in sandbox.ledger.callbacks()]})
+
+
+def _keys(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
+    return _json_reply(200, {"sendgrid_webhook_public_key": sandbox.sendgrid_signer.public_key})
 
 
 Handler = Callable[["SandboxServer", re.Match[str], bytes], Reply]
@@ -216,26 +253,34 @@ class _Route:
     method: str
     path: re.Pattern[str]
     handler: Handler
-    provider: bool
-    """Provider routes wait the latency and count as provider requests; control routes do not."""
+    provider: str | None = None
+    """Provider routes draw faults, wait the latency and count as provider requests; control
+    routes (None) do none of that."""
 
 
 _ROUTES = (
-    _Route("POST", re.compile(r"/v1/projects/(?P<project>[^/]+)/messages:send"), _fcm_send, True),
+    _Route("POST", re.compile(r"/v1/projects/(?P<project>[^/]+)/messages:send"), _fcm_send,
+           PROVIDER_BY_CHANNEL[Channel.PUSH]),
     _Route("POST", re.compile(r"/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json"),
-           _twilio_create_message, True),
-    _Route("POST", re.compile(r"/v3/mail/send"), _sendgrid_send, True),
-    _Route("GET", re.compile(r"/_ledger"), _ledger, False),
-    _Route("GET", re.compile(r"/_health"), _health, False),
-    _Route("POST", re.compile(r"/_config"), _config, False),
+           _twilio_create_message, PROVIDER_BY_CHANNEL[Channel.SMS]),
+    _Route("POST", re.compile(r"/v3/mail/send"), _sendgrid_send,
+           PROVIDER_BY_CHANNEL[Channel.EMAIL]),
+    _Route("GET", re.compile(r"/_ledger"), _ledger),
+    _Route("GET", re.compile(r"/_callbacks"), _callbacks),
+    _Route("GET", re.compile(r"/_keys"), _keys),
+    _Route("GET", re.compile(r"/_health"), _health),
+    _Route("POST", re.compile(r"/_config"), _config),
 )
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
     """HTTP/1.1 with keep-alive, because the SDKs pool connections and reconnecting per message
-    would make the sandbox, not the pipeline, the bottleneck."""
+    would make the sandbox, not the pipeline, the bottleneck. Headers and body go out in two
+    writes, so Nagle's algorithm is off: with it, the client's delayed ACK held every answer on
+    a kept-alive connection back by about 40 ms."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server: _HttpServer
 
     def do_GET(self) -> None:
@@ -252,6 +297,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except Exception:  # a sandbox bug must reach the client as a 500, not a dropped socket
             logger.exception("sandbox handler failed for %s %s", self.command, self.path)
             reply = _json_reply(500, {"error": "sandbox internal error"})
+        if reply is None:  # an injected timeout: hang up without an answer
+            self.close_connection = True
+            return
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)
@@ -285,15 +333,29 @@ class _HttpServer(ThreadingHTTPServer):
 
 
 class SandboxServer:
-    """The provider sandbox: bound on construction, served by `start()` or `serve_forever()`."""
+    """The provider sandbox: bound (and its callback workers running) on construction, served by
+    `start()` or `serve_forever()`.
+
+    `config` is a `POST /_config` body applied at start (faults, seed). Twilio callbacks go to
+    each message's StatusCallback, SendGrid's to `sendgrid_webhook_url` (none when unset),
+    signed with `sendgrid_signer` (a fresh key when unset; `GET /_keys` serves its public half).
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency_ms: float = 100.0,
-                 project: str = "herald-local") -> None:
+                 project: str = "herald-local", config: Mapping[str, Any] | None = None,
+                 twilio_auth_token: str = DEFAULT_TWILIO_AUTH_TOKEN,
+                 sendgrid_webhook_url: str | None = None,
+                 sendgrid_signer: SendGridSigner | None = None) -> None:
         self.project = project
         self.ledger = Ledger()
-        self.settings = SandboxSettings().updated({"latency_ms": latency_ms})
+        self.settings = SandboxSettings().updated({"latency_ms": latency_ms, **(config or {})})
         self._settings_lock = threading.Lock()
+        self._dice = Dice(self.settings.seed)
+        self.sendgrid_signer = sendgrid_signer or SendGridSigner.generate()
         self._http = _HttpServer((host, port), self)
+        self.callbacks = CallbackDispatcher(
+            self.ledger, self._dice, twilio_auth_token=twilio_auth_token,
+            sendgrid_webhook_url=sendgrid_webhook_url, sendgrid_signer=self.sendgrid_signer)
         self._thread: threading.Thread | None = None
 
     @property
@@ -303,25 +365,44 @@ class SandboxServer:
         return f"http://{host}:{port}"
 
     def configure(self, changes: Mapping[str, Any]) -> SandboxSettings:
-        """Apply `changes` (validated by SandboxSettings) and return the new settings."""
+        """Apply `changes` (validated by SandboxSettings) and return the new settings; a `seed`
+        in them restarts the random stream, so the draws that follow are reproducible."""
         with self._settings_lock:
             self.settings = self.settings.updated(changes)
+            if "seed" in changes:
+                self._dice.reseed(self.settings.seed)
             return self.settings
 
-    def handle(self, method: str, path: str, body: bytes) -> Reply:
-        """Route one request; provider routes wait the latency, then record what they accepted."""
+    def handle(self, method: str, path: str, body: bytes) -> Reply | None:
+        """Route one request; None means hang up without answering."""
         for route in _ROUTES:
             match = route.path.fullmatch(path)
             if match is None or route.method != method:
                 continue
-            if not route.provider:
+            if route.provider is None:
                 return route.handler(self, match, body)
-            request_index = self.ledger.next_request_index()
-            reply = route.handler(self, match, body)
-            time.sleep(self.settings.latency_ms / 1000)
-            self.ledger.record(request_index, reply.accepted)
-            return reply
+            return self._provider_request(route.provider, route.handler, match, body)
         return _json_reply(404, {"error": f"no sandbox route for {method} {path}"})
+
+    def _provider_request(self, provider: str, handler: Handler, match: re.Match[str],
+                          body: bytes) -> Reply | None:
+        """Draw a fault first: a faulted request is answered in the provider's error shape
+        without being parsed, and neither recorded nor called back about; a timed-out one hangs
+        for `timeout_s` and gets no answer. Otherwise the handler runs, the latency passes, and
+        what it accepted is recorded and its callbacks scheduled."""
+        request_index = self.ledger.next_request_index()
+        settings = self.settings  # one snapshot for the whole request
+        faults = settings.faults(provider)
+        fault = faults.draw(self._dice)
+        if fault is Fault.TIMEOUT:
+            time.sleep(faults.timeout_s)
+            return None
+        reply = _fault_reply(provider, fault, faults) if fault else handler(self, match, body)
+        time.sleep(settings.latency_ms / 1000)
+        self.ledger.record(request_index, reply.accepted)
+        if reply.callback is not None:
+            self.callbacks.schedule(reply.callback, settings)
+        return reply
 
     def serve_forever(self) -> None:
         """Serve on the calling thread until `shutdown()` (or KeyboardInterrupt)."""
@@ -335,12 +416,13 @@ class SandboxServer:
         return self
 
     def shutdown(self) -> None:
-        """Stop the `start()` thread, if any, and release the port."""
+        """Stop the `start()` thread, if any, release the port and stop the callback workers."""
         if self._thread is not None:
             self._http.shutdown()
             self._thread.join()
             self._thread = None
         self._http.server_close()
+        self.callbacks.close()
 
     def __enter__(self) -> SandboxServer:
         return self.start()

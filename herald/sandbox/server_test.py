@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from herald.sandbox import SandboxServer
+from herald.sandbox import SandboxServer, SendGridSigner
 
 FCM_PATH = "/v1/projects/herald-local/messages:send"
 TWILIO_PATH = "/2010-04-01/Accounts/AC0123/Messages.json"
@@ -165,7 +167,7 @@ def test_config_changes_latency_of_provider_answers(sandbox):
 
     slow = timed_send()
 
-    assert response.json() == {"latency_ms": 300.0}
+    assert response.json()["latency_ms"] == 300
     assert fast < 0.2 and slow >= 0.3
 
 
@@ -198,10 +200,15 @@ def test_many_concurrent_connections_are_all_answered():
     assert recorded == {f"u{i}@x.io" for i in range(400)}
 
 
-def test_module_entry_point_prints_its_url_and_serves():
+def test_module_entry_point_prints_its_url_and_serves_with_its_faults(tmp_path):
+    key_file = tmp_path / "sendgrid.pem"
+    key_file.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
     process = subprocess.Popen(
         [sys.executable, "-m", "herald.sandbox", "--port", "0", "--latency-ms", "0",
-         "--project", "p1"], stdout=subprocess.PIPE, text=True)
+         "--project", "p1", "--seed", "3", "--faults", '{"twilio": {"permanent": 1}}',
+         "--sendgrid-key-file", str(key_file)], stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline().strip()
         key, _, url = line.partition("=")
@@ -211,6 +218,27 @@ def test_module_entry_point_prints_its_url_and_serves():
         sent = requests.post(f"{url}/v1/projects/p1/messages:send", timeout=5,
                              data=json.dumps({"message": {"token": "t"}}))
         assert sent.status_code == 200
+        sms = requests.post(f"{url}{TWILIO_PATH}", timeout=5,
+                            data={"To": "+15551234567", "From": "+15550000000", "Body": "hi"})
+        assert (sms.status_code, sms.json()["code"]) == (400, 21610)
+        settings = requests.post(f"{url}/_config", json={}, timeout=5).json()
+        assert settings["seed"] == 3 and settings["twilio"]["permanent"] == 1
+        keys = requests.get(f"{url}/_keys", timeout=5).json()
+        assert keys == {"sendgrid_webhook_public_key":
+                        SendGridSigner.from_pem(key_file.read_bytes()).public_key}
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--faults", "{not json"], "argument --faults: not JSON"),
+    (["--faults", "[]"], "argument --faults: must be a JSON object"),
+    (["--faults", '{"twilio": {"timeout": 2}}'], "timeout is a rate and must be at most 1"),
+])
+def test_module_entry_point_rejects_bad_faults(arguments, message):
+    finished = subprocess.run([sys.executable, "-m", "herald.sandbox", *arguments],
+                              capture_output=True, text=True, timeout=30)
+
+    assert finished.returncode == 2
+    assert message in finished.stderr

@@ -1,0 +1,78 @@
+"""Herald's callbacks pipeline: provider delivery reports from Pub/Sub into the events table.
+
+    read callbacks (published by the ingest function after verifying the provider's signature)
+    -> parse (bad -> dead letter) -> callback event joined to its delivery by span id -> BigQuery
+
+A job of its own rather than a second read in the delivery pipeline: callbacks arrive later and
+in other volumes than requests, scale separately on Dataflow, and on the DirectRunner a second
+Pub/Sub read would stall the single worker thread in its idle pulls.
+
+Locally (`herald local up` starts it):  python -m pipelines.callback_pipeline --streaming
+On Dataflow: the same options as pipelines.herald_pipeline, with --callbacks_subscription.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.io.gcp.pubsub import PubsubMessage
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from herald.callbacks import DeliveryCallback
+from herald.contracts import ContractError
+from herald.events import Reason, dead_letter_event
+from herald.settings import Settings
+from pipelines.bigquery_sink import WriteEvents
+from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
+from pipelines.launch import run_streaming
+from pipelines.options import HeraldOptions, resolve_settings
+
+
+class _ParseCallback(beam.DoFn):
+    def __init__(self) -> None:
+        self.parsed = Metrics.counter("herald", "callbacks_parsed")
+        self.invalid = Metrics.counter("herald", "callbacks_invalid")
+
+    def process(self, message: PubsubMessage) -> Iterator[dict]:
+        if HEARTBEAT_ATTRIBUTE in (message.attributes or {}):
+            return
+        try:
+            callback = DeliveryCallback.from_pubsub(message.data)
+        except (ContractError, ValueError, TypeError) as error:
+            self.invalid.inc()
+            yield dead_letter_event(message.data, Reason.INVALID_MESSAGE, str(error))
+            return
+        self.parsed.inc()
+        yield callback.to_event()
+
+
+class RecordCallbacks(beam.PTransform):
+    """Callback messages -> event rows (invalid ones as dead letters)."""
+
+    def expand(self, messages):
+        return messages | "ParseCallbacks" >> beam.ParDo(_ParseCallback())
+
+
+def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -> None:
+    (pipeline
+     | "ReadCallbacks" >> beam.io.ReadFromPubSub(
+         subscription=settings.subscription_path(settings.callbacks_subscription),
+         with_attributes=True)
+     | "RecordCallbacks" >> RecordCallbacks()
+     | "WriteEvents" >> WriteEvents(settings, options.batch_shards))
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    options = PipelineOptions(argv)
+    settings = resolve_settings(options)
+    run_streaming(options, lambda p: build(p, settings, options.view_as(HeraldOptions)),
+                  heartbeat_topic=settings.topic_path(settings.callbacks_topic))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run(sys.argv[1:])

@@ -1,0 +1,46 @@
+"""RecordCallbacks: provider reports become events on their delivery's span; junk is dead-lettered."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.io.gcp.pubsub import PubsubMessage
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from herald.callbacks import DeliveryCallback
+from herald.events import Status
+from herald.events import dead_letter_event
+from pipelines.callback_pipeline import RecordCallbacks
+from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
+
+
+def message(status: Status, provider: str = "twilio", span: str = "span-1") -> PubsubMessage:
+    callback = DeliveryCallback(
+        provider=provider, provider_message_id="SM1", notification_id="n-1", span_id=span,
+        status=status, provider_code="30003" if status is Status.UNDELIVERED else None,
+        occurred_at="2026-11-24T12:00:00.000000Z", callback_id=f"{span}-{status.value}")
+    data, attributes = callback.to_pubsub()
+    return PubsubMessage(data, attributes)
+
+
+def test_callbacks_become_events_and_junk_is_dead_lettered() -> None:
+    messages = [
+        message(Status.DELIVERED),
+        message(Status.DELIVERED),                 # the provider repeated itself
+        message(Status.UNDELIVERED, span="span-2"),     # Twilio "failed" after Herald's "sent"
+        message(Status.OPENED, provider="sendgrid", span="span-3"),
+        PubsubMessage(b"not json", {}),
+        PubsubMessage(b"{}", {HEARTBEAT_ATTRIBUTE: "1"}),
+    ]
+    with TestPipeline() as p:
+        events = p | beam.Create(messages) | RecordCallbacks()
+        assert_that(events | beam.Map(lambda e: (e["span_id"], e["status"], e["channel"],
+                                                 e["provider_code"])),
+                    equal_to([("span-1", "delivered", "sms", None),
+                              ("span-1", "delivered", "sms", None),
+                              ("span-2", "undelivered", "sms", "30003"),
+                              ("span-3", "opened", "email", None),
+                              (dead_letter_event(b"not json", "r", "d")["span_id"], "dead_letter", None, None)]))
+        assert_that(events | "Ids" >> beam.Map(lambda e: e["event_id"])
+                    | beam.combiners.Count.PerElement() | beam.Filter(lambda kv: kv[1] > 1)
+                    | beam.Map(lambda kv: kv[1]), equal_to([2]), label="repeat shares its id")
