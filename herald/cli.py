@@ -40,6 +40,33 @@ def _dbt(args: argparse.Namespace) -> None:
     print(result.stdout)
 
 
+def _outbox_replay(args: argparse.Namespace) -> None:
+    from google.cloud import pubsub_v1
+
+    from herald.clients import firestore_client
+    from herald.local import stack
+    from herald.settings import Settings
+    from ingest_function.outbox import Outbox
+
+    os.environ.update(stack.read_env(args.state_dir))  # Google's clients read emulator hosts there
+    settings = Settings.from_env()
+    report = Outbox(firestore_client(settings)).replay(
+        pubsub_v1.PublisherClient(), settings.publish_timeout_s, args.limit)
+    print(f"republished {report.published} outbox entries")
+    if report.error is not None:
+        print(f"herald: stopped, Pub/Sub refused: {report.error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _report(args: argparse.Namespace) -> None:
+    from herald.local import stack
+    from herald.report import write_report
+    from herald.settings import Settings
+
+    settings = Settings.from_env({**os.environ, **stack.read_env(args.state_dir)})
+    print(f"wrote {write_report(settings, args.out_dir)}")
+
+
 def _schema(args: argparse.Namespace) -> None:
     from herald.dbt_project import render_sources_yaml, write_sources_yaml
 
@@ -47,6 +74,12 @@ def _schema(args: argparse.Namespace) -> None:
         write_sources_yaml()
     else:
         print(render_sources_yaml())
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from herald.bench.runner import main as run_bench
+
+    sys.exit(run_bench(args))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,9 +109,30 @@ def parser() -> argparse.ArgumentParser:
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER)
     dbt.set_defaults(handler=_dbt)
 
+    from ingest_function.outbox import DEFAULT_REPLAY_LIMIT
+
+    outbox = commands.add_parser("outbox", help="the ingest outbox on the running local stack"
+                                 ).add_subparsers(dest="action", required=True)
+    replay = outbox.add_parser("replay", help="republish pending outbox entries, oldest first")
+    replay.add_argument("--limit", type=int, default=DEFAULT_REPLAY_LIMIT,
+                        help=f"publish at most N entries (default {DEFAULT_REPLAY_LIMIT})")
+    replay.set_defaults(handler=_outbox_replay)
+
+    report = commands.add_parser("report", help="write an HTML report (figures, tables) of the "
+                                 "marts on the running local stack to reports/")
+    report.add_argument("--out-dir", type=Path, default=Path("reports"))
+    report.set_defaults(handler=_report)
+
     schema = commands.add_parser("schema", help="print (or --write) dbt sources from herald.events")
     schema.add_argument("--write", action="store_true")
     schema.set_defaults(handler=_schema)
+
+    from herald.bench.runner import add_arguments as bench_arguments
+
+    bench = commands.add_parser("bench", help="throughput, latency, batching and memory on a "
+                                "private local stack; writes bench/results.json and RESULTS.md")
+    bench_arguments(bench)
+    bench.set_defaults(handler=_bench)
     return root
 
 

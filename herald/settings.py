@@ -45,6 +45,9 @@ class Settings:
     requests_topic: str = "notification-requests"
     requests_subscription: str = "notification-requests-pipeline"
     dead_letter_topic: str = "notification-dead-letter"
+    callbacks_topic: str = "notification-callbacks"
+    """Where the ingest function publishes verified provider delivery callbacks."""
+    callbacks_subscription: str = "notification-callbacks-pipeline"
     bigquery_endpoint: str | None = None
     api_keys: Mapping[str, str] = field(default_factory=dict)
     hash_key: bytes = b"herald-local-hash-key"
@@ -52,11 +55,17 @@ class Settings:
     twilio_endpoint: str | None = None
     sendgrid_endpoint: str | None = None
     callback_base_url: str | None = None
+    sendgrid_webhook_public_key: str | None = None
+    """Verifies SendGrid's signed Event Webhook: base64 DER, as SendGrid's dashboard shows it."""
     twilio_account_sid: str = "AC00000000000000000000000000000000"
     twilio_auth_token: str = "local-twilio-token"
     twilio_from_number: str = "+15550000000"
     sendgrid_api_key: str = "SG.local-sendgrid-key"
     sendgrid_from_email: str = "notifications@herald.local"
+    publish_timeout_s: float = 10.0
+    """How long the edge waits for Pub/Sub before it stores the request in the outbox instead."""
+    firestore_timeout_s: float = 5.0
+    """How long the edge waits on one Firestore call (idempotency record, outbox entry)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +78,10 @@ class Settings:
             requests_subscription=env.get("HERALD_REQUESTS_SUBSCRIPTION",
                                           "notification-requests-pipeline"),
             dead_letter_topic=env.get("HERALD_DEAD_LETTER_TOPIC", "notification-dead-letter"),
+            callbacks_topic=env.get("HERALD_CALLBACKS_TOPIC", "notification-callbacks"),
+            callbacks_subscription=env.get("HERALD_CALLBACKS_SUBSCRIPTION",
+                                           "notification-callbacks-pipeline"),
+            sendgrid_webhook_public_key=env.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
             bigquery_endpoint=env.get("BIGQUERY_API_ENDPOINT") or None,
             api_keys=parse_api_keys(env.get("HERALD_API_KEYS", "")),
             hash_key=env.get("HERALD_HASH_KEY", "herald-local-hash-key").encode(),
@@ -76,6 +89,8 @@ class Settings:
             twilio_endpoint=env.get("HERALD_TWILIO_ENDPOINT") or sandbox,
             sendgrid_endpoint=env.get("HERALD_SENDGRID_ENDPOINT") or sandbox,
             callback_base_url=env.get("HERALD_CALLBACK_BASE_URL") or env.get("HERALD_API_URL"),
+            publish_timeout_s=float(env.get("HERALD_PUBLISH_TIMEOUT_S", "10")),
+            firestore_timeout_s=float(env.get("HERALD_FIRESTORE_TIMEOUT_S", "5")),
             **{name: env[variable] for name, variable in _PROVIDER_SECRETS.items() if env.get(variable)},
         )
 

@@ -3,25 +3,39 @@
 Deployed as a Cloud Function (functions-framework), run locally by `herald local up`:
     functions-framework --target=notifications --source=ingest_function/main.py --port=8080
 
-A request is answered 202 only after Pub/Sub has acknowledged the publish, so every 202 is a
-request the pipeline will see. Errors are JSON `{"error": {"field": ..., "message": ...}}`.
+A request is answered 202 only once it is stored: acknowledged by Pub/Sub or, when Pub/Sub does not
+answer within HERALD_PUBLISH_TIMEOUT_S, written to the Firestore outbox (`outbox.py`) that
+`replay_outbox` republishes. A repeat of a request (same Idempotency-Key, or same notificationId,
+from the same sender, within 24 h) gets the original answer and is not published again
+(`idempotency.py`). Errors are JSON `{"error": {"field": ..., "message": ...}}`.
+
+Clients are created on first use and kept for the life of the loaded module. functions-framework's
+`create_app` loads the source afresh, so each app has its own: a test that needs other endpoints
+(Pub/Sub down, say) creates another app rather than resetting this one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
 import flask
 import functions_framework
-from google.cloud import pubsub_v1
+from google.api_core.exceptions import GoogleAPIError
+from google.api_core.retry import Retry
+from google.cloud import firestore, pubsub_v1
 
-from herald.contracts import MAX_BODY_BYTES, ContractError, new_envelope, parse_request
+from herald.clients import firestore_client
+from herald.contracts import MAX_BODY_BYTES, ContractError, Envelope, new_envelope, parse_request
 from herald.settings import Settings
+from ingest_function import callbacks, idempotency
+from ingest_function.idempotency import Claim, Ledger, Receipt
+from ingest_function.outbox import (DEFAULT_REPLAY_LIMIT, PUBLISH_ERRORS, Message, Outbox,
+                                    publish)
 
-PUBLISH_TIMEOUT_S = 10.0
 log = logging.getLogger("herald.ingest")
 
 
@@ -35,6 +49,32 @@ def _publisher() -> pubsub_v1.PublisherClient:
     # A short batching window: senders wait on the publish, so latency matters more than batching.
     return pubsub_v1.PublisherClient(
         batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.005))
+
+
+@lru_cache(maxsize=1)
+def _firestore() -> firestore.Client:
+    return firestore_client(_settings())
+
+
+def _firestore_call(settings: Settings) -> dict[str, Any]:
+    """Retry and timeout for the edge's Firestore calls: a sender is waiting, so a Firestore that
+    does not answer must fail in seconds, not after the client's default minute of retries."""
+    timeout = settings.firestore_timeout_s
+    return {"retry": Retry(initial=0.05, maximum=1.0, timeout=timeout), "timeout": timeout}
+
+
+@lru_cache(maxsize=1)
+def _ledger() -> Ledger:
+    settings = _settings()
+    # A claimant's worst case from its claim to its accept or release: the claim, the publish,
+    # the outbox commit and the release, plus a second for clock differences between instances.
+    lease = timedelta(seconds=settings.publish_timeout_s + 3 * settings.firestore_timeout_s + 1)
+    return Ledger(_firestore(), lease, _firestore_call(settings))
+
+
+@lru_cache(maxsize=1)
+def _outbox() -> Outbox:
+    return Outbox(_firestore(), _firestore_call(_settings()))
 
 
 def _error(status: int, field: str, message: str) -> flask.Response:
@@ -66,29 +106,76 @@ class _TooLarge(Exception):
     pass
 
 
+def _accepted(receipt: Receipt, *, replayed: bool = False) -> flask.Response:
+    response = flask.Response(json.dumps({**receipt.to_json(), "status": "accepted"}), status=202,
+                              mimetype="application/json")
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
 def accept_notification(request: flask.Request) -> flask.Response:
-    """Authenticate, validate, publish; the logic behind the entry point, importable for tests."""
+    """Authenticate, validate, claim the idempotency key, store; the logic behind the entry point,
+    importable for tests."""
     settings = _settings()
     sender = _authenticate(request, settings)
     if sender is None:
         return _error(401, "Authorization", "a valid `Authorization: Bearer <api key>` is required")
     try:
-        notification = parse_request(_read_json(request))
+        body = _read_json(request)
+        notification = parse_request(body)
+        key = idempotency.key_for(sender, request.headers.get(idempotency.HEADER), body)
     except _TooLarge:
         return _error(413, "body", f"must be at most {MAX_BODY_BYTES} bytes")
     except ContractError as error:
         return _error(400, error.field, error.message)
     envelope = new_envelope(notification, sender)
-    data, attributes = envelope.to_pubsub()
+    if key is None:
+        return _store(envelope, claim=None)
     try:
-        _publisher().publish(settings.topic_path(settings.requests_topic), data,
-                             **attributes).result(timeout=PUBLISH_TIMEOUT_S)
-    except Exception as error:  # noqa: BLE001 - any publish failure means "not accepted"
-        log.error("publish failed for trace %s: %s", envelope.trace_id, error)
-        return _error(503, "queue", "the notification queue is unavailable; retry later")
-    body = {"notificationId": notification.notification_id, "traceId": envelope.trace_id,
-            "status": "accepted"}
-    return flask.Response(json.dumps(body), status=202, mimetype="application/json")
+        claimed = _ledger().claim(key, idempotency.fingerprint(body), Receipt.of(envelope))
+    except idempotency.KeyReused as error:
+        return _error(409, error.key.field,
+                      "was used in the last 24 h with a different body; use a new key")
+    except idempotency.StillPending:
+        return _error(503, key.field, "a request with this key is still being accepted; retry")
+    except GoogleAPIError as error:
+        # Availability first (an emergency alert must not wait for Firestore): accept without the
+        # record; the pipeline's notificationId dedupe still stops a repeat from being sent twice.
+        log.warning("idempotency store unavailable for trace %s, accepting without it: %s",
+                    envelope.trace_id, error)
+        return _store(envelope, claim=None)
+    if isinstance(claimed, Receipt):
+        return _accepted(claimed, replayed=True)
+    return _store(claimed.receipt.stamp(envelope), claimed)
+
+
+def _store(envelope: Envelope, claim: Claim | None) -> flask.Response:
+    """Publish; if Pub/Sub does not ack in time, write the outbox entry (with the claim's
+    acceptance, in one commit). 202 only if one of them took it; else release the claim, 503."""
+    settings = _settings()
+    topic = settings.topic_path(settings.requests_topic)
+    try:
+        publish(_publisher(), Message.of(envelope, topic),
+                settings.publish_timeout_s).result(timeout=settings.publish_timeout_s)
+    except PUBLISH_ERRORS as publish_error:
+        log.warning("publish failed for trace %s, writing it to the outbox: %s",
+                    envelope.trace_id, publish_error)
+        batch = _firestore().batch()
+        if claim is not None:
+            _ledger().stage_accept(batch, claim)
+        try:
+            _outbox().add(envelope, topic, publish_error, batch)
+        except GoogleAPIError as error:
+            log.error("outbox write failed for trace %s: %s", envelope.trace_id, error)
+            if claim is not None:
+                _ledger().release(claim)
+            return _error(503, "queue", "the notification queue and its outbox are unavailable; "
+                                        "retry later")
+    else:
+        if claim is not None:
+            _ledger().accept(claim)
+    return _accepted(Receipt.of(envelope))
 
 
 @functions_framework.http
@@ -96,8 +183,24 @@ def notifications(request: flask.Request) -> flask.Response:
     """Entry point: routes the function's paths."""
     if request.path == "/healthz":
         return flask.Response('{"ok":true}', status=200, mimetype="application/json")
+    callback_handler = callbacks.ROUTES.get(request.path.rstrip("/"))
+    if callback_handler is not None:
+        return callback_handler(request, _settings(), _publisher())
     if request.path.rstrip("/") != "/v1/notifications":
         return _error(404, "path", f"no route {request.path}; use POST /v1/notifications")
     if request.method != "POST":
         return _error(405, "method", "use POST")
     return accept_notification(request)
+
+
+@functions_framework.http
+def replay_outbox(request: flask.Request) -> flask.Response:
+    """Entry point for Cloud Scheduler (deploy it requiring authentication, invokable only by the
+    scheduler's service account): republish pending outbox entries, at most `?limit=N`. Answers
+    503 when Pub/Sub still refuses, so the scheduler records the run as failed."""
+    limit = request.args.get("limit", DEFAULT_REPLAY_LIMIT, type=int)
+    if limit < 1:
+        return _error(400, "limit", "must be a positive integer")
+    report = _outbox().replay(_publisher(), _settings().publish_timeout_s, limit)
+    return flask.Response(json.dumps(report.to_json()), status=200 if report.error is None else 503,
+                          mimetype="application/json")

@@ -1,0 +1,225 @@
+"""The outbox: a request Pub/Sub did not take in time is kept in Firestore and published later,
+so the edge can answer 202 while Pub/Sub is down and nothing it accepted is lost.
+
+One entry per accepted request, `outbox/{traceId}`:
+
+    state         "pending" | "published"
+    topic         the full topic path the message is for
+    data          bytes: the exact message data that failed to publish
+    attributes    {str: str}: its attributes
+    accepted_at   timestamp: when the edge accepted the request (replay order)
+    created_at    timestamp
+    attempts      int: publish attempts so far, the edge's included
+    last_error    str: why the last attempt failed
+    leased_until  timestamp | null: a replayer's hold on the entry
+    published_at  timestamp (once published)
+    expires_at    timestamp, set only once published: a Firestore TTL policy deletes published
+                  entries a week later; a pending entry has none, so it is never deleted
+
+A replayer (`herald outbox replay`, or the `replay_outbox` function that Cloud Scheduler calls)
+reads pending entries oldest first, leases each with a write conditional on the entry's update
+time (two replayers cannot both lease one), publishes, then marks them published.
+
+Delivery into Pub/Sub is at-least-once, not exactly-once: a replayer that dies between publishing
+and marking leaves a lease that runs out, and the next replayer publishes the entry again; a publish
+the edge gave up on may still land just after it wrote the entry. That is safe because it is the
+same message (same trace id), and the pipeline's dedupe drops a trace it has already claimed as a
+redelivery. The replay query needs the composite index (state, accepted_at) in production.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from functools import partial
+from typing import Any, Mapping
+
+from google.api_core import exceptions
+from google.api_core.retry import Retry
+from google.cloud import firestore, pubsub_v1
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from herald.contracts import Envelope
+
+COLLECTION = "outbox"
+KEEP_PUBLISHED = timedelta(days=7)
+DEFAULT_REPLAY_LIMIT = 10_000
+"""Entries one replay run publishes at most: a few minutes of peak traffic, well inside a
+function's timeout."""
+PAGE_SIZE = 200
+"""Entries read and marked per round trip (a Firestore batch takes at most 500 writes)."""
+LEASE_WORKERS = 16
+"""Leases are one conditional write per entry; writing them in parallel keeps a page to about
+one Firestore round trip."""
+LEASE_MARGIN = timedelta(seconds=60)
+"""A replayer's lease is its publish timeout plus this: one that has not marked its entries by
+then is presumed dead and its entries are replayed again."""
+PUBLISH_ERRORS = (exceptions.GoogleAPIError, TimeoutError)
+"""What a refused or timed-out publish raises from `Future.result`."""
+
+log = logging.getLogger("herald.ingest.outbox")
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    PUBLISHED = "published"
+
+
+@dataclass(frozen=True)
+class Message:
+    """A Pub/Sub message and the topic it is for."""
+
+    topic: str
+    data: bytes
+    attributes: Mapping[str, str]
+
+    @classmethod
+    def of(cls, envelope: Envelope, topic: str) -> Message:
+        data, attributes = envelope.to_pubsub()
+        return cls(topic, data, attributes)
+
+
+def publish(publisher: pubsub_v1.PublisherClient, message: Message, timeout_s: float) -> Future:
+    """Start publishing `message`. The client's own retries also end after `timeout_s` (by default
+    they go on for minutes), so a message the caller stopped waiting for and stored in the outbox
+    is not also published behind its back much later."""
+    return publisher.publish(message.topic, message.data,
+                             retry=Retry(initial=0.05, maximum=1.0, timeout=timeout_s),
+                             timeout=timeout_s, **message.attributes)
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """What a replay run did; `error` says why it stopped early (Pub/Sub still refusing)."""
+
+    published: int
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"published": self.published, "error": self.error}
+
+
+@dataclass(frozen=True)
+class _Lease:
+    ref: firestore.DocumentReference
+    message: Message
+    version: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+class Outbox:
+    """The `outbox` collection. `call` (retry, timeout) bounds each Firestore call; empty means
+    the client's defaults."""
+
+    def __init__(self, db: firestore.Client, call: Mapping[str, Any] | None = None) -> None:
+        self._db = db
+        self._call = call or {}
+        self._entries = db.collection(COLLECTION)
+
+    def add(self, envelope: Envelope, topic: str, error: BaseException,
+            batch: firestore.WriteBatch | None = None) -> None:
+        """Store a request whose publish failed with `error`. `batch` may already hold writes
+        that must commit with the entry (an idempotency record's acceptance): all or nothing.
+        Raises GoogleAPIError when Firestore does not take it."""
+        batch = self._db.batch() if batch is None else batch
+        message = Message.of(envelope, topic)
+        batch.create(self._entries.document(envelope.trace_id), {
+            "state": State.PENDING.value,
+            "topic": topic,
+            "data": message.data,
+            "attributes": dict(message.attributes),
+            "accepted_at": datetime.fromisoformat(envelope.accepted_at),
+            "created_at": firestore.SERVER_TIMESTAMP,
+            "attempts": 1,
+            "last_error": _describe(error),
+            "leased_until": None,
+        })
+        batch.commit(**self._call)
+
+    def replay(self, publisher: pubsub_v1.PublisherClient, publish_timeout_s: float,
+               limit: int = DEFAULT_REPLAY_LIMIT) -> ReplayReport:
+        """Republish up to `limit` pending entries, oldest accepted first, and mark them
+        published. Stops after the first page Pub/Sub refuses: it is still down, the rest would
+        fail too, and the refused entries stay pending for the next run."""
+        lease_for = timedelta(seconds=publish_timeout_s) + LEASE_MARGIN
+        published, after = 0, None
+        with ThreadPoolExecutor(LEASE_WORKERS) as pool:
+            while published < limit:
+                page = self._pending(after, min(PAGE_SIZE, limit - published))
+                if not page:
+                    break
+                after = page[-1]
+                leased = pool.map(partial(self._lease, duration=lease_for), page)
+                leases = [lease for lease in leased if lease is not None]
+                sent = [(lease, publish(publisher, lease.message, publish_timeout_s))
+                        for lease in leases]
+                done, error = [], None
+                for lease, future in sent:
+                    try:
+                        future.result(timeout=publish_timeout_s)
+                        done.append(lease)
+                    except PUBLISH_ERRORS as failure:
+                        error = failure
+                        self._release(lease, failure)
+                self._mark_published(done)
+                published += len(done)
+                if error is not None:
+                    return ReplayReport(published, _describe(error))
+        return ReplayReport(published)
+
+    def _pending(self, after: firestore.DocumentSnapshot | None,
+                 size: int) -> list[firestore.DocumentSnapshot]:
+        query = (self._entries.where(filter=FieldFilter("state", "==", State.PENDING.value))
+                 .order_by("accepted_at").limit(size))
+        if after is not None:
+            query = query.start_after(after)
+        return list(query.stream(**self._call))
+
+    def _lease(self, snapshot: firestore.DocumentSnapshot, duration: timedelta) -> _Lease | None:
+        """Hold the entry for this replayer; None if another replayer holds or just took it."""
+        entry = snapshot.to_dict()
+        now = _now()
+        if entry["leased_until"] is not None and entry["leased_until"] > now:
+            return None
+        try:
+            written = snapshot.reference.update(
+                {"leased_until": now + duration, "attempts": firestore.Increment(1)},
+                option=self._db.write_option(last_update_time=snapshot.update_time), **self._call)
+        except exceptions.FailedPrecondition:
+            return None
+        return _Lease(snapshot.reference,
+                      Message(entry["topic"], entry["data"], entry["attributes"]),
+                      written.update_time)
+
+    def _release(self, lease: _Lease, error: BaseException) -> None:
+        """Record why the publish failed and drop the lease, so the next run retries at once.
+        Best effort: an unreleased lease simply runs out."""
+        try:
+            lease.ref.update({"leased_until": None, "last_error": _describe(error)},
+                             option=self._db.write_option(last_update_time=lease.version),
+                             **self._call)
+        except exceptions.GoogleAPIError as failure:
+            log.warning("could not release outbox entry %s: %s", lease.ref.id, failure)
+
+    def _mark_published(self, leases: list[_Lease]) -> None:
+        """Unconditional: published is final, and whoever else published the entry published
+        the same message."""
+        if not leases:
+            return
+        batch = self._db.batch()
+        expires_at = _now() + KEEP_PUBLISHED
+        for lease in leases:
+            batch.update(lease.ref, {"state": State.PUBLISHED.value, "leased_until": None,
+                                     "published_at": firestore.SERVER_TIMESTAMP,
+                                     "expires_at": expires_at})
+        batch.commit(**self._call)

@@ -1,0 +1,135 @@
+"""The outbox against the real Firestore and Pub/Sub emulators: entries keep the exact message,
+replay goes oldest first, publishes each entry once, and leaves refused entries pending."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from google.cloud import firestore, pubsub_v1
+
+from herald import cli
+from herald.contracts import Envelope, new_envelope, parse_request
+from herald.contracts_test import DESIGN_BODY
+from herald.local.processes import free_port
+from ingest_function.main_test import Probe
+from ingest_function.outbox import COLLECTION, KEEP_PUBLISHED, Outbox
+
+pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag:DeprecationWarning")
+TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class World:
+    """A private project: its topic, a probe subscription on it, and its Firestore."""
+
+    project: str
+    topic: str
+    probe: Probe
+    db: firestore.Client
+
+    def published(self) -> list[str]:
+        """Trace ids of everything published since the last look."""
+        return [message.attributes["trace_id"] for message in self.probe.pull()]
+
+    def entry(self, trace_id: str) -> dict:
+        return self.db.collection(COLLECTION).document(trace_id).get().to_dict()
+
+
+@pytest.fixture
+def world(pubsub_emulator: str, firestore_emulator: str) -> World:
+    project = f"outbox-{uuid.uuid4().hex[:10]}"
+    topic = pubsub_v1.PublisherClient().create_topic(name=f"projects/{project}/topics/requests").name
+    subscriber = pubsub_v1.SubscriberClient()
+    subscription = subscriber.create_subscription(
+        name=f"projects/{project}/subscriptions/probe", topic=topic).name
+    return World(project, topic, Probe(subscriber, subscription), firestore.Client(project=project))
+
+
+def envelope(accepted_at: str | None = None) -> Envelope:
+    made = new_envelope(parse_request({**DESIGN_BODY, "notificationId": uuid.uuid4().hex}),
+                        "orders-svc")
+    return made if accepted_at is None else replace(made, accepted_at=accepted_at)
+
+
+def test_an_entry_keeps_the_exact_message_pending(world: World) -> None:
+    stored = envelope()
+    Outbox(world.db).add(stored, world.topic, TimeoutError())
+    entry = world.entry(stored.trace_id)
+    data, attributes = stored.to_pubsub()
+    assert (entry["state"], entry["attempts"], entry["topic"]) == ("pending", 1, world.topic)
+    assert (entry["data"], entry["attributes"]) == (data, attributes)
+    assert entry["last_error"] == "TimeoutError: "
+    assert "expires_at" not in entry  # a pending entry is never deleted by the TTL policy
+
+
+def test_replay_goes_oldest_first_publishes_once_and_marks_published(world: World) -> None:
+    outbox, publisher = Outbox(world.db), pubsub_v1.PublisherClient()
+    later = envelope("2026-01-01T00:00:02.000000Z")
+    earlier = envelope("2026-01-01T00:00:01.000000Z")
+    for stored in (later, earlier):
+        outbox.add(stored, world.topic, TimeoutError())
+    assert outbox.replay(publisher, TIMEOUT_S, limit=1).published == 1
+    assert world.published() == [earlier.trace_id]
+    assert outbox.replay(publisher, TIMEOUT_S).published == 1
+    assert world.published() == [later.trace_id]
+    entry = world.entry(earlier.trace_id)
+    assert (entry["state"], entry["attempts"], entry["leased_until"]) == ("published", 2, None)
+    assert entry["expires_at"] - entry["published_at"] == pytest.approx(KEEP_PUBLISHED,
+                                                                       abs=timedelta(seconds=5))
+    assert outbox.replay(publisher, TIMEOUT_S).published == 0
+    assert world.published() == []
+
+
+def test_entries_pubsub_refuses_stay_pending_for_the_next_run(world: World, monkeypatch) -> None:
+    outbox, stored = Outbox(world.db), envelope()
+    outbox.add(stored, world.topic, TimeoutError())
+    with monkeypatch.context() as down:
+        down.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")  # nothing listens there
+        dead_publisher = pubsub_v1.PublisherClient()
+    report = outbox.replay(dead_publisher, 0.3)
+    assert report.published == 0 and report.error
+    entry = world.entry(stored.trace_id)
+    assert (entry["state"], entry["attempts"], entry["leased_until"]) == ("pending", 2, None)
+    assert entry["last_error"] == report.error
+    assert outbox.replay(pubsub_v1.PublisherClient(), TIMEOUT_S).published == 1
+    assert world.published() == [stored.trace_id]
+
+
+def test_concurrent_replayers_publish_each_entry_once(world: World) -> None:
+    outbox, count = Outbox(world.db), 40
+    traces = set()
+    for _ in range(count):
+        stored = envelope()
+        traces.add(stored.trace_id)
+        outbox.add(stored, world.topic, TimeoutError())
+    start = threading.Barrier(2)
+
+    def replayer(_: int) -> int:
+        start.wait()
+        return Outbox(world.db).replay(pubsub_v1.PublisherClient(), TIMEOUT_S).published
+
+    with ThreadPoolExecutor(2) as pool:
+        published = list(pool.map(replayer, range(2)))
+    received = world.published()
+    assert sum(published) == count
+    assert sorted(received) == sorted(traces)
+
+
+def test_cli_replays_the_local_stacks_outbox(world: World, pubsub_emulator: str,
+                                             firestore_emulator: str, tmp_path: Path, monkeypatch,
+                                             capsys) -> None:
+    env = {"HERALD_PROJECT": world.project, "PUBSUB_EMULATOR_HOST": pubsub_emulator,
+           "FIRESTORE_EMULATOR_HOST": firestore_emulator}
+    Outbox(world.db).add(envelope(), world.topic, TimeoutError())
+    (tmp_path / "local.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # restored afterwards: the command sets what local.env says
+    cli.main(["--state-dir", str(tmp_path), "outbox", "replay", "--limit", "5"])
+    assert capsys.readouterr().out.strip() == "republished 1 outbox entries"
+    assert len(world.published()) == 1
