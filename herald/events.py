@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from herald.contracts import Envelope, utc_now_iso
+from herald.contracts import CHANNEL_BY_PROVIDER, Envelope, utc_now_iso
 
 
 class Status(StrEnum):
@@ -59,6 +59,7 @@ class Reason(StrEnum):
     DUPLICATE_NOTIFICATION = "duplicate_notification"
     INVALID_MESSAGE = "invalid_message"
     PROVIDER_ERROR = "provider_error"
+    RETRIES_EXHAUSTED = "retries_exhausted"
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ EVENT_FIELDS: tuple[Field, ...] = (
     Field("reason", "STRING", "NULLABLE", "Why a delivery was suppressed, failed or dead-lettered."),
     Field("provider_code", "STRING", "NULLABLE", "The provider's own error code, if any."),
     Field("accepted_at", "TIMESTAMP", "NULLABLE", "When the ingest function accepted the request."),
+    Field("attempts", "INTEGER", "NULLABLE", "Provider attempts a sent/failed/dead-lettered delivery took."),
     Field("detail", "STRING", "NULLABLE",
           "Free text: the provider's error message, or the raw message of a dead letter."),
 )
@@ -171,6 +173,29 @@ def dead_letter_event(raw: bytes, reason: str, detail: str) -> dict[str, Any]:
         "span_id": digest,
         "reason": reason,
         "detail": f"{detail} | raw={raw[:4096].decode('utf-8', 'replace')}",
+    })
+
+
+def callback_event(*, span_id: str | None, status: Status, occurred_at: str,
+                   notification_id: str | None, provider: str, provider_message_id: str,
+                   provider_code: str | None) -> dict[str, Any]:
+    """A provider's report about a delivery (see herald.callbacks), joined to it by span id.
+
+    The event id is the delivery's span and the status, like every other event, so a callback
+    the provider repeats is counted once.
+    """
+    if status not in CALLBACK:
+        raise ValueError(f"{status} is not a callback status")
+    return _complete({
+        "event_id": _event_id(span_id or provider_message_id, status),
+        "event_ts": occurred_at,
+        "status": status.value,
+        "span_id": span_id,
+        "notification_id": notification_id,
+        "channel": CHANNEL_BY_PROVIDER[provider].value,
+        "provider": provider,
+        "provider_message_id": provider_message_id,
+        "provider_code": provider_code,
     })
 
 

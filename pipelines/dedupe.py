@@ -1,9 +1,11 @@
-"""DedupeDeliveries: a (notificationId, channel, address) is sent at most once per TTL.
+"""DedupeDeliveries: a (notificationId, channel, address) is decided at most once per TTL.
 
 Follows Beam's `DeduplicatePerKey`: a per-key state remembers the first claim and a processing-time
 timer clears it after the TTL. The claim records the trace id, so a Pub/Sub *redelivery* of the same
 message (same trace) is dropped silently (its events already exist, with the same ids), while a
 second *request* with the same notificationId (another trace) is recorded as `duplicate`.
+Opted-out deliveries are claimed too and recorded here as `suppressed`, so a redelivery that is
+planned differently (the device was disabled meanwhile) cannot add a second terminal event.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from herald.events import Reason, Status
 from pipelines.delivery import Delivery
 
-DUPLICATES = "duplicates"
+EVENTS = "events"
+"""Terminal events decided at the claim: suppressed (opted out) and duplicate."""
 
 
 class _FirstClaimWins(beam.DoFn):
@@ -32,6 +35,7 @@ class _FirstClaimWins(beam.DoFn):
         self._ttl_s = ttl_s
         self._route = route
         self.unique = Metrics.counter("herald", "deliveries_unique")
+        self.suppressed = Metrics.counter("herald", "deliveries_suppressed")
         self.duplicates = Metrics.counter("herald", "deliveries_duplicate")
         self.redelivered = Metrics.counter("herald", "deliveries_redelivered")
 
@@ -42,13 +46,18 @@ class _FirstClaimWins(beam.DoFn):
         if holder is None:
             claim.write(delivery.envelope.trace_id)
             expiry.set(Timestamp.now() + Duration(seconds=self._ttl_s))
-            self.unique.inc()
-            yield self._route(delivery)
+            if delivery.skip is not None:
+                self.suppressed.inc()
+                yield TaggedOutput(EVENTS, delivery.event(Status.SUPPRESSED,
+                                                          reason=delivery.skip.value))
+            else:
+                self.unique.inc()
+                yield self._route(delivery)
         elif holder == delivery.envelope.trace_id:
             self.redelivered.inc()
         else:
             self.duplicates.inc()
-            yield TaggedOutput(DUPLICATES, delivery.event(
+            yield TaggedOutput(EVENTS, delivery.event(
                 Status.DUPLICATE, reason=Reason.DUPLICATE_NOTIFICATION.value))
 
     @on_timer(EXPIRY)
@@ -57,8 +66,8 @@ class _FirstClaimWins(beam.DoFn):
 
 
 class DedupeDeliveries(beam.PTransform):
-    """(dedupe_key, Delivery) pairs -> first claims, tagged by `route` into `branches`, and
-    (`duplicates`) duplicate events."""
+    """(dedupe_key, Delivery) pairs -> first claims to send, tagged by `route` into `branches`,
+    and (`events`) suppressed and duplicate events."""
 
     def __init__(self, ttl_s: int, route: Callable[[Delivery], TaggedOutput],
                  branches: Sequence[str]) -> None:
@@ -69,4 +78,4 @@ class DedupeDeliveries(beam.PTransform):
 
     def expand(self, keyed_deliveries):
         return keyed_deliveries | "FirstClaimWins" >> beam.ParDo(
-            _FirstClaimWins(self._ttl_s, self._route)).with_outputs(DUPLICATES, *self._branches)
+            _FirstClaimWins(self._ttl_s, self._route)).with_outputs(EVENTS, *self._branches)

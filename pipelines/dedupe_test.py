@@ -11,7 +11,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from herald.contracts import Channel, new_envelope, parse_request
 from herald.contracts_test import DESIGN_BODY
-from pipelines.dedupe import DUPLICATES, DedupeDeliveries
+from pipelines.dedupe import EVENTS, DedupeDeliveries
 from pipelines.delivery import Delivery
 
 
@@ -44,6 +44,6 @@ def test_first_claim_wins_and_every_element_is_accounted_for() -> None:
         assert_that(result.unique | "UniqueSpans" >> beam.Map(lambda d: (d.envelope.trace_id, d.address)),
                     equal_to([(first.trace_id, "a@example.com"), (first.trace_id, "b@example.com"),
                               (other.trace_id, "a@example.com")]), label="unique")
-        assert_that(result[DUPLICATES] | beam.Map(lambda e: (e["trace_id"], e["status"], e["reason"])),
+        assert_that(result[EVENTS] | beam.Map(lambda e: (e["trace_id"], e["status"], e["reason"])),
                     equal_to([(retry.trace_id, "duplicate", "duplicate_notification")]),
                     label="duplicates")

@@ -7,7 +7,7 @@ from typing import Any
 
 from herald import events
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Envelope, Platform
-from herald.events import Status
+from herald.events import Reason, Status
 from herald.providers.base import Outgoing
 
 
@@ -21,6 +21,8 @@ class Delivery:
     recipient_hash: str | None
     platform: Platform | None = None
     device_id: str | None = None
+    skip: Reason | None = None
+    """Why it must not be sent (an opt-out), decided when planned and recorded once claimed."""
 
     @property
     def span_id(self) -> str:

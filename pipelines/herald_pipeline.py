@@ -21,15 +21,16 @@ import sys
 from typing import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from herald.settings import Settings
 from pipelines.bigquery_sink import WriteEvents
-from pipelines.dedupe import DUPLICATES, DedupeDeliveries
-from pipelines.heartbeat import start_heartbeat
+from pipelines import dedupe, recipients
+from pipelines.dedupe import DedupeDeliveries
+from pipelines.launch import run_streaming
 from pipelines.options import HeraldOptions, resolve_settings, subscription_path
 from pipelines.parse import ACCEPTED, DEAD_LETTER, ParseRequests
-from pipelines.recipients import EVENTS, ResolveRecipients
+from pipelines.recipients import ResolveRecipients
 from pipelines.send import BRANCH_NAMES, Router, SendDeliveries
 
 
@@ -51,7 +52,7 @@ class DeliverNotifications(beam.PTransform):
             self._options.dedupe_ttl_s, Router(self._options.batch_shards), BRANCH_NAMES)
         sent = ({name: deduped[name] for name in BRANCH_NAMES}
                 | "SendDeliveries" >> SendDeliveries(self._settings))
-        return ((parsed[DEAD_LETTER], parsed[ACCEPTED], resolved[EVENTS], deduped[DUPLICATES], sent)
+        return ((parsed[DEAD_LETTER], parsed[ACCEPTED], resolved[recipients.EVENTS], deduped[dedupe.EVENTS], sent)
                 | "AllEvents" >> beam.Flatten())
 
 
@@ -64,29 +65,13 @@ def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -
      | "WriteEvents" >> WriteEvents(settings, options.batch_shards))
 
 
-HEARTBEAT_S = 1.0
-RUNNING_MARKER = "herald pipeline constructed; running"
-"""Logged once the graph is built: `herald local up` waits for it, so a construction error fails `up`."""
-
-
 def run(argv: Sequence[str] | None = None) -> None:
     options = PipelineOptions(argv)
-    options.view_as(StandardOptions).streaming = True
     settings = resolve_settings(options)
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, settings, options.view_as(HeraldOptions))
-    heartbeat = None
-    if options.view_as(StandardOptions).runner in (None, "DirectRunner", "BundleBasedDirectRunner"):
-        heartbeat = start_heartbeat(settings.topic_path(settings.requests_topic), HEARTBEAT_S)
-    logging.getLogger("herald.pipeline").info(RUNNING_MARKER)
-    try:
-        pipeline.run().wait_until_finish()
-    finally:
-        if heartbeat:
-            heartbeat.set()
+    run_streaming(options, lambda p: build(p, settings, options.view_as(HeraldOptions)),
+                  heartbeat_topic=settings.topic_path(settings.requests_topic))
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)  # logs every request at INFO
     run(sys.argv[1:])

@@ -7,7 +7,7 @@ category, the channel or the device opted out, or there is no user or no address
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from functools import partial
 from typing import Any, Iterator, Mapping
 
@@ -16,11 +16,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from herald import events
-from herald.clients import firestore_client
 from herald.contracts import Channel, Envelope, Platform
 from herald.events import Reason, Status
 from herald.settings import Settings
 from pipelines.delivery import Delivery
+from pipelines.directory import Directory
 from pipelines.resources import ProcessResource
 
 EVENTS = "events"
@@ -78,33 +78,16 @@ def plan_deliveries(envelope: Envelope, user: Mapping[str, Any] | None,
 _FAILURES = frozenset({Reason.UNKNOWN_USER, Reason.NO_ADDRESS})
 
 
-class _Directory:
-    """Firestore reads for a batch: one `get_all` for users, device listings in parallel."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._client = firestore_client(settings)
-        self._pool = ThreadPoolExecutor(max_workers=16)
-
-    def users(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
-        refs = [self._client.collection("users").document(u) for u in user_ids]
-        return {snap.id: snap.to_dict() for snap in self._client.get_all(refs) if snap.exists}
-
-    def devices(self, user_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-        def listing(user_id: str) -> dict[str, dict[str, Any]]:
-            collection = self._client.collection("users").document(user_id).collection("devices")
-            return {doc.id: doc.to_dict() for doc in collection.stream()}
-        return dict(zip(user_ids, self._pool.map(listing, user_ids)))
-
-
 class _LookupAndPlan(beam.DoFn):
-    """Input: a batch of envelopes. Output: sendable (dedupe_key, Delivery) pairs, keyed here for
-    the dedupe step, and terminal events (tagged)."""
+    """Input: a batch of envelopes. Output: (dedupe_key, Delivery) for every delivery with an
+    address, its opt-out (if any) in `skip`, so the claim step records each outcome once even when
+    Pub/Sub redelivers the request after the user's state changed; terminal events (tagged) for
+    deliveries with no address at all."""
 
     def __init__(self, settings: Settings) -> None:
         self._hash_key = settings.hash_key
-        self._directory = ProcessResource(partial(_Directory, settings))
+        self._directory = ProcessResource(partial(Directory, settings))
         self.planned = Metrics.counter("herald", "deliveries_planned")
-        self.suppressed = Metrics.counter("herald", "deliveries_suppressed")
         self.undeliverable = Metrics.counter("herald", "deliveries_undeliverable")
 
     def process(self, batch: list[Envelope]) -> Iterator[Any]:
@@ -118,19 +101,17 @@ class _LookupAndPlan(beam.DoFn):
             for delivery, reason in plan_deliveries(envelope, users.get(user_id),
                                                     devices.get(user_id, {}), self._hash_key):
                 self.planned.inc()
-                if reason is None:
-                    yield delivery.dedupe_key, delivery
-                elif reason in _FAILURES:
+                if delivery.recipient_hash is None:
                     self.undeliverable.inc()
-                    yield TaggedOutput(EVENTS, delivery.event(Status.FAILED, reason=reason.value))
+                    status = Status.FAILED if reason in _FAILURES else Status.SUPPRESSED
+                    yield TaggedOutput(EVENTS, delivery.event(status, reason=reason.value))
                 else:
-                    self.suppressed.inc()
-                    yield TaggedOutput(EVENTS, delivery.event(Status.SUPPRESSED, reason=reason.value))
+                    yield delivery.dedupe_key, dataclasses.replace(delivery, skip=reason)
 
 
 class ResolveRecipients(beam.PTransform):
-    """Envelopes -> (main) (dedupe_key, Delivery) pairs to send, (`events`) suppressed and
-    undeliverable events."""
+    """Envelopes -> (main) (dedupe_key, Delivery) pairs, (`events`) events of deliveries with no
+    address (unknown user, no phone/email/device)."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__()

@@ -20,11 +20,13 @@ from apache_beam.transforms.async_dofn import AsyncWrapper
 from herald.contracts import Channel, Priority
 from herald.events import Reason, Status
 from herald.providers.base import Sender
+from herald.providers.retry import RetryPolicy, send_with_retries
 from herald.providers.fcm import FcmSender
 from herald.providers.sendgrid_email import SendGridSender
 from herald.providers.twilio_sms import TwilioSender
 from herald.settings import Settings
 from pipelines.delivery import Delivery
+from pipelines.directory import Directory
 from pipelines.resources import ProcessResource
 
 
@@ -101,40 +103,64 @@ class Router:
                             (random.randrange(self._shards), delivery))
 
 
-class _SendBatch(beam.DoFn):
-    """One provider call per delivery, concurrently within the batch; one event per delivery."""
+TOKEN_GONE = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
+"""FCM codes that mean the token will never work again: the device is disabled."""
 
-    def __init__(self, channel: Channel, sender: ProcessResource[Sender]) -> None:
+
+class _SendBatch(beam.DoFn):
+    """Provider calls for a batch (concurrent, retried on transient errors); one terminal event
+    per delivery: sent, failed (permanent, with the provider's code) or dead_letter (retries
+    exhausted)."""
+
+    def __init__(self, channel: Channel, sender: ProcessResource[Sender],
+                 directory: ProcessResource[Directory], policy: RetryPolicy) -> None:
         self._sender = sender
-        self.sent = Metrics.counter("herald", f"{channel.value}_sent")
-        self.failed = Metrics.counter("herald", f"{channel.value}_failed")
-        self.batch_sizes = Metrics.distribution("herald", f"{channel.value}_batch_size")
+        self._directory = directory
+        self._policy = policy
 
     def process(self, keyed_batch: tuple[int, Iterable[Delivery]]) -> Iterator[dict]:
         batch = list(keyed_batch[1])
-        self.batch_sizes.update(len(batch))
-        results = self._sender.get().send([delivery.outgoing() for delivery in batch])
-        for delivery, result in zip(batch, results, strict=True):
+        outcomes = send_with_retries(self._sender.get(), [d.outgoing() for d in batch], self._policy)
+        for delivery, outcome in zip(batch, outcomes, strict=True):
+            result = outcome.result
             if result.ok:
-                self.sent.inc()
-                yield delivery.event(Status.SENT, provider_message_id=result.provider_message_id)
-            else:
-                self.failed.inc()
-                yield delivery.event(Status.FAILED, reason=Reason.PROVIDER_ERROR.value,
-                                     provider_code=result.error_code, detail=result.error_message)
+                yield delivery.event(Status.SENT, provider_message_id=result.provider_message_id,
+                                     attempts=outcome.attempts)
+                continue
+            status, reason = ((Status.DEAD_LETTER, Reason.RETRIES_EXHAUSTED) if outcome.exhausted
+                              else (Status.FAILED, Reason.PROVIDER_ERROR))
+            if result.error_code in TOKEN_GONE and delivery.device_id:
+                self._directory.get().disable_device(delivery.envelope.request.user_id,
+                                                     delivery.device_id, result.error_code)
+            yield delivery.event(status, reason=reason.value, provider_code=result.error_code,
+                                 detail=result.error_message, attempts=outcome.attempts)
+
+
+def _count_result(event: dict) -> dict:
+    """`{channel}_{status}` counters, counted on the runner's thread: `_SendBatch` runs on
+    AsyncWrapper's pool threads, which have no metrics container, so counters there are lost."""
+    Metrics.counter("herald", f"{event['channel']}_{event['status']}").inc()
+    return event
+
+
+def _count_batch(keyed_batch: tuple[int, list[Delivery]], channel: str) -> tuple[int, list[Delivery]]:
+    Metrics.distribution("herald", f"{channel}_batch_size").update(len(keyed_batch[1]))
+    return keyed_batch
 
 
 class SendDeliveries(beam.PTransform):
     """{branch name: keyed deliveries} (as `Router` tags them) -> sent/failed events, through one
     batched branch per (channel, lane)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, policy: RetryPolicy = RetryPolicy()) -> None:
         super().__init__()
         self._settings = settings
+        self._policy = policy
 
     def expand(self, routed):
         senders = {channel: ProcessResource(partial(build_sender, channel, self._settings))
                    for channel in Channel}  # one per channel, shared by its lanes
+        directory = ProcessResource(partial(Directory, self._settings))
         results = []
         for channel, lane in BRANCHES:
             name = branch_name(channel, lane)
@@ -142,7 +168,10 @@ class SendDeliveries(beam.PTransform):
                 routed[name]
                 | f"Batch_{name}" >> beam.GroupIntoBatches(
                     lane.batch_size, max_buffering_duration_secs=lane.max_wait_s)
+                | f"CountBatch_{name}" >> beam.Map(_count_batch, channel.value)
                 | f"Send_{name}" >> beam.ParDo(AsyncWrapper(
-                    _SendBatch(channel, senders[channel]), parallelism=SEND_PARALLELISM,
+                    _SendBatch(channel, senders[channel], directory, self._policy),
+                    parallelism=SEND_PARALLELISM,
                     callback_frequency=COMMIT_POLL_S, id_fn=_batch_id)))
-        return results | "MergeSendEvents" >> beam.Flatten()
+        return (results | "MergeSendEvents" >> beam.Flatten()
+                | "CountSendResults" >> beam.Map(_count_result))

@@ -17,7 +17,7 @@ import pytest
 import requests
 from google.cloud import bigquery
 
-from herald.clients import bigquery_client
+from herald.clients import bigquery_client, firestore_client
 from herald.dbt_project import run_dbt
 from herald.local.drain import wait_for_drain
 from herald.local.seed import demo_users
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 SEED_USERS = 300  # as the `local_stack` fixture seeds
 REQUESTS = 800
-TERMINAL = {"suppressed", "duplicate", "sent", "failed"}
+TERMINAL = {"suppressed", "duplicate", "sent", "failed", "dead_letter"}
 
 
 @dataclass(frozen=True)
@@ -112,12 +112,17 @@ def test_opted_out_users_and_disabled_devices_receive_nothing(run: Run) -> None:
 
 
 def test_duplicates_are_sent_once(run: Run) -> None:
+    traces: dict[str, set[str]] = collections.defaultdict(set)
+    for sent in run.sent:
+        traces[sent.body["notificationId"]].add(sent.trace_id)
     repeats = collections.Counter(s.body["notificationId"] for s in run.sent)
     assert any(count > 1 for count in repeats.values()), "the workload has no duplicates"
+    # A sender's retry is answered at the edge with the original response (Idempotency-Key or
+    # notificationId), so it is one request; the pipeline's dedupe is the second line.
+    assert all(len(ids) == 1 for ids in traces.values())
     sends = collections.Counter((e["notification_id"], e["channel"], e["recipient"])
                                 for e in run.ledger)
     assert set(sends.values()) == {1}
-    assert any(e["status"] == "duplicate" for e in run.events)
 
 
 def test_marts_equal_counts_from_the_ledger(run: Run, local_stack: dict[str, str]) -> None:
@@ -139,3 +144,15 @@ def test_second_up_refuses_while_a_stack_runs(local_stack: dict[str, str]) -> No
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "already running" in result.stderr
+
+
+def test_unregistered_tokens_disable_their_device(run: Run) -> None:
+    failed = {(e["user_id"], e["device_id"]) for e in run.events
+              if e["status"] == "failed" and e["provider_code"] == "UNREGISTERED"}
+    assert failed, "the workload no longer reaches an unregistered token"
+    client = firestore_client(run.settings)
+    for user_id, device_id in failed:
+        device = client.collection("users").document(user_id).collection("devices") \
+            .document(device_id).get().to_dict()
+        assert device["notification_enabled"] is False
+        assert device["disabled_reason"] == "UNREGISTERED"

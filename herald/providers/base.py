@@ -7,10 +7,12 @@ rejecting one message must not fail the batch, so per-message errors become resu
 
 from __future__ import annotations
 
+import email.utils
 import logging
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable, ClassVar, Mapping, Protocol, Sequence
 from urllib.error import URLError
 
@@ -46,6 +48,7 @@ class SendResult:
     error_code: str | None = None
     error_message: str | None = None
     transient: bool = False
+    retry_after_s: float | None = None
 
     @classmethod
     def sent(cls, item: Outgoing, provider_message_id: str | None) -> SendResult:
@@ -54,7 +57,7 @@ class SendResult:
     @classmethod
     def failed(cls, item: Outgoing, error: ProviderError) -> SendResult:
         return cls(item.span_id, False, error_code=error.code, error_message=error.message,
-                   transient=error.transient)
+                   transient=error.transient, retry_after_s=error.retry_after_s)
 
 
 class Sender(Protocol):
@@ -78,6 +81,24 @@ class ProviderError:
     code: str
     message: str
     transient: bool
+    retry_after_s: float | None = None
+    """The provider's Retry-After, when it sent one (429/503): the earliest sensible retry."""
+
+
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from a Retry-After header, in either of its forms (delta-seconds or HTTP-date)."""
+    value = next((v for k, v in (headers or {}).items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
 
 
 def is_transient_status(status: int | None) -> bool:

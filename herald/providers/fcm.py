@@ -16,7 +16,7 @@ from requests.adapters import HTTPAdapter
 
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Platform, Priority
 from herald.providers.base import (Outgoing, ProviderError, SendResult, classify_failure,
-                                   is_transient_status)
+                                   is_transient_status, retry_after)
 
 BATCH_LIMIT = 500
 """The most messages `messaging.send_each` takes per call."""
@@ -70,7 +70,9 @@ def _route_service(app: firebase_admin.App, endpoint: str | None) -> messaging._
     Private firebase-admin 7.7.0 internals: `_fcm_url` is the URL `send_each` posts every message
     to, `_client.session` the requests session it posts with. The SDK's pool (100 connections,
     and only for fcm.googleapis.com) is smaller than a `send_each` batch, which runs a thread per
-    message, so a pool of BATCH_LIMIT is mounted on the URL, keeping the SDK's retry policy.
+    message, so a pool of BATCH_LIMIT is mounted on the URL. It has no retries: the SDK's would
+    re-POST after a read timeout (a hidden duplicate push) and wait out 429s itself; Herald's
+    RetryPolicy retries instead, with Retry-After, backoff and a deadline it can see.
     """
     service = messaging._get_messaging_service(app)
     if not (hasattr(service, "_fcm_url") and hasattr(service, "_client")):
@@ -79,8 +81,7 @@ def _route_service(app: firebase_admin.App, endpoint: str | None) -> messaging._
     if endpoint:
         service._fcm_url = f"{endpoint.rstrip('/')}/v1/projects/{app.project_id}/messages:send"
     session = service._client.session
-    retries = session.get_adapter(service._fcm_url).max_retries
-    session.mount(service._fcm_url, HTTPAdapter(pool_maxsize=BATCH_LIMIT, max_retries=retries))
+    session.mount(service._fcm_url, HTTPAdapter(pool_maxsize=BATCH_LIMIT, max_retries=0))
     return service
 
 
@@ -88,9 +89,11 @@ def _classify(error: Exception) -> ProviderError | None:
     if not isinstance(error, exceptions.FirebaseError):
         return None
     code = next((name for kind, name in _FCM_ERROR_CODES if isinstance(error, kind)), error.code)
-    status = error.http_response.status_code if error.http_response is not None else None
+    response = error.http_response
+    status = response.status_code if response is not None else None
     return ProviderError(code, str(error),
-                         transient=error.code in _TRANSIENT_CODES or is_transient_status(status))
+                         transient=error.code in _TRANSIENT_CODES or is_transient_status(status),
+                         retry_after_s=retry_after(response.headers if response is not None else None))
 
 
 class FcmSender:

@@ -127,10 +127,10 @@ def test_an_unreachable_endpoint_is_transient(sender_for, channel, code):
     assert (result.ok, result.error_code, result.transient) == (False, code, True)
 
 
-# firebase-admin retries a read timeout once (re-POSTing the message) and then reports the
-# exhausted retry as a connection error, so FCM's timeout surfaces as UNAVAILABLE.
+# firebase-admin reports its own read timeout as DEADLINE_EXCEEDED (its retries are off: Herald's
+# RetryPolicy owns retrying).
 @pytest.mark.parametrize(("channel", "code"), [
-    (Channel.PUSH, "UNAVAILABLE"), (Channel.SMS, "TIMEOUT"), (Channel.EMAIL, "TIMEOUT")])
+    (Channel.PUSH, "DEADLINE_EXCEEDED"), (Channel.SMS, "TIMEOUT"), (Channel.EMAIL, "TIMEOUT")])
 def test_a_timeout_is_transient(sandbox, sender_for, channel, code):
     sandbox.configure({"latency_ms": 700})
     sender = sender_for(channel, sandbox.url, timeout_s=0.2)
@@ -155,6 +155,18 @@ def test_sendgrid_bulk_send_uses_one_request_per_1000_recipients(sandbox, sender
     other_requests = {entries[item.span_id]["request_index"] for item in other}
     assert len(bulk_requests) == 3  # ceil(2,500 / 1,000)
     assert len(other_requests) == 3 and not other_requests & bulk_requests
+
+
+def test_fcm_does_not_repost_a_timed_out_message(sandbox, sender_for):
+    sandbox.configure({"latency_ms": 500})
+    item = outgoing(Channel.PUSH, GOOD_ADDRESS[Channel.PUSH].format(i=7))
+
+    [result] = sender_for(Channel.PUSH, sandbox.url, timeout_s=0.2).send([item])
+    time.sleep(1.2)  # let the sandbox finish answering whatever it was sent
+
+    assert result.error_code == "DEADLINE_EXCEEDED"
+    entries = requests.get(f"{sandbox.url}/_ledger", timeout=5).json()["entries"]
+    assert [e["span_id"] for e in entries].count(item.span_id) <= 1
 
 
 def test_sandbox_config_makes_a_send_slower(sandbox, sender_for):

@@ -10,7 +10,8 @@ from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import CustomArg, Mail, Personalization, To
 
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel
-from herald.providers.base import Outgoing, PooledSender, ProviderError, is_transient_status
+from herald.providers.base import (Outgoing, PooledSender, ProviderError, is_transient_status,
+                                   retry_after)
 
 SENDGRID_HOST = "https://api.sendgrid.com"
 MAX_PERSONALIZATIONS = 1000
@@ -78,4 +79,5 @@ class SendGridSender(PooledSender):
         if not isinstance(error, HTTPError):
             return None
         return ProviderError(str(error.status_code), _error_message(error),
-                             transient=is_transient_status(error.status_code))
+                             transient=is_transient_status(error.status_code),
+                             retry_after_s=retry_after(error.headers))

@@ -1,0 +1,77 @@
+"""Retrying transient provider failures: exponential backoff with jitter, Retry-After honoured,
+a bounded total time.
+
+Novu sends once and treats 429/503 as final; Herald retries what can pass on retry (rate limits,
+5xx, timeouts, connection errors) and stops at once on what cannot (an invalid token or number, a
+4xx). A batch is retried as a whole step: only its transiently failed messages are sent again.
+
+A retry after a timeout can duplicate: the provider may have accepted the first attempt and the
+answer was lost. For push that is the tolerated case; SMS and email dedupe claims (a later issue)
+bound it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from herald.providers.base import Outgoing, SendResult, Sender
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try. The default budget keeps a retried message inside a minute; the SLO
+    (handed to the provider within 10 s) is measured on first attempts."""
+
+    max_attempts: int = 6
+    base_delay_s: float = 0.25
+    max_delay_s: float = 8.0
+    deadline_s: float = 45.0
+
+    def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
+        """Exponential backoff with "equal jitter" (half fixed, half random), never sooner than
+        the provider asked for."""
+        backoff = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        return max(backoff * rng.uniform(0.5, 1.0), retry_after_s or 0.0)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The last answer for a message and how many attempts it took."""
+
+    result: SendResult
+    attempts: int
+
+    @property
+    def exhausted(self) -> bool:
+        """Still failing transiently when the policy gave up: a dead letter, not a failure."""
+        return not self.result.ok and self.result.transient
+
+
+def send_with_retries(sender: Sender, batch: Sequence[Outgoing], policy: RetryPolicy, *,
+                      sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic,
+                      rng: random.Random | None = None) -> list[Outcome]:
+    """One Outcome per message, in input order."""
+    rng = rng or random.Random()
+    outcomes: dict[int, Outcome] = {}
+    pending = list(range(len(batch)))
+    started = clock()
+    for attempt in range(1, policy.max_attempts + 1):
+        results = sender.send([batch[index] for index in pending])
+        retry = []
+        for index, result in zip(pending, results, strict=True):
+            outcomes[index] = Outcome(result, attempt)
+            if not result.ok and result.transient:
+                retry.append(index)
+        if not retry or attempt == policy.max_attempts:
+            break
+        wait = max(policy.delay(attempt, outcomes[index].result.retry_after_s, rng)
+                   for index in retry)
+        if clock() - started + wait > policy.deadline_s:
+            break
+        sleep(wait)
+        pending = retry
+    return [outcomes[index] for index in range(len(batch))]

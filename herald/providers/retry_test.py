@@ -1,0 +1,88 @@
+"""send_with_retries against a scripted sender: what is retried, when, and when it gives up."""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import pytest
+
+from herald.contracts import Channel
+from herald.providers.base import Outgoing, ProviderError, SendResult, retry_after
+from herald.providers.retry import RetryPolicy, send_with_retries
+
+TRANSIENT = ProviderError("429", "slow down", transient=True, retry_after_s=2.0)
+PERMANENT = ProviderError("21211", "invalid number", transient=False)
+
+
+class ScriptedSender:
+    """Answers each address with the next entry of its script (an error, or None for success)."""
+
+    provider = "scripted"
+
+    def __init__(self, script: dict[str, list[ProviderError | None]]) -> None:
+        self.script = script
+        self.calls: list[list[str]] = []
+
+    def send(self, batch: Sequence[Outgoing]) -> list[SendResult]:
+        self.calls.append([item.address for item in batch])
+        results = []
+        for item in batch:
+            error = self.script[item.address].pop(0)
+            results.append(SendResult.sent(item, f"id-{item.address}") if error is None
+                           else SendResult.failed(item, error))
+        return results
+
+    def close(self) -> None:
+        pass
+
+
+def item(address: str) -> Outgoing:
+    return Outgoing(span_id=f"s-{address}", notification_id="n", channel=Channel.SMS,
+                    address=address, title="t", content="c")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def run(script, policy=RetryPolicy()):
+    sender, clock = ScriptedSender(script), FakeClock()
+    outcomes = send_with_retries(sender, [item(a) for a in script], policy, sleep=clock.sleep,
+                                 clock=lambda: clock.now, rng=random.Random(1))
+    return outcomes, sender, clock
+
+
+def test_only_transient_failures_are_retried_and_retry_after_is_honoured() -> None:
+    outcomes, sender, clock = run({"a": [None], "b": [TRANSIENT, None], "c": [PERMANENT]})
+    assert sender.calls == [["a", "b", "c"], ["b"]]
+    assert [(o.result.ok, o.attempts) for o in outcomes] == [(True, 1), (True, 2), (False, 1)]
+    assert outcomes[2].result.error_code == "21211" and not outcomes[2].exhausted
+    assert clock.sleeps == [2.0]  # the provider's Retry-After beats the 0.25 s backoff
+
+
+def test_backoff_grows_and_gives_up_after_max_attempts() -> None:
+    no_hint = ProviderError("503", "unavailable", transient=True)
+    outcomes, sender, clock = run({"a": [no_hint] * 4}, RetryPolicy(max_attempts=4))
+    assert len(sender.calls) == 4 and outcomes[0].attempts == 4 and outcomes[0].exhausted
+    assert all(later > earlier for earlier, later in zip(clock.sleeps, clock.sleeps[1:]))
+
+
+def test_the_deadline_stops_retries_before_a_wait_that_would_cross_it() -> None:
+    long_wait = ProviderError("429", "later", transient=True, retry_after_s=30.0)
+    outcomes, sender, clock = run({"a": [long_wait, None]}, RetryPolicy(deadline_s=10.0))
+    assert len(sender.calls) == 1 and outcomes[0].exhausted and clock.sleeps == []
+
+
+@pytest.mark.parametrize("headers, seconds", [
+    ({"Retry-After": "3"}, 3.0), ({"retry-after": "0.5"}, 0.5), ({}, None),
+    ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0), ({"Retry-After": "soon"}, None),
+])
+def test_retry_after_header_forms(headers, seconds) -> None:
+    assert retry_after(headers) == seconds

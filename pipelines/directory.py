@@ -1,0 +1,39 @@
+"""The pipeline's access to users and devices in Firestore (layout in herald/local/seed.py)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from google.cloud import firestore
+
+from herald.clients import firestore_client
+from herald.contracts import utc_now_iso
+from herald.settings import Settings
+
+
+class Directory:
+    """Batched reads (one `get_all` for users, device listings in parallel) and the one write the
+    pipeline makes: disabling a device whose token the provider says is dead."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._client = firestore_client(settings)
+        self._pool = ThreadPoolExecutor(max_workers=16)
+
+    def _user(self, user_id: str) -> firestore.DocumentReference:
+        return self._client.collection("users").document(user_id)
+
+    def users(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+        snapshots = self._client.get_all([self._user(u) for u in user_ids])
+        return {snap.id: snap.to_dict() for snap in snapshots if snap.exists}
+
+    def devices(self, user_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        def listing(user_id: str) -> dict[str, dict[str, Any]]:
+            return {doc.id: doc.to_dict() for doc in self._user(user_id).collection("devices").stream()}
+        return dict(zip(user_ids, self._pool.map(listing, user_ids)))
+
+    def disable_device(self, user_id: str, device_id: str, reason: str) -> None:
+        """Token hygiene: later notifications skip the device (it reads as `device_disabled`),
+        and the reason stays on the document for support and for the app to re-register."""
+        self._user(user_id).collection("devices").document(device_id).update({
+            "notification_enabled": False, "disabled_reason": reason, "disabled_at": utc_now_iso()})
