@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test up down clean
+.PHONY: demo test up down clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -25,6 +25,9 @@ up: $(STAMP)
 
 down: $(STAMP)
 	$(VENV)/bin/herald local down
+
+bench: $(STAMP)
+	$(VENV)/bin/herald bench
 
 clean:
 	rm -rf $(VENV) .herald dbt/target dbt/logs

@@ -1,0 +1,130 @@
+"""Ingest: closed-loop throughput and latency of POST /v1/notifications (validate + publish to the
+Pub/Sub emulator), and of a trivial functions-framework handler that only parses JSON, started the
+same way (functions-framework without --debug: gunicorn, with the same WORKERS and THREADS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+from herald.bench.load import SEQUENCE_MARKER, ClosedLoopResult, closed_loop
+from herald.bench.memory import CpuWindow, RssSampler
+from herald.bench.stats import summarize
+from herald.local import processes
+from herald.local.processes import Service, free_port, http_ready
+from herald.workload import make_requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TRIVIAL_SOURCE = REPO_ROOT / "bench" / "trivial_function.py"
+PATH = "/v1/notifications"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    connections: int
+    warmup_s: float
+    duration_s: float
+    users: int
+
+
+def server_settings() -> dict[str, Any]:
+    """What functions-framework's gunicorn will use: the env vars it reads, or its defaults."""
+    return {"WORKERS": int(os.environ.get("WORKERS", 1)),
+            "THREADS": int(os.environ.get("THREADS", (os.cpu_count() or 1) * 4)),
+            "WORKERS_from_env": "WORKERS" in os.environ,
+            "THREADS_from_env": "THREADS" in os.environ}
+
+
+def describe_server(pid: int) -> dict[str, Any]:
+    """How the function process really runs: gunicorn's arbiter forks its workers as children,
+    the --debug (Flask) server does not fork, so the tree says which one we measured."""
+    try:
+        root = psutil.Process(pid)
+        children = root.children(recursive=True)
+    except psutil.Error:
+        return {"server": "gone", "processes": 0}
+    command = " ".join(root.cmdline())
+    return {"server": "gunicorn" if children and "--debug" not in command else "flask-debug",
+            "processes": 1 + len(children), "worker_processes": len(children)}
+
+
+def bench_bodies(users: int, count: int = 2000) -> list[bytes]:
+    """The demo mix, each request with a notificationId of its own (numbered as it is sent), so
+    the edge does the work of a first request, not the answer to a repeat."""
+    marker = SEQUENCE_MARKER.decode()
+    return [json.dumps({**body, "notificationId": f"ingest-{marker}"}).encode()
+            for body in make_requests(count, users, seed=11, duplicate_rate=0.0)]
+
+
+def start_trivial(log_dir: Path) -> tuple[Any, str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = processes.start(Service(
+        "trivial-function",
+        [str(Path(sys.executable).with_name("functions-framework")), "--target=trivial",
+         f"--source={TRIVIAL_SOURCE}", "--host=127.0.0.1", f"--port={port}"],
+        http_ready(f"{url}/healthz")), log_dir)
+    return process, url
+
+
+def _run_one(url: str, bodies: list[bytes], api_key: str, config: IngestConfig,
+             trees: dict[str, int]) -> dict[str, Any]:
+    with CpuWindow(trees) as cpu:
+        result: ClosedLoopResult = closed_loop(
+            url, PATH, bodies, connections=config.connections, warmup_s=config.warmup_s,
+            duration_s=config.duration_s, headers={"Authorization": f"Bearer {api_key}"})
+    latency = summarize(result.latencies_s)
+    return {
+        "requests_per_s": round(result.rate, 1),
+        "ok": result.ok,
+        "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
+        "errors": dict(result.errors),
+        "latency": latency.to_json(),
+        "p50_ms": None if latency.p50 is None else round(latency.p50 * 1000, 2),
+        "p99_ms": None if latency.p99 is None else round(latency.p99 * 1000, 2),
+        "generator_cpu_cores": round(result.generator_cpu_s / result.wall_s, 3),
+        "cpu_cores": {name: round(value, 3) for name, value in cpu.cores.items()
+                      if name != "bench_total"},
+        "machine_busy_cores": round(cpu.machine_cores, 2),
+        "other_work_cores": round(cpu.other_cores, 2),
+    }
+
+
+def run(env: dict[str, str], pids: dict[str, int], log_dir: Path, config: IngestConfig,
+        sampler: RssSampler, cleanup: list[Callable[[], None]],
+        say: Callable[[str], None]) -> dict[str, Any]:
+    bodies = bench_bodies(config.users)
+    ingest_pid = pids["ingest-function"]
+    out: dict[str, Any] = {
+        "connections": config.connections, "warmup_s": config.warmup_s,
+        "duration_s": config.duration_s, "server_settings": server_settings(),
+        "ingest_server": describe_server(ingest_pid)}
+    trees = {"function": ingest_pid, "pubsub_emulator": pids["pubsub-emulator"]}
+    say(f"ingest: {config.connections} connections, {config.warmup_s:g}s warm-up + "
+        f"{config.duration_s:g}s against POST {PATH} ...")
+    out["ingest"] = _run_one(env["HERALD_API_URL"], bodies, env["HERALD_API_KEY"], config, trees)
+    say(f"  {out['ingest']['requests_per_s']} req/s, p99 {out['ingest']['p99_ms']} ms")
+
+    process, url = start_trivial(log_dir)
+    cleanup.append(lambda: processes.stop_group(process.pid))
+    sampler.track("trivial_function", process.pid)
+    try:
+        out["trivial_server"] = describe_server(process.pid)
+        say("ingest: the same load against the trivial JSON function ...")
+        out["trivial"] = _run_one(url, bodies, env["HERALD_API_KEY"], config,
+                                  {"function": process.pid})
+        say(f"  {out['trivial']['requests_per_s']} req/s, p99 {out['trivial']['p99_ms']} ms")
+    finally:
+        sampler.untrack("trivial_function")
+        processes.stop_group(process.pid)
+    trivial_rate = out["trivial"]["requests_per_s"]
+    out["ratio_to_trivial"] = round(out["ingest"]["requests_per_s"] / trivial_rate, 3) \
+        if trivial_rate else None
+    return out
