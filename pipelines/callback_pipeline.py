@@ -13,23 +13,20 @@ On Dataflow: the same options as pipelines.herald_pipeline, with --callbacks_sub
 
 from __future__ import annotations
 
-import logging
-import sys
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from herald.callbacks import DeliveryCallback
 from herald.contracts import ContractError
 from herald.events import Reason, dead_letter_event
 from herald.settings import Settings
+from pipelines import launch
 from pipelines.bigquery_sink import WriteEvents
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
-from pipelines.launch import run_streaming
-from pipelines.options import HeraldOptions, resolve_settings
+from pipelines.options import HeraldOptions
 
 
 class _ParseCallback(beam.DoFn):
@@ -66,13 +63,5 @@ def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -
      | "WriteEvents" >> WriteEvents(settings, options.batch_shards))
 
 
-def run(argv: Sequence[str] | None = None) -> None:
-    options = PipelineOptions(argv)
-    settings = resolve_settings(options)
-    run_streaming(options, lambda p: build(p, settings, options.view_as(HeraldOptions)),
-                  heartbeat_topic=settings.topic_path(settings.callbacks_topic))
-
-
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run(sys.argv[1:])
+    launch.main(build, lambda settings: settings.callbacks_topic)

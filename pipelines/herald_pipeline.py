@@ -16,19 +16,14 @@ On Dataflow, the same module with options only:
 
 from __future__ import annotations
 
-import logging
-import sys
-from typing import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from herald.settings import Settings
+from pipelines import dedupe, launch, recipients
 from pipelines.bigquery_sink import WriteEvents
-from pipelines import dedupe, recipients
 from pipelines.dedupe import DedupeDeliveries
-from pipelines.launch import run_streaming
-from pipelines.options import HeraldOptions, resolve_settings, subscription_path
+from pipelines.options import HeraldOptions, subscription_path
 from pipelines.parse import ACCEPTED, DEAD_LETTER, ParseRequests
 from pipelines.recipients import ResolveRecipients
 from pipelines.send import BRANCH_NAMES, Router, SendDeliveries
@@ -65,13 +60,5 @@ def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -
      | "WriteEvents" >> WriteEvents(settings, options.batch_shards))
 
 
-def run(argv: Sequence[str] | None = None) -> None:
-    options = PipelineOptions(argv)
-    settings = resolve_settings(options)
-    run_streaming(options, lambda p: build(p, settings, options.view_as(HeraldOptions)),
-                  heartbeat_topic=settings.topic_path(settings.requests_topic))
-
-
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run(sys.argv[1:])
+    launch.main(build, lambda settings: settings.requests_topic)

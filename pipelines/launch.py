@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Callable
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from herald.settings import Settings
 from pipelines.heartbeat import start_heartbeat
+from pipelines.options import HeraldOptions, resolve_settings
 
 HEARTBEAT_S = 1.0
 RUNNING_MARKER = "herald pipeline constructed; running"
 """Logged once the graph is built: `herald local up` waits for it, so a construction error fails `up`."""
 DIRECT_RUNNERS = (None, "DirectRunner", "BundleBasedDirectRunner")
+
+
+Build = Callable[[beam.Pipeline, Settings, HeraldOptions], None]
+
+
+def main(build: Build, read_topic: Callable[[Settings], str]) -> None:
+    """A pipeline module's `__main__`: options from the command line, settings from options and
+    environment, then `run_streaming` with a heartbeat on the topic the job reads."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    options = PipelineOptions(sys.argv[1:])
+    settings = resolve_settings(options)
+    run_streaming(options, lambda p: build(p, settings, options.view_as(HeraldOptions)),
+                  heartbeat_topic=settings.topic_path(read_topic(settings)))
 
 
 def run_streaming(options: PipelineOptions, build: Callable[[beam.Pipeline], None],
