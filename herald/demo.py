@@ -1,7 +1,7 @@
 """`herald demo`: the main job end to end on a private local stack, then the marts on screen.
 
 up --seed -> mixed workload through the HTTP API -> wait for the pipeline to drain -> dbt build ->
-print the marts -> down (always, even on failure).
+print the marts -> write the HTML report (reports/) -> down (always, even on failure).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from herald.clients import bigquery_client
 from herald.dbt_project import run_dbt
 from herald.local import stack
 from herald.local.drain import wait_for_drain
+from herald.report import write_report
 from herald.settings import Settings
 from herald.workload import make_requests, send_all
 
@@ -66,6 +67,7 @@ def run_demo(state_dir: Path, count: int, users: int) -> None:
         run_dbt(["build"], env={**os.environ, **env})
         for mart in MARTS:
             print_table(console, mart, fetch_mart(settings, mart))
+        console.print(f"report written to {write_report(settings)}")
         console.print(f"demo finished in {time.monotonic() - started:.0f}s")
     finally:
         stack.down(state_dir, report=lambda line: console.print(f"[dim]{line}[/dim]"))

@@ -1,320 +1,417 @@
 """The dbt models on a private BigQuery emulator, against answers worked out by hand.
 
-A module fixture starts bqemulator on free ports, creates the events table exactly as the local
-stack does, inserts a small fixed day of events built with herald.events (so the rows have the
-pipeline's shape), runs `dbt build` (models and every dbt test) and then checks the marts
-cell by cell. The fixture's story:
-
-Day 1, 2026-11-02
-  push   7 requests x 3 devices, all sent (21 latencies below); 1 request x 2 devices: one
-         suppressed (device_disabled), one failed (no_address). One sent event inserted twice.
-  sms    3 sent (700, 1500 ms, and 900 ms for a request accepted at 23:59:59.5 and sent after
-         midnight: it counts on day 1), 1 failed (provider_error 30003), 1 duplicate.
-         One accepted event inserted twice.
-  email  1 sent (2000 ms), 1 suppressed (category_opted_out).
-  a dead letter (no trace, no parent): not a delivery.
-Day 2, 2026-11-03
-  email  1 failed (unknown_user): eligible 1, rate 0.0.
-  sms    1 suppressed (user_opted_out): eligible 0, rate NULL.
+tests/conftest.py starts the emulator, inserts a small fixed story of events (told in its module
+docstring: sends, provider callbacks in and out of order, repeats, failures, opt-outs) and runs
+`dbt build` (models, dbt unit tests and every data test) once. These tests check the marts cell
+by cell, build the same story incrementally in two batches and with --full-refresh and compare,
+and keep the hand-written lists in the project equal to herald.events.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, Iterator
+from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
 from herald import dbt_project, events
 from herald.clients import bigquery_client
-from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Envelope, NotificationRequest, Platform
+from herald.contracts import PROVIDER_BY_CHANNEL, Channel
 from herald.events import Reason, Status
-from herald.local import processes
-from herald.local.processes import Service, free_port, http_ready
-from herald.local.provision import create_events_table
 from herald.settings import Settings
 
-PROJECT = "herald-local"
-DATASET = "herald_dbt_test"
-DAY_1 = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
-DAY_2 = datetime(2026, 11, 3, 9, 0, tzinfo=timezone.utc)
+if TYPE_CHECKING:  # the fixtures' types; conftest.py is not imported by tests
+    from conftest import DbtRun, Story, Warehouse
 
-PUSH_LATENCIES_MS = [140, 60, 300, 90, 210, 180, 75, 260, 120, 95, 150,
-                     230, 110, 85, 170, 290, 130, 100, 200, 160, 250]
-"""21 sent push deliveries. Sorted: 60 75 85 90 95 100 110 120 130 140 [150] 160 170 180 200 210
-230 250 260 [290] [300]."""
+D1, D2 = date(2026, 11, 2), date(2026, 11, 3)
+RAW_ROWS = 91        # 25 accepted + 40 terminal + 21 callbacks + 1 dead letter, 4 repeats
+DISTINCT_EVENTS = 87
+DELIVERIES = 40      # the two orphan callbacks and the dead letter are not deliveries
 
-# What the marts must say, worked out by hand from the story above.
-# delivery_rates_daily: (date, channel) -> deliveries, sent, failed, suppressed, duplicate,
-# eligible (= deliveries - suppressed - duplicate), delivery_rate (= sent / eligible).
-EXPECTED_RATES = {
-    (date(2026, 11, 2), "push"): (23, 21, 1, 1, 0, 22, 21 / 22),
-    (date(2026, 11, 2), "sms"): (5, 3, 1, 0, 1, 4, 0.75),
-    (date(2026, 11, 2), "email"): (2, 1, 0, 1, 0, 1, 1.0),
-    (date(2026, 11, 3), "email"): (1, 0, 1, 0, 0, 1, 0.0),
-    (date(2026, 11, 3), "sms"): (1, 0, 0, 1, 0, 0, None),
+# int_deliveries: (terminal_status, final_status) -> deliveries. A callback refines sent only.
+EXPECTED_STATUSES = {
+    ("sent", "sent"): 21 + 1 + 1,             # push; sms7; email8
+    ("sent", "delivered"): 3 + 4,             # sms1, sms3, sms6; email1, email4, email6, email7
+    ("sent", "undelivered"): 1,               # sms2
+    ("sent", "bounced"): 1,                   # email3, after a delivered report
+    ("sent", "dropped"): 1,                   # email5
+    ("failed", "failed"): 3,
+    ("suppressed", "suppressed"): 3,
+    ("duplicate", "duplicate"): 1,
 }
-# send_latency: channel -> sent, p50, p95, p99, max. APPROX_QUANTILES(x, 100)[OFFSET(n)] is a
-# value that occurred: the k-th smallest with k = ceil(n/100 * count). The counts are chosen so
-# that every usual discrete rule (nearest rank, BigQuery, DuckDB's quantile_disc) agrees.
-#   push  count 21: p50 k=11 -> 150, p95 k=20 -> 290, p99 k=21 -> 300.
-#   sms   count 3 (700, 900, 1500): p50 k=2 -> 900, p95 and p99 k=3 -> 1500.
-#   email count 1: everything is 2000.
+
+# delivery_rates_daily: (date, channel) -> deliveries, sent, failed, suppressed, duplicate,
+# eligible, delivery_rate (sent / eligible), delivered, undelivered, bounced, dropped, opened,
+# clicked, confirmed_delivery_rate (delivered / sent; NULL for push: FCM sends no receipts).
+RATE_COLUMNS = ("deliveries", "sent", "failed", "suppressed", "duplicate", "eligible",
+                "delivery_rate", "delivered", "undelivered", "bounced", "dropped", "opened",
+                "clicked", "confirmed_delivery_rate")
+EXPECTED_RATES = {
+    (D1, "push"): (23, 21, 1, 1, 0, 22, 21 / 22, 0, 0, 0, 0, 0, 0, None),
+    (D1, "sms"): (7, 5, 1, 0, 1, 6, 5 / 6, 3, 1, 0, 0, 0, 0, 3 / 5),
+    # opened: email1 (opened, clicked) and email4 (opened, no delivered report)
+    (D1, "email"): (8, 7, 0, 1, 0, 7, 1.0, 4, 0, 1, 1, 2, 1, 4 / 7),
+    (D2, "email"): (1, 0, 1, 0, 0, 1, 0.0, 0, 0, 0, 0, 0, 0, None),
+    (D2, "sms"): (1, 0, 0, 1, 0, 0, None, 0, 0, 0, 0, 0, 0, None),
+}
+
+# delivery_funnel_daily: requested, eligible, sent, delivered, opened, clicked.
+EXPECTED_FUNNEL = {
+    (D1, "push"): (23, 22, 21, 0, 0, 0),
+    (D1, "sms"): (7, 6, 5, 3, 0, 0),
+    (D1, "email"): (8, 7, 7, 4, 2, 1),
+    (D2, "email"): (1, 1, 0, 0, 0, 0),
+    (D2, "sms"): (1, 0, 0, 0, 0, 0),
+}
+
+# send_slo_daily: slo_ms, sent, sent_within_slo, slo_share. email8 took 12 s.
+EXPECTED_SLO = {
+    (D1, "push"): (10_000, 21, 21, 1.0),
+    (D1, "sms"): (10_000, 5, 5, 1.0),
+    (D1, "email"): (10_000, 7, 6, 6 / 7),
+    (D2, "email"): (10_000, 0, 0, None),
+    (D2, "sms"): (10_000, 0, 0, None),
+}
+
+# Percentiles: APPROX_QUANTILES(x, 100)[OFFSET(n)] is a value that occurred, the k-th smallest with
+# k = ceil(n/100 * count). Every count here (1, 3, 5, 7, 21) is one where the usual discrete
+# rules (nearest rank, BigQuery, DuckDB's quantile_disc) agree.
+#   push  accept->sent, 21 values (conftest.PUSH_LATENCIES_MS): p50 k=11 -> 150, p95 k=20 -> 290,
+#         p99 k=21 -> 300. No delivered reports.
+#   sms   accept->sent 700 900 1100 1300 1500: p50 k=3 -> 1100, p95 and p99 k=5 -> 1500.
+#         delivered sms1, sms3, sms6: sent->delivered 3000 2000 5000 -> 2000 [3000] [5000];
+#         accept->delivered 3700 2900 6100 -> 2900 [3700] [6100].
+#   email accept->sent 500 1000 1500 2000 2500 3000 12000: p50 k=4 -> 2000, p95, p99 k=7 -> 12000.
+#         delivered with a report email1, email6, email7 (email4 has an open only, email3
+#         bounced): sent->delivered 3000 6000 1000 -> 1000 [3000] [6000];
+#         accept->delivered 5000 8500 1500 -> 1500 [5000] [8500].
+# delivery_latency_daily (all on day 1): sent, p50/p95/p99 accept->sent, delivered,
+# p50/p95/p99 sent->delivered, p50/p95/p99 accept->delivered.
+EXPECTED_DAILY_LATENCY = {
+    (D1, "push"): (21, 150, 290, 300, 0, None, None, None, None, None, None),
+    (D1, "sms"): (5, 1100, 1500, 1500, 3, 3000, 5000, 5000, 3700, 6100, 6100),
+    (D1, "email"): (7, 2000, 12000, 12000, 3, 3000, 6000, 6000, 5000, 8500, 8500),
+}
+# send_latency (all time): sent, p50, p95, p99, max accept->sent.
 EXPECTED_LATENCY = {
     "push": (21, 150, 290, 300, 300),
-    "sms": (3, 900, 1500, 1500, 1500),
-    "email": (1, 2000, 2000, 2000, 2000),
+    "sms": (5, 1100, 1500, 1500, 1500),
+    "email": (7, 2000, 12000, 12000, 12000),
 }
-RAW_ROWS = 52        # 17 accepted + 32 delivery events + 1 dead letter + 2 repeats
-DISTINCT_EVENTS = 50
-DELIVERIES = 32
+
+# delivery_failures_daily: (date, channel, provider, failure, reason, provider_code) -> deliveries.
+EXPECTED_FAILURES = {
+    (D1, "push", "fcm", "failed", "no_address", None): 1,
+    (D1, "sms", "twilio", "failed", "provider_error", "30003"): 1,
+    (D1, "sms", "twilio", "undelivered", None, "30005"): 1,
+    (D1, "email", "sendgrid", "bounced", None, "550"): 1,
+    (D1, "email", "sendgrid", "dropped", None, "Bounced Address"): 1,
+    (D2, "email", "sendgrid", "failed", "unknown_user", None): 1,
+}
+# opt_out_suppressions_daily: (date, channel, category, reason) -> suppressed.
+EXPECTED_SUPPRESSIONS = {
+    (D1, "push", "parcel_update", "device_disabled"): 1,
+    (D1, "email", "parcel_update", "category_opted_out"): 1,
+    (D2, "sms", "parcel_update", "user_opted_out"): 1,
+}
+# delivery_outcomes_daily, day 1 email by sender and category: deliveries, sent, sent_within_slo,
+# delivered, bounced, dropped, opened, clicked, confirmed_delivery_rate.
+EXPECTED_EMAIL_OUTCOMES = {
+    ("shop", "parcel_update"): (5, 4, 4, 2, 1, 1, 2, 1, 2 / 4),   # email1-5 (email2 suppressed)
+    ("crm", "promotions"): (3, 3, 2, 2, 0, 0, 0, 0, 2 / 3),       # email6-8
+}
+
+MODELS = ("stg_herald__events", "int_deliveries", "delivery_outcomes_daily",
+          "delivery_rates_daily", "delivery_funnel_daily", "send_slo_daily",
+          "delivery_latency_daily", "send_latency", "delivery_failures_daily",
+          "opt_out_suppressions_daily")
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+def _rows(warehouse: Warehouse, dataset: str, model: str) -> list[dict[str, Any]]:
+    return warehouse.query(dataset, f"select * from `{dataset}.{model}`")
 
 
-class Story:
-    """Builds the fixture's rows with herald.events, the way the pipeline does."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-        self._requests = 0
-
-    def request(self, channel: Channel, accepted: datetime) -> Envelope:
-        self._requests += 1
-        n = self._requests
-        envelope = Envelope(
-            request=NotificationRequest(
-                user_id=f"user-{n}", notification_id=f"notification-{n}", service_type="parcels",
-                category_type="parcel_update", channel=channel, template_type="out_for_delivery",
-                title="Your parcel", content="is on its way"),
-            trace_id=f"trace-{n:02d}", sender_client="shop", accepted_at=_iso(accepted))
-        self.rows.append(events.request_event(envelope, Status.ACCEPTED, event_ts=_iso(accepted)))
-        return envelope
-
-    def delivery(self, envelope: Envelope, address: str, status: Status, after_ms: int,
-                 **extra: Any) -> dict[str, Any]:
-        channel = envelope.request.channel
-        accepted = datetime.fromisoformat(envelope.accepted_at.replace("Z", "+00:00"))
-        span_id = events.span_for(envelope.trace_id, channel.value, address)
-        if status is Status.SENT:
-            extra.setdefault("provider_message_id", f"msg-{span_id}")
-        row = events.delivery_event(
-            envelope, span_id, status, event_ts=_iso(accepted + timedelta(milliseconds=after_ms)),
-            provider=PROVIDER_BY_CHANNEL[channel], recipient_hash=f"hash-{address}", **extra)
-        self.rows.append(row)
-        return row
+def _table(rows: list[dict[str, Any]], keys: tuple[str, ...],
+           values: tuple[str, ...]) -> dict[tuple, tuple]:
+    table = {tuple(row[k] for k in keys): tuple(row[v] for v in values) for row in rows}
+    assert len(table) == len(rows), "duplicate keys"
+    return table
 
 
-def story_rows() -> list[dict[str, Any]]:
-    story = Story()
-    platforms = [Platform.ANDROID, Platform.IOS, Platform.WEB]
-    latencies = iter(PUSH_LATENCIES_MS)
-    for r in range(7):
-        envelope = story.request(Channel.PUSH, DAY_1 + timedelta(minutes=r))
-        for d in range(3):
-            story.delivery(envelope, f"device-{r}-{d}", Status.SENT, next(latencies),
-                           device_id=f"device-{r}-{d}", platform=platforms[d].value)
-    envelope = story.request(Channel.PUSH, DAY_1 + timedelta(hours=1))
-    story.delivery(envelope, "device-off", Status.SUPPRESSED, 5, device_id="device-off",
-                   platform=Platform.IOS.value, reason=Reason.DEVICE_DISABLED.value)
-    story.delivery(envelope, "device-none", Status.FAILED, 5, device_id="device-none",
-                   platform=Platform.ANDROID.value, reason=Reason.NO_ADDRESS.value)
-
-    envelope = story.request(Channel.SMS, DAY_1 + timedelta(hours=2))
-    sms_accepted_twice = story.rows[-1]
-    story.delivery(envelope, "+15550000001", Status.SENT, 700)
-    envelope = story.request(Channel.SMS, DAY_1 + timedelta(hours=3))
-    story.delivery(envelope, "+15550000002", Status.SENT, 1500)
-    envelope = story.request(Channel.SMS, datetime(2026, 11, 2, 23, 59, 59, 500000, timezone.utc))
-    story.delivery(envelope, "+15550000003", Status.SENT, 900)
-    envelope = story.request(Channel.SMS, DAY_1 + timedelta(hours=4))
-    story.delivery(envelope, "+15550000004", Status.FAILED, 400,
-                   reason=Reason.PROVIDER_ERROR.value, provider_code="30003",
-                   detail="Unreachable destination handset")
-    envelope = story.request(Channel.SMS, DAY_1 + timedelta(hours=5))
-    story.delivery(envelope, "+15550000005", Status.DUPLICATE, 3,
-                   reason=Reason.DUPLICATE_NOTIFICATION.value)
-
-    envelope = story.request(Channel.EMAIL, DAY_1 + timedelta(hours=6))
-    story.delivery(envelope, "a@example.com", Status.SENT, 2000)
-    envelope = story.request(Channel.EMAIL, DAY_1 + timedelta(hours=7))
-    story.delivery(envelope, "b@example.com", Status.SUPPRESSED, 4,
-                   reason=Reason.CATEGORY_OPTED_OUT.value)
-
-    envelope = story.request(Channel.EMAIL, DAY_2)
-    story.delivery(envelope, "none", Status.FAILED, 6, reason=Reason.UNKNOWN_USER.value)
-    envelope = story.request(Channel.SMS, DAY_2 + timedelta(hours=1))
-    story.delivery(envelope, "+15550000006", Status.SUPPRESSED, 2,
-                   reason=Reason.USER_OPTED_OUT.value)
-
-    dead_letter = events.dead_letter_event(b"{not json", Reason.INVALID_MESSAGE.value,
-                                           "message is not JSON")
-    dead_letter["event_ts"] = _iso(DAY_1 + timedelta(hours=8))
-    first_push_sent = story.rows[1]
-    assert first_push_sent["status"] == Status.SENT
-    return [*story.rows, dead_letter, dict(first_push_sent), dict(sms_accepted_twice)]
+def _assert_table(actual: dict[tuple, tuple], expected: dict[tuple, tuple]) -> None:
+    """Counts exactly, ratios to float precision, NULL as NULL."""
+    assert set(actual) == set(expected)
+    for key, want in expected.items():
+        got = actual[key]
+        for column, (g, w) in enumerate(zip(got, want, strict=True)):
+            if isinstance(w, float):
+                assert g == pytest.approx(w), (key, column)
+            else:
+                assert g == w and type(g) is type(w), (key, column, g, w)
 
 
 # --------------------------------------------------------------------------------------------
-# The emulator and the build
+# The build
 
 
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private bqemulator on free ports, stopped (its whole process group) afterwards."""
-    executable = Path(sys.executable).with_name("bqemulator")
-    if not executable.exists():
-        pytest.skip("bqemulator is not installed: pip install -e '.[local]'")
-    subprocess.run([sys.executable, "-c", "from duckdb_extensions import import_extension;"
-                    "import_extension('spatial')"], check=True, capture_output=True)
-    rest, grpc = free_port(), free_port()
-    url = f"http://127.0.0.1:{rest}"
-    service = Service(
-        "bigquery-emulator",
-        [str(executable), "start", "--rest-host", "127.0.0.1", "--rest-port", str(rest),
-         "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc), "--project", PROJECT,
-         "--log-level", "warning"],
-        http_ready(f"{url}/bigquery/v2/projects/{PROJECT}/datasets"))
-    process = processes.start(service, tmp_path_factory.mktemp("bqemulator-logs"))
-    try:
-        yield url
-    finally:
-        processes.stop_group(process.pid)
+def test_build_ran_the_unit_tests_and_every_data_test(story_build: DbtRun) -> None:
+    assert story_build.success, story_build.problems()
+    assert story_build.problems() == {}
+    unit_tests = {name for name in story_build.nodes if name.startswith("int_deliveries_")}
+    assert unit_tests == {"int_deliveries_final_status_precedence",
+                          "int_deliveries_incremental_folds_new_events_into_stored_rows"}
+    assert story_build.nodes["assert_one_terminal_event_per_delivery"][0] == "pass"
+    for model in MODELS:
+        assert story_build.nodes[model][0] == "success", model
 
 
-def _dbt_env(endpoint: str, dataset: str, work: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "BIGQUERY_API_ENDPOINT": endpoint,
-        "HERALD_PROJECT": PROJECT,
-        "HERALD_DATASET": dataset,
-        "HERALD_DBT_TARGET": "local",
-        # Keep a developer's dbt/target and dbt/logs out of it.
-        "DBT_TARGET_PATH": str(work / "target"),
-        "DBT_LOG_PATH": str(work / "logs"),
+def test_staging_counts_a_repeated_event_once(warehouse: Warehouse, built: Settings) -> None:
+    raw = warehouse.query(built.dataset, f"select count(*) as n from `{built.events_table}`")
+    staged = warehouse.query(built.dataset, "select count(*) as n, count(distinct event_id) as ids "
+                                            f"from `{built.dataset}.stg_herald__events`")
+    assert raw == [{"n": RAW_ROWS}]
+    assert staged == [{"n": DISTINCT_EVENTS, "ids": DISTINCT_EVENTS}]
+
+
+# --------------------------------------------------------------------------------------------
+# int_deliveries
+
+
+def test_int_deliveries_one_row_per_delivery(warehouse: Warehouse, built: Settings) -> None:
+    rows = warehouse.query(built.dataset, f"""
+        select terminal_status, final_status, count(*) as n,
+            countif(sent_at is not null) as with_sent_at,
+            countif(accept_to_sent_ms is not null) as with_latency
+        from `{built.dataset}.int_deliveries` group by 1, 2""")
+    by_status = {(r["terminal_status"], r["final_status"]): r["n"] for r in rows}
+    assert by_status == EXPECTED_STATUSES
+    assert sum(by_status.values()) == DELIVERIES
+    for row in rows:
+        sent = row["terminal_status"] == "sent"
+        assert row["with_sent_at"] == row["with_latency"] == (row["n"] if sent else 0), row
+
+
+def test_int_deliveries_callbacks_in_any_order(warehouse: Warehouse, built: Settings) -> None:
+    """Each stage keeps its first report; final_status follows the precedence, not arrival."""
+    rows = warehouse.query(built.dataset, f"""
+        select user_id, final_status, reason, provider_code,
+            timestamp_diff(provider_accepted_at, accepted_at, millisecond) as to_provider_accepted,
+            timestamp_diff(delivered_at, accepted_at, millisecond) as to_delivered,
+            timestamp_diff(opened_at, accepted_at, millisecond) as to_opened,
+            timestamp_diff(clicked_at, accepted_at, millisecond) as to_clicked,
+            timestamp_diff(final_at, accepted_at, millisecond) as to_final,
+            accept_to_sent_ms, sent_to_delivered_ms, accept_to_delivered_ms, sent_within_slo
+        from `{built.dataset}.int_deliveries`
+        where channel != 'push' and terminal_status = 'sent'""")
+    actual = {row.pop("user_id"): row for row in rows}
+    day = 24 * 3600 * 1000
+
+    def delivery(final, code=None, pa=None, dl=None, op=None, cl=None, fin=None, a2s=None,
+                 s2d=None, a2d=None, slo=True):
+        return {"final_status": final, "reason": None, "provider_code": code,
+                "to_provider_accepted": pa, "to_delivered": dl, "to_opened": op, "to_clicked": cl,
+                "to_final": fin, "accept_to_sent_ms": a2s, "sent_to_delivered_ms": s2d,
+                "accept_to_delivered_ms": a2d, "sent_within_slo": slo}
+
+    # Users are numbered by request: 1-8 push, 9-15 sms, 16-23 email.
+    assert actual == {
+        # delivered reported before provider_accepted
+        "user-9": delivery("delivered", pa=5000, dl=3700, fin=3700, a2s=700, s2d=3000, a2d=3700),
+        # undelivered posted twice
+        "user-10": delivery("undelivered", "30005", pa=2000, fin=6500, a2s=1500),
+        "user-11": delivery("delivered", dl=2900, fin=2900, a2s=900, s2d=2000, a2d=2900),
+        "user-14": delivery("delivered", dl=6100, fin=6100, a2s=1100, s2d=5000, a2d=6100),
+        "user-15": delivery("sent", pa=1800, fin=1300, a2s=1300),
+        # opened (posted twice) and clicked the next day: the open decides
+        "user-16": delivery("delivered", pa=2500, dl=5000, op=day, cl=day + 30_000, fin=day,
+                            a2s=2000, s2d=3000, a2d=5000),
+        # a bounce after a delivered report wins over it; delivered_at stays
+        "user-18": delivery("bounced", "550", dl=4000, fin=day + 60_000, a2s=1000, s2d=3000,
+                            a2d=4000),
+        # an open without a delivered report proves delivery, but says not when
+        "user-19": delivery("delivered", op=20_000, fin=20_000, a2s=3000),
+        "user-20": delivery("dropped", "Bounced Address", fin=1600, a2s=1500),
+        # deferred changes nothing
+        "user-21": delivery("delivered", dl=8500, fin=8500, a2s=2500, s2d=6000, a2d=8500),
+        "user-22": delivery("delivered", dl=1500, fin=1500, a2s=500, s2d=1000, a2d=1500),
+        "user-23": delivery("sent", pa=12_400, fin=12_000, a2s=12_000, slo=False),
     }
 
 
-def _settings(endpoint: str, dataset: str) -> Settings:
-    return Settings(project=PROJECT, dataset=dataset, bigquery_endpoint=endpoint)
-
-
-def _insert(settings: Settings, rows: list[dict[str, Any]]) -> None:
-    errors = bigquery_client(settings).insert_rows_json(settings.events_table, rows)
-    assert errors == []
-
-
-@pytest.fixture(scope="module")
-def built(endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The story inserted and `dbt build` passed (models and every dbt test)."""
-    settings = _settings(endpoint, DATASET)
-    create_events_table(settings)
-    _insert(settings, story_rows())
-    env = _dbt_env(endpoint, DATASET, tmp_path_factory.mktemp("dbt"))
-    result = dbt_project.run_dbt(["build"], env)
-    assert "ERROR=0" in result.stdout and "WARN=0" in result.stdout, result.stdout[-3000:]
-    return settings
-
-
-def _query(settings: Settings, sql: str) -> list[dict[str, Any]]:
-    client = bigquery_client(settings)
-    return [dict(row) for row in client.query(sql).result()]
+def test_int_deliveries_failures_keep_reason_and_code(warehouse: Warehouse,
+                                                      built: Settings) -> None:
+    failed = warehouse.query(built.dataset, f"""
+        select reason, provider_code from `{built.dataset}.int_deliveries`
+        where final_status = 'failed' order by reason""")
+    assert failed == [{"reason": "no_address", "provider_code": None},
+                      {"reason": "provider_error", "provider_code": "30003"},
+                      {"reason": "unknown_user", "provider_code": None}]
 
 
 # --------------------------------------------------------------------------------------------
 # The marts
 
 
-def test_staging_counts_a_redelivered_event_once(built: Settings) -> None:
-    raw = _query(built, f"select count(*) as n from `{built.events_table}`")
-    staged = _query(built, f"select count(*) as n, count(distinct event_id) as ids "
-                           f"from `{PROJECT}.{DATASET}.stg_herald__events`")
-    assert raw == [{"n": RAW_ROWS}]
-    assert staged == [{"n": DISTINCT_EVENTS, "ids": DISTINCT_EVENTS}]
+def test_delivery_rates_daily(warehouse: Warehouse, built: Settings) -> None:
+    rows = _rows(warehouse, built.dataset, "delivery_rates_daily")
+    _assert_table(_table(rows, ("accepted_date", "channel"), RATE_COLUMNS), EXPECTED_RATES)
 
 
-def test_int_deliveries_one_row_per_delivery(built: Settings) -> None:
-    rows = _query(built, f"select final_status, count(*) as n, "
-                         f"countif(sent_at is not null) as with_sent_at, "
-                         f"countif(accept_to_sent_ms is not null) as with_latency "
-                         f"from `{PROJECT}.{DATASET}.int_deliveries` group by final_status")
-    by_status = {row["final_status"]: (row["n"], row["with_sent_at"], row["with_latency"])
-                 for row in rows}
-    assert by_status == {"sent": (25, 25, 25), "failed": (3, 0, 0), "suppressed": (3, 0, 0),
-                         "duplicate": (1, 0, 0)}
-    assert sum(n for n, _, _ in by_status.values()) == DELIVERIES
-    failed = _query(built, f"select reason, provider_code from `{PROJECT}.{DATASET}.int_deliveries`"
-                           f" where final_status = 'failed' order by reason")
-    assert failed == [{"reason": "no_address", "provider_code": None},
-                      {"reason": "provider_error", "provider_code": "30003"},
-                      {"reason": "unknown_user", "provider_code": None}]
+def test_delivery_funnel_daily(warehouse: Warehouse, built: Settings) -> None:
+    rows = _rows(warehouse, built.dataset, "delivery_funnel_daily")
+    _assert_table(_table(rows, ("accepted_date", "channel"),
+                         ("requested", "eligible", "sent", "delivered", "opened", "clicked")),
+                  EXPECTED_FUNNEL)
 
 
-def test_delivery_rates_daily(built: Settings) -> None:
-    rows = _query(built, f"select * from `{PROJECT}.{DATASET}.delivery_rates_daily`")
-    actual = {}
+def test_send_slo_daily(warehouse: Warehouse, built: Settings) -> None:
+    rows = _rows(warehouse, built.dataset, "send_slo_daily")
+    _assert_table(_table(rows, ("accepted_date", "channel"),
+                         ("slo_ms", "sent", "sent_within_slo", "slo_share")), EXPECTED_SLO)
+
+
+def test_delivery_latency_daily(warehouse: Warehouse, built: Settings) -> None:
+    rows = _rows(warehouse, built.dataset, "delivery_latency_daily")
+    columns = ("sent", "p50_accept_to_sent_ms", "p95_accept_to_sent_ms", "p99_accept_to_sent_ms",
+               "delivered", "p50_sent_to_delivered_ms", "p95_sent_to_delivered_ms",
+               "p99_sent_to_delivered_ms", "p50_accept_to_delivered_ms",
+               "p95_accept_to_delivered_ms", "p99_accept_to_delivered_ms")
+    _assert_table(_table(rows, ("accepted_date", "channel"), columns), EXPECTED_DAILY_LATENCY)
+
+
+def test_send_latency(warehouse: Warehouse, built: Settings) -> None:
+    rows = _rows(warehouse, built.dataset, "send_latency")
+    _assert_table(_table(rows, ("channel",), (
+        "sent", "p50_accept_to_sent_ms", "p95_accept_to_sent_ms", "p99_accept_to_sent_ms",
+        "max_accept_to_sent_ms")), {(k,): v for k, v in EXPECTED_LATENCY.items()})
+
+
+def test_delivery_failures_daily(warehouse: Warehouse, built: Settings) -> None:
+    rows = _rows(warehouse, built.dataset, "delivery_failures_daily")
+    actual = _table(rows, ("accepted_date", "channel", "provider", "failure", "reason",
+                           "provider_code"), ("deliveries",))
+    assert actual == {key: (n,) for key, n in EXPECTED_FAILURES.items()}
+
+
+def test_opt_out_suppressions_daily(warehouse: Warehouse, built: Settings) -> None:
+    rows = _rows(warehouse, built.dataset, "opt_out_suppressions_daily")
+    actual = _table(rows, ("accepted_date", "channel", "category_type", "reason"), ("suppressed",))
+    assert actual == {key: (n,) for key, n in EXPECTED_SUPPRESSIONS.items()}
+
+
+def test_delivery_outcomes_daily(warehouse: Warehouse, built: Settings) -> None:
+    """The fact the daily marts roll up: split by provider, category and sender."""
+    rows = _rows(warehouse, built.dataset, "delivery_outcomes_daily")
+    assert {(r["channel"], r["provider"]) for r in rows} == {
+        (channel.value, provider) for channel, provider in PROVIDER_BY_CHANNEL.items()}
+    email = [r for r in rows if r["accepted_date"] == D1 and r["channel"] == "email"]
+    _assert_table(_table(email, ("sender_client", "category_type"), (
+        "deliveries", "sent", "sent_within_slo", "delivered", "bounced", "dropped", "opened",
+        "clicked", "confirmed_delivery_rate")), EXPECTED_EMAIL_OUTCOMES)
+    by_day_channel: dict[tuple, list[int]] = {}
     for row in rows:
-        values = tuple(row[c] for c in ("deliveries", "sent", "failed", "suppressed", "duplicate",
-                                         "eligible"))
-        actual[(row["accepted_date"], row["channel"])] = (*values, row["delivery_rate"])
-    assert set(actual) == set(EXPECTED_RATES)
-    for key, expected in EXPECTED_RATES.items():
-        assert actual[key][:-1] == expected[:-1], key
-        if expected[-1] is None:
-            assert actual[key][-1] is None, key
-        else:
-            assert actual[key][-1] == pytest.approx(expected[-1]), key
-
-
-def test_send_latency(built: Settings) -> None:
-    rows = _query(built, f"select * from `{PROJECT}.{DATASET}.send_latency`")
-    actual = {row["channel"]: (row["sent"], row["p50_accept_to_sent_ms"],
-                               row["p95_accept_to_sent_ms"], row["p99_accept_to_sent_ms"],
-                               row["max_accept_to_sent_ms"]) for row in rows}
-    assert actual == EXPECTED_LATENCY
+        sums = by_day_channel.setdefault((row["accepted_date"], row["channel"]), [0, 0])
+        sums[0] += row["deliveries"]
+        sums[1] += row["sent"]
+    assert by_day_channel == {key: [v[0], v[1]] for key, v in EXPECTED_RATES.items()}
 
 
 def test_mart_column_types(built: Settings) -> None:
-    """Counts are INT64 and the rate FLOAT64, as on BigQuery (notebooks read them as numbers)."""
+    """Counts are INT64 and rates FLOAT64, as on BigQuery (notebooks read them as numbers)."""
     client = bigquery_client(built)
-    rates = {f.name: f.field_type for f in
-             client.get_table(f"{PROJECT}.{DATASET}.delivery_rates_daily").schema}
-    latency = {f.name: f.field_type for f in
-               client.get_table(f"{PROJECT}.{DATASET}.send_latency").schema}
-    assert rates == {"accepted_date": "DATE", "channel": "STRING", "deliveries": "INTEGER",
-                     "sent": "INTEGER", "failed": "INTEGER", "suppressed": "INTEGER",
-                     "duplicate": "INTEGER", "eligible": "INTEGER", "delivery_rate": "FLOAT"}
-    assert latency == {"channel": "STRING", "sent": "INTEGER", "p50_accept_to_sent_ms": "INTEGER",
-                       "p95_accept_to_sent_ms": "INTEGER", "p99_accept_to_sent_ms": "INTEGER",
-                       "max_accept_to_sent_ms": "INTEGER"}
+
+    def schema(model: str) -> dict[str, str]:
+        return {f.name: f.field_type for f in client.get_table(
+            f"{built.project}.{built.dataset}.{model}").schema}
+
+    counts = ("deliveries", "sent", "failed", "suppressed", "duplicate", "eligible", "delivered",
+              "undelivered", "bounced", "dropped", "opened", "clicked")
+    assert schema("delivery_rates_daily") == {
+        "accepted_date": "DATE", "channel": "STRING", **{c: "INTEGER" for c in counts},
+        "delivery_rate": "FLOAT", "confirmed_delivery_rate": "FLOAT"}
+    assert schema("send_latency") == {
+        "channel": "STRING", "sent": "INTEGER", "p50_accept_to_sent_ms": "INTEGER",
+        "p95_accept_to_sent_ms": "INTEGER", "p99_accept_to_sent_ms": "INTEGER",
+        "max_accept_to_sent_ms": "INTEGER"}
+    assert schema("delivery_funnel_daily") == {
+        "accepted_date": "DATE", "channel": "STRING", **{c: "INTEGER" for c in (
+            "requested", "eligible", "sent", "delivered", "opened", "clicked")}}
+    assert schema("send_slo_daily") == {
+        "accepted_date": "DATE", "channel": "STRING", "slo_ms": "INTEGER", "sent": "INTEGER",
+        "sent_within_slo": "INTEGER", "slo_share": "FLOAT"}
+    latency = schema("delivery_latency_daily")
+    assert {name: kind for name, kind in latency.items() if kind != "INTEGER"} == {
+        "accepted_date": "DATE", "channel": "STRING"}
+    assert schema("int_deliveries")["sent_within_slo"] == "BOOLEAN"
 
 
-def test_a_delivery_that_ends_twice_fails_the_build(
-        endpoint: str, built: Settings, tmp_path_factory: pytest.TempPathFactory) -> None:
+# --------------------------------------------------------------------------------------------
+# Incremental
+
+
+def test_incremental_runs_equal_a_full_build(warehouse: Warehouse, built: Settings,
+                                             fixed_story: list[dict[str, Any]]) -> None:
+    """The story in two batches, merged incrementally, gives the full build's tables; so does
+    --full-refresh afterwards.
+
+    Batch 1 ends at 2026-11-03 06:00, so the second run's watermark is 2026-11-03: it re-reads
+    that day's events only (event_lookback_days 0) and must fold email1's open and click and
+    email3's bounce into the rows the first run stored."""
+    dataset = "herald_dbt_incremental"
+    rows = fixed_story
+    first = [row for row in rows if row["event_ts"] < "2026-11-03T06:00"]
+    warehouse.load(dataset, first)
+    # The story is dated 2026-11: widen the late-callback window so it covers it whatever today is.
+    run_vars = ["--vars", "{late_callback_days: 36500, event_lookback_days: 0}"]
+    created = warehouse.dbt(dataset, "run", *run_vars)
+    assert created.success and not created.problems(), created.problems()
+    assert created.nodes["int_deliveries"][3] == "CREATE TABLE"
+
+    client = bigquery_client(warehouse.settings(dataset))
+    errors = client.insert_rows_json(warehouse.settings(dataset).events_table,
+                                     [row for row in rows if row not in first])
+    assert errors == []
+    merged = warehouse.dbt(dataset, "run", *run_vars)
+    assert merged.success and not merged.problems(), merged.problems()
+    for model in ("int_deliveries", "delivery_outcomes_daily", "delivery_latency_daily"):
+        assert merged.nodes[model][3] == "MERGE", (model, merged.nodes[model])
+    _assert_same_tables(warehouse, dataset, built.dataset)
+
+    refreshed = warehouse.dbt(dataset, "run", "--full-refresh", *run_vars)
+    assert refreshed.success and not refreshed.problems(), refreshed.problems()
+    assert refreshed.nodes["int_deliveries"][3] == "CREATE TABLE"
+    _assert_same_tables(warehouse, dataset, built.dataset)
+
+
+def _assert_same_tables(warehouse: Warehouse, dataset: str, full: str) -> None:
+    for model in MODELS:
+        def rows(ds: str) -> list[tuple]:
+            return sorted((tuple(sorted((k, repr(v)) for k, v in row.items()))
+                           for row in _rows(warehouse, ds, model)))
+        assert rows(dataset) == rows(full), model
+
+
+# --------------------------------------------------------------------------------------------
+# The singular test
+
+
+def test_a_delivery_that_ends_twice_fails_the_build(warehouse: Warehouse, built: Settings,
+                                                    new_story: Story) -> None:
     """The singular test catches a delivery with two terminal events (sent, then failed)."""
     dataset = "herald_dbt_conflict"
-    settings = _settings(endpoint, dataset)
-    create_events_table(settings)
-    story = Story()
-    envelope = story.request(Channel.SMS, DAY_1)
+    story = new_story
+    envelope = story.request(Channel.SMS, datetime(2026, 11, 2, 9, tzinfo=timezone.utc))
     story.delivery(envelope, "+15550000009", Status.SENT, 100)
     story.delivery(envelope, "+15550000009", Status.FAILED, 200,
                    reason=Reason.PROVIDER_ERROR.value, provider_code="30005")
-    _insert(settings, story.rows)
-    env = _dbt_env(endpoint, dataset, tmp_path_factory.mktemp("dbt-conflict"))
-    with pytest.raises(dbt_project.DbtError) as error:
-        dbt_project.run_dbt(["build", "--select", "stg_herald__events", "int_deliveries",
-                             "assert_one_terminal_event_per_delivery"], env)
-    message = str(error.value)
-    assert re.search(r"FAIL 1 assert_one_terminal_event_per_delivery", message), message
+    story.delivery(envelope, "+15550000009", Status.DELIVERED, 900)
+    warehouse.load(dataset, story.rows)
+    run = warehouse.dbt(dataset, "build", "--select", "stg_herald__events", "int_deliveries",
+                        "assert_one_terminal_event_per_delivery")
+    assert not run.success
+    status, failures, _, _ = run.nodes["assert_one_terminal_event_per_delivery"]
+    assert (status, failures) == ("fail", 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,13 +446,37 @@ def _model_accepted_values(model_yaml: str, column: str) -> list[str]:
 
 
 def test_hand_written_value_lists_match_the_contracts() -> None:
-    """The few lists the models spell out (in SQL or in a model's YAML) follow herald.events."""
+    """The lists the project spells out (dbt_project.yml vars, model YAML) follow herald.events."""
+    project_vars = yaml.safe_load((dbt_project.DBT_DIR / "dbt_project.yml").read_text())["vars"]
     delivery_terminal = {s.value for s in events.TERMINAL - {Status.DEAD_LETTER}}
+    callbacks = {s.value for s in events.CALLBACK}
+    assert set(project_vars["delivery_terminal_statuses"]) == delivery_terminal
+    assert set(project_vars["callback_statuses"]) == callbacks
+
+    precedence = project_vars["final_status_precedence"]
+    neutral = {Status.PROVIDER_ACCEPTED.value, Status.DEFERRED.value}
+    assert set(precedence) == (delivery_terminal | callbacks) - neutral
+    final_statuses = {outcome for _, outcome in precedence.values()}
     assert set(_model_accepted_values("intermediate/int_deliveries.yml", "final_status")) == \
+        final_statuses
+    assert set(_model_accepted_values("intermediate/int_deliveries.yml", "terminal_status")) == \
         delivery_terminal
-    for model_yaml in ("marts/delivery_rates_daily.yml", "marts/send_latency.yml"):
+    assert set(_model_accepted_values("marts/delivery_failures_daily.yml", "failure")) == \
+        final_statuses - {"sent", "delivered", "suppressed", "duplicate"}
+    assert set(_model_accepted_values("marts/opt_out_suppressions_daily.yml", "reason")) <= \
+        {r.value for r in Reason}
+    # FCM sends no delivery callbacks (herald/events.py): push ends at sent.
+    assert project_vars["providers_without_delivery_receipts"] == \
+        [PROVIDER_BY_CHANNEL[Channel.PUSH]]
+    for model_yaml in ("marts/delivery_rates_daily.yml", "marts/send_latency.yml",
+                       "marts/delivery_outcomes_daily.yml", "marts/delivery_funnel_daily.yml",
+                       "marts/send_slo_daily.yml", "marts/delivery_latency_daily.yml"):
         assert _model_accepted_values(model_yaml, "channel") == [c.value for c in Channel]
-    for sql in (dbt_project.DBT_DIR / "models/intermediate/int_deliveries.sql",
-                dbt_project.DBT_DIR / "tests/assert_one_terminal_event_per_delivery.sql"):
-        (listed,) = re.findall(r"status in \(([^)]*)\)", sql.read_text())
-        assert {v.strip().strip("'") for v in listed.split(",")} == delivery_terminal, sql
+
+
+def test_every_model_has_a_yaml_with_a_description() -> None:
+    models = dbt_project.DBT_DIR / "models"
+    for sql in models.rglob("*.sql"):
+        document = yaml.safe_load(sql.with_suffix(".yml").read_text())
+        (model,) = document["models"]
+        assert model["name"] == sql.stem and model["description"].strip(), sql

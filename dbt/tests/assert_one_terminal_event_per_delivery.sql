@@ -1,7 +1,9 @@
--- Every delivery in int_deliveries has exactly one terminal event (suppressed, duplicate, sent or
--- failed) in staging. Staging already counts a redelivered event once (same event_id), so a row
--- here is a real fault: a delivery that never finished, or one that finished twice (e.g. sent
--- and failed). Returns the offending spans with their terminal statuses.
+-- Every delivery in int_deliveries has exactly one terminal status (suppressed, duplicate, sent or
+-- failed) in staging. A repeat of the same event has the same status (event_id is span and
+-- status), so distinct statuses are counted: a row here is a real fault, a delivery that finished
+-- twice (e.g. sent and failed). (int_deliveries keeps only spans with a terminal event, so one
+-- that never finished is not a delivery there.) Provider callbacks are not terminal events.
+-- Returns the offending spans with their terminal statuses.
 
 with
 
@@ -15,11 +17,11 @@ terminal_events as (
 
     select
         span_id,
-        count(*) as terminal_events,
-        string_agg(status, ',' order by status) as terminal_statuses
+        count(distinct status) as terminal_events,
+        string_agg(distinct status, ',' order by status) as terminal_statuses
     from {{ ref('stg_herald__events') }}
     where parent_span_id is not null
-        and status in ('suppressed', 'duplicate', 'sent', 'failed')
+        and status in ({{ sql_strings(var('delivery_terminal_statuses')) }})
     group by span_id
 
 ),

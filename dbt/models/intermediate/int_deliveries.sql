@@ -1,33 +1,71 @@
 -- One row per delivery: a (channel, address) that a request fanned out to, i.e. one span whose
--- parent is the request's root span, with the terminal status it ended in.
+-- parent is the request's root span, with a timestamp per stage and the status it ended in.
 --
--- Every delivery ends in exactly one terminal event (suppressed, duplicate, sent or failed);
--- tests/assert_one_terminal_event_per_delivery.sql checks that on staging, so picking one here
--- never hides a second one.
+-- Two kinds of events describe a delivery:
+--   * its terminal event inside Herald (suppressed, duplicate, sent or failed), exactly one per
+--     delivery: tests/assert_one_terminal_event_per_delivery.sql checks that on staging. It
+--     carries the request's attributes (channel, sender, ...).
+--   * provider callbacks, later and for sent deliveries only (FCM sends none, so push ends at
+--     sent): same span_id, event_ts = when the provider reported it, possibly out of order,
+--     no parent or request attributes (herald.events.callback_event). A callback without a
+--     span_id (a message sent without Herald's ids) is not attributed: provider_message_id is no
+--     substitute, SendGrid's X-Message-Id covers a whole bulk request of up to 1,000 recipients.
+-- final_status is the candidate with the highest rank in var('final_status_precedence')
+-- (dbt_project.yml): a delivered, bounced, dropped or undelivered report refines `sent`, an open
+-- or click proves delivery, whatever order the reports came in.
 --
--- Later: provider callbacks (delivered, opened, clicked, bounced, ...) arrive keyed by
--- provider_message_id. Add a `callbacks` CTE aggregating them per provider_message_id
--- (min(if(status = 'delivered', event_ts, null)) as delivered_at, ...) and left join it in
--- `joined` on provider_message_id; the grain stays one row per span.
+-- Incremental (merge on span_id): a run reads only the events since the newest one it already
+-- holds (event_date_watermark), folds them into the stored rows of the deliveries they belong
+-- to, and merges the result. Every stage keeps its earliest time and final_status its highest
+-- rank, so folding the same event in twice changes nothing. Deliveries accepted before
+-- late_callback_window_start() are left as they are until `dbt build --full-refresh`.
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='merge',
+        unique_key='span_id',
+        partition_by={'field': 'accepted_date', 'data_type': 'date', 'granularity': 'day'},
+        cluster_by=['final_status', 'channel'],
+        incremental_predicates=[
+            'DBT_INTERNAL_DEST.accepted_date >= ' ~ late_callback_window_start()
+        ],
+        on_schema_change='fail',
+    )
+}}
 
 with
 
 events as (
 
     select * from {{ ref('stg_herald__events') }}
+    {% if is_incremental() %}
+    where event_date >= {{ event_date_watermark() }}
+    {% endif %}
 
 ),
 
-delivery_events as (
+terminal_events as (
 
     select * from events
     where parent_span_id is not null
+        and status in ({{ sql_strings(var('delivery_terminal_statuses')) }})
 
 ),
 
-deliveries as (
+callback_events as (
 
-    -- The request attributes every event of a delivery carries, from its first event.
+    select * from events
+    where span_id is not null
+        and status in ({{ sql_strings(var('callback_statuses')) }})
+
+),
+
+-- Every event becomes a partial delivery row: the columns it knows, NULL for the rest. The
+-- partial rows of a span are folded into one in `folded` and `outcomes`.
+
+terminal_parts as (
+
     select
         span_id,
         trace_id,
@@ -41,40 +79,190 @@ deliveries as (
         priority,
         platform,
         provider,
-        accepted_at
-    from delivery_events
-    where true
-    qualify row_number() over (partition by span_id order by event_ts, event_id) = 1
+        provider_message_id,
+        accepted_at,
+        status as terminal_status,
+        event_ts as terminal_at,
+        cast(null as timestamp) as provider_accepted_at,
+        cast(null as timestamp) as delivered_at,
+        cast(null as timestamp) as opened_at,
+        cast(null as timestamp) as clicked_at,
+        {{ status_rank('status') }} as outcome_rank,
+        {{ status_outcome('status') }} as outcome,
+        event_ts as outcome_at,
+        reason,
+        provider_code,
+        event_ts as last_event_at
+    from terminal_events
 
 ),
 
-terminal_events as (
+callback_parts as (
+
+    -- The request's attributes come from the terminal event; a callback may not carry them.
+    select
+        span_id,
+        cast(null as string) as trace_id,
+        cast(null as string) as notification_id,
+        cast(null as string) as user_id,
+        cast(null as string) as sender_client,
+        cast(null as string) as service_type,
+        cast(null as string) as category_type,
+        cast(null as string) as template_type,
+        cast(null as string) as channel,
+        cast(null as string) as priority,
+        cast(null as string) as platform,
+        cast(null as string) as provider,
+        provider_message_id,
+        cast(null as timestamp) as accepted_at,
+        cast(null as string) as terminal_status,
+        cast(null as timestamp) as terminal_at,
+        if(status = 'provider_accepted', event_ts, null) as provider_accepted_at,
+        if(status = 'delivered', event_ts, null) as delivered_at,
+        if(status = 'opened', event_ts, null) as opened_at,
+        if(status = 'clicked', event_ts, null) as clicked_at,
+        {{ status_rank('status') }} as outcome_rank,
+        {{ status_outcome('status') }} as outcome,
+        event_ts as outcome_at,
+        reason,
+        provider_code,
+        event_ts as last_event_at
+    from callback_events
+
+),
+
+{% if is_incremental() %}
+
+touched_spans as (
+
+    select span_id from terminal_parts
+    union distinct
+    select span_id from callback_parts
+
+),
+
+stored as (
+
+    -- The stored rows of the deliveries this run's events belong to. A stored `delivered`
+    -- decided by an open or click keeps that rank (a later bounce report must not win).
+    select
+        *,
+        if(final_status = 'delivered' and coalesce(opened_at, clicked_at) is not null,
+           'opened', final_status) as stored_as
+    from {{ this }}
+    where accepted_date >= {{ late_callback_window_start() }}
+        and span_id in (select span_id from touched_spans)
+
+),
+
+stored_parts as (
 
     select
         span_id,
-        status as final_status,
-        event_ts as final_at,
+        trace_id,
+        notification_id,
+        user_id,
+        sender_client,
+        service_type,
+        category_type,
+        template_type,
+        channel,
+        priority,
+        platform,
+        provider,
+        provider_message_id,
+        accepted_at,
+        terminal_status,
+        terminal_at,
+        provider_accepted_at,
+        delivered_at,
+        opened_at,
+        clicked_at,
+        {{ status_rank('stored_as') }} as outcome_rank,
+        {{ status_outcome('stored_as') }} as outcome,
+        final_at as outcome_at,
         reason,
         provider_code,
-        provider_message_id
-    from delivery_events
-    where status in ('suppressed', 'duplicate', 'sent', 'failed')
-    qualify row_number() over (partition by span_id order by event_ts desc, event_id) = 1
+        last_event_at
+    from stored
+
+),
+
+{% endif %}
+
+parts as (
+
+    select * from terminal_parts
+    union all
+    select * from callback_parts
+    {% if is_incremental() %}
+    union all
+    select * from stored_parts
+    {% endif %}
+
+),
+
+folded as (
+
+    -- Attributes are the same on every part that has them; each stage keeps its earliest time.
+    select
+        span_id,
+        max(trace_id) as trace_id,
+        max(notification_id) as notification_id,
+        max(user_id) as user_id,
+        max(sender_client) as sender_client,
+        max(service_type) as service_type,
+        max(category_type) as category_type,
+        max(template_type) as template_type,
+        max(channel) as channel,
+        max(priority) as priority,
+        max(platform) as platform,
+        max(provider) as provider,
+        max(provider_message_id) as provider_message_id,
+        min(accepted_at) as accepted_at,
+        max(terminal_status) as terminal_status,
+        min(terminal_at) as terminal_at,
+        min(provider_accepted_at) as provider_accepted_at,
+        min(delivered_at) as delivered_at,
+        min(opened_at) as opened_at,
+        min(clicked_at) as clicked_at,
+        max(last_event_at) as last_event_at
+    from parts
+    group by span_id
+
+),
+
+outcomes as (
+
+    -- The winning candidate: highest rank, then the earliest report of it.
+    select
+        span_id,
+        outcome as final_status,
+        outcome_at as final_at,
+        reason,
+        provider_code
+    from parts
+    where outcome_rank is not null
+    qualify row_number() over (
+        partition by span_id order by outcome_rank desc, outcome_at, outcome) = 1
 
 ),
 
 joined as (
 
+    -- A span with callbacks but no terminal event yet is not a delivery (yet): the callbacks
+    -- are read again by the next run, within event_lookback_days.
     select
-        deliveries.*,
-        terminal_events.final_status,
-        terminal_events.reason,
-        terminal_events.provider_code,
-        terminal_events.provider_message_id,
-        if(terminal_events.final_status = 'sent', terminal_events.final_at, null) as sent_at
-    from deliveries
-    left join terminal_events
-        on deliveries.span_id = terminal_events.span_id
+        folded.*,
+        if(folded.terminal_status = 'sent', folded.terminal_at, null) as sent_at,
+        outcomes.final_status,
+        outcomes.final_at,
+        outcomes.reason,
+        outcomes.provider_code
+    from folded
+    inner join outcomes
+        on folded.span_id = outcomes.span_id
+    where folded.terminal_status is not null
 
 ),
 
@@ -93,13 +281,26 @@ final as (
         priority,
         platform,
         provider,
+        provider_message_id,
+        date(accepted_at) as accepted_date,
         accepted_at,
         sent_at,
+        provider_accepted_at,
+        delivered_at,
+        opened_at,
+        clicked_at,
+        terminal_status,
+        terminal_at,
         final_status,
+        final_at,
         reason,
         provider_code,
-        provider_message_id,
-        timestamp_diff(sent_at, accepted_at, millisecond) as accept_to_sent_ms
+        timestamp_diff(sent_at, accepted_at, millisecond) as accept_to_sent_ms,
+        timestamp_diff(delivered_at, sent_at, millisecond) as sent_to_delivered_ms,
+        timestamp_diff(delivered_at, accepted_at, millisecond) as accept_to_delivered_ms,
+        timestamp_diff(sent_at, accepted_at, millisecond) <= {{ var('send_slo_ms') }}
+            as sent_within_slo,
+        last_event_at
     from joined
 
 )

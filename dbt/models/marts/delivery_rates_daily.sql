@@ -1,27 +1,35 @@
 -- Delivery outcomes per day (of acceptance, UTC) and channel, and the share of eligible
--- deliveries that went out.
+-- deliveries that went out: delivery_outcomes_daily summed over provider, category and sender.
 
 with
 
-deliveries as (
+outcomes as (
 
-    select * from {{ ref('int_deliveries') }}
+    select * from {{ ref('delivery_outcomes_daily') }}
 
 ),
 
 daily as (
 
+    -- SUM of INT64 is INT64 on BigQuery; the emulator widens it, hence the casts.
     select
-        date(accepted_at) as accepted_date,
+        accepted_date,
         channel,
-        count(*) as deliveries,
-        -- The casts are no-ops on BigQuery (COUNTIF is INT64); the local emulator types COUNTIF
-        -- as NUMERIC, which notebooks would read as Decimal.
-        cast(countif(final_status = 'sent') as int64) as sent,
-        cast(countif(final_status = 'failed') as int64) as failed,
-        cast(countif(final_status = 'suppressed') as int64) as suppressed,
-        cast(countif(final_status = 'duplicate') as int64) as duplicate
-    from deliveries
+        cast(sum(deliveries) as int64) as deliveries,
+        cast(sum(sent) as int64) as sent,
+        cast(sum(failed) as int64) as failed,
+        cast(sum(suppressed) as int64) as suppressed,
+        cast(sum(duplicate) as int64) as duplicate,
+        cast(sum(delivered) as int64) as delivered,
+        cast(sum(undelivered) as int64) as undelivered,
+        cast(sum(bounced) as int64) as bounced,
+        cast(sum(dropped) as int64) as dropped,
+        cast(sum(opened) as int64) as opened,
+        cast(sum(clicked) as int64) as clicked,
+        -- Sends through providers that report delivery; NULL when there were none.
+        cast(sum(if(provider in ({{ sql_strings(var('providers_without_delivery_receipts')) }}),
+                    null, sent)) as int64) as sent_with_receipts
+    from outcomes
     group by accepted_date, channel
 
 ),
@@ -38,7 +46,14 @@ final as (
         duplicate,
         deliveries - suppressed - duplicate as eligible,
         -- NULL, not 0, when nothing was eligible: no attempt is not a failed attempt.
-        safe_divide(sent, deliveries - suppressed - duplicate) as delivery_rate
+        safe_divide(sent, deliveries - suppressed - duplicate) as delivery_rate,
+        delivered,
+        undelivered,
+        bounced,
+        dropped,
+        opened,
+        clicked,
+        safe_divide(delivered, sent_with_receipts) as confirmed_delivery_rate
     from daily
 
 )

@@ -1,5 +1,6 @@
 -- How long a delivery takes from the HTTP edge accepting the request to the provider accepting
--- the message, per channel, over every sent delivery.
+-- the message, per channel, over every delivery Herald handed to its provider (whatever the
+-- provider reported later). delivery_latency_daily has the same per day, and the later stages.
 
 with
 
@@ -15,7 +16,7 @@ sent_deliveries as (
         channel,
         accept_to_sent_ms
     from deliveries
-    where final_status = 'sent'
+    where sent_at is not null
 
 ),
 

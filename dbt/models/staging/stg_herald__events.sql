@@ -1,6 +1,14 @@
 -- One row per event: the pipeline's events, typed, with repeats dropped.
--- A redelivered Pub/Sub message inserts the same event again with the same deterministic
--- event_id (span and status), so analytics keep one row per event_id.
+-- A redelivered Pub/Sub message (or a provider callback posted twice) inserts the same event again
+-- with the same deterministic event_id (span and status), so analytics keep one row per event_id
+-- and day.
+--
+-- Repeats are found within a UTC day (partition by event_date, event_id): a filter on event_date
+-- then reaches through this view to the events table's day partitions, so the incremental
+-- int_deliveries reads only recent days. Partitioned by event_id alone, BigQuery would have to
+-- read every day of events to deduplicate, whatever the filter. A repeat minutes after midnight
+-- of its original stays twice; int_deliveries keeps the earliest time per stage, so it counts
+-- such a pair once.
 
 with
 
@@ -54,7 +62,7 @@ deduplicated as (
     select * from renamed
     -- BigQuery wants a WHERE, GROUP BY or HAVING beside QUALIFY.
     where true
-    qualify row_number() over (partition by event_id order by event_ts) = 1
+    qualify row_number() over (partition by event_date, event_id order by event_ts) = 1
 
 ),
 

@@ -1,0 +1,28 @@
+-- The delivery funnel per day (of acceptance, UTC) and channel: requested -> eligible -> sent ->
+-- delivered -> opened -> clicked. Each step is a subset of the one before.
+
+with
+
+outcomes as (
+
+    select * from {{ ref('delivery_outcomes_daily') }}
+
+),
+
+final as (
+
+    select
+        accepted_date,
+        channel,
+        cast(sum(deliveries) as int64) as requested,
+        cast(sum(eligible) as int64) as eligible,
+        cast(sum(sent) as int64) as sent,
+        cast(sum(delivered) as int64) as delivered,
+        cast(sum(opened) as int64) as opened,
+        cast(sum(clicked) as int64) as clicked
+    from outcomes
+    group by accepted_date, channel
+
+)
+
+select * from final

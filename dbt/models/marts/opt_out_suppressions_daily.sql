@@ -1,0 +1,33 @@
+-- Deliveries Herald did not attempt because the recipient opted out (of everything, a category
+-- or a channel) or disabled the device, per day (of acceptance, UTC), channel, category and
+-- reason.
+
+with
+
+deliveries as (
+
+    select * from {{ ref('int_deliveries') }}
+
+),
+
+suppressed as (
+
+    select * from deliveries
+    where final_status = 'suppressed'
+
+),
+
+final as (
+
+    select
+        accepted_date,
+        channel,
+        category_type,
+        reason,
+        count(*) as suppressed
+    from suppressed
+    group by accepted_date, channel, category_type, reason
+
+)
+
+select * from final
