@@ -125,7 +125,7 @@ class _SendBatch(beam.DoFn):
             result = outcome.result
             if result.ok:
                 yield delivery.event(Status.SENT, provider_message_id=result.provider_message_id,
-                                     attempts=outcome.attempts)
+                                     attempts=outcome.attempts, event_ts=result.at)
                 continue
             status, reason = ((Status.DEAD_LETTER, Reason.RETRIES_EXHAUSTED) if outcome.exhausted
                               else (Status.FAILED, Reason.PROVIDER_ERROR))
@@ -133,7 +133,8 @@ class _SendBatch(beam.DoFn):
                 self._directory.get().disable_device(delivery.envelope.request.user_id,
                                                      delivery.device_id, result.error_code)
             yield delivery.event(status, reason=reason.value, provider_code=result.error_code,
-                                 detail=result.error_message, attempts=outcome.attempts)
+                                 detail=result.error_message, attempts=outcome.attempts,
+                                 event_ts=result.at)
 
 
 def _count_result(event: dict) -> dict:

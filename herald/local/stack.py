@@ -26,6 +26,12 @@ from herald.settings import DEFAULT_LOCAL_API_KEY, DEFAULT_LOCAL_CLIENT, Setting
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STATE_DIR = Path(".herald")
+SANDBOX_OUTCOMES = {
+    "twilio": {"undelivered": 0.03, "failed": 0.01},
+    "sendgrid": {"bounce": 0.02, "dropped": 0.01, "deferred": 0.03, "open": 0.4, "click": 0.25},
+}
+"""Callback outcomes the local sandbox reports, so the funnel and failure marts have something to
+show; faults (429s, 5xx, timeouts) stay off unless a test or `POST /_config` turns them on."""
 PIPELINES = (("pipeline", "pipelines.herald_pipeline"),
              ("callbacks-pipeline", "pipelines.callback_pipeline"))
 """The streaming jobs: deliveries, and provider callbacks (a job of its own, see its module)."""
@@ -130,6 +136,7 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
                 processes.python_module("herald.sandbox", "--host", "127.0.0.1",
                                         "--port", str(ports["sandbox"]), "--project", PROJECT,
                                         "--latency-ms", str(options.sandbox_latency_ms),
+                                        "--faults", json.dumps(SANDBOX_OUTCOMES),
                                         "--sendgrid-webhook-url",
                                         f"{env['HERALD_API_URL']}/v1/callbacks/sendgrid"),
                 http_ready(f"{env['HERALD_SANDBOX_URL']}/_health")),

@@ -18,7 +18,7 @@ from urllib.error import URLError
 
 import requests
 
-from herald.contracts import Channel, Platform, Priority
+from herald.contracts import Channel, Platform, Priority, utc_now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ class SendResult:
     error_message: str | None = None
     transient: bool = False
     retry_after_s: float | None = None
+    at: str = field(default_factory=utc_now_iso)
+    """When the provider answered: the delivery's `sent_at`, not when its batch finished."""
 
     @classmethod
     def sent(cls, item: Outgoing, provider_message_id: str | None) -> SendResult:

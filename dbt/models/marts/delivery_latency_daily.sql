@@ -43,42 +43,51 @@ sent_deliveries as (
 
 ),
 
-latency as (
+counts as (
 
-    -- APPROX_QUANTILES skips NULLs: the delivered stages are over delivered deliveries only.
     select
         accepted_date,
         channel,
         count(*) as sent,
-        approx_quantiles(accept_to_sent_ms, 100) as accept_to_sent,
-        cast(countif(accept_to_delivered_ms is not null) as int64) as delivered,
-        approx_quantiles(sent_to_delivered_ms, 100) as sent_to_delivered,
-        approx_quantiles(accept_to_delivered_ms, 100) as accept_to_delivered
+        cast(countif(accept_to_delivered_ms is not null) as int64) as delivered
     from sent_deliveries
     group by accepted_date, channel
 
 ),
 
-final as (
+percentiles as (
 
-    -- Subscript the quantile arrays here, not on the aggregate itself: the local emulator
-    -- (bqemulator 1.4) reads APPROX_QUANTILES(x, 100)[OFFSET(n)] as OFFSET(n + 1). SAFE_OFFSET:
-    -- a channel with no delivered report (push) has NULL percentiles, not an error.
-    select
+    -- NULLs are ignored: the delivered stages are over delivered deliveries only (none for push).
+    select distinct
         accepted_date,
         channel,
-        sent,
-        accept_to_sent[safe_offset(50)] as p50_accept_to_sent_ms,
-        accept_to_sent[safe_offset(95)] as p95_accept_to_sent_ms,
-        accept_to_sent[safe_offset(99)] as p99_accept_to_sent_ms,
-        delivered,
-        sent_to_delivered[safe_offset(50)] as p50_sent_to_delivered_ms,
-        sent_to_delivered[safe_offset(95)] as p95_sent_to_delivered_ms,
-        sent_to_delivered[safe_offset(99)] as p99_sent_to_delivered_ms,
-        accept_to_delivered[safe_offset(50)] as p50_accept_to_delivered_ms,
-        accept_to_delivered[safe_offset(95)] as p95_accept_to_delivered_ms,
-        accept_to_delivered[safe_offset(99)] as p99_accept_to_delivered_ms
-    from latency
+        {{ exact_percentiles('accept_to_sent_ms', ['accepted_date', 'channel'], 'accept_to_sent') }},
+        {{ exact_percentiles('sent_to_delivered_ms', ['accepted_date', 'channel'], 'sent_to_delivered') }},
+        {{ exact_percentiles('accept_to_delivered_ms', ['accepted_date', 'channel'], 'accept_to_delivered') }}
+    from sent_deliveries
+
+),
+
+final as (
+
+    select
+        counts.accepted_date,
+        counts.channel,
+        counts.sent,
+        percentiles.p50_accept_to_sent_ms,
+        percentiles.p95_accept_to_sent_ms,
+        percentiles.p99_accept_to_sent_ms,
+        counts.delivered,
+        percentiles.p50_sent_to_delivered_ms,
+        percentiles.p95_sent_to_delivered_ms,
+        percentiles.p99_sent_to_delivered_ms,
+        percentiles.p50_accept_to_delivered_ms,
+        percentiles.p95_accept_to_delivered_ms,
+        percentiles.p99_accept_to_delivered_ms
+    from counts
+    inner join percentiles
+        on counts.accepted_date = percentiles.accepted_date
+        and counts.channel = percentiles.channel
 
 )
 

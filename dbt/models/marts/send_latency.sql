@@ -20,31 +20,37 @@ sent_deliveries as (
 
 ),
 
-latency as (
+counts as (
 
     select
         channel,
         count(*) as sent,
-        approx_quantiles(accept_to_sent_ms, 100) as percentiles,
         max(accept_to_sent_ms) as max_accept_to_sent_ms
     from sent_deliveries
     group by channel
 
 ),
 
+percentiles as (
+
+    select distinct
+        channel,
+        {{ exact_percentiles('accept_to_sent_ms', ['channel'], 'accept_to_sent') }}
+    from sent_deliveries
+
+),
+
 final as (
 
-    -- Subscript the quantile array here, not on the aggregate itself: the local emulator
-    -- (bqemulator 1.4) reads APPROX_QUANTILES(x, 100)[OFFSET(n)] as OFFSET(n + 1). Same result
-    -- on BigQuery either way.
     select
-        channel,
-        sent,
-        percentiles[offset(50)] as p50_accept_to_sent_ms,
-        percentiles[offset(95)] as p95_accept_to_sent_ms,
-        percentiles[offset(99)] as p99_accept_to_sent_ms,
-        max_accept_to_sent_ms
-    from latency
+        counts.channel,
+        counts.sent,
+        percentiles.p50_accept_to_sent_ms,
+        percentiles.p95_accept_to_sent_ms,
+        percentiles.p99_accept_to_sent_ms,
+        counts.max_accept_to_sent_ms
+    from counts
+    inner join percentiles on counts.channel = percentiles.channel
 
 )
 
