@@ -58,7 +58,8 @@ def run_demo(state_dir: Path, count: int, users: int) -> None:
         console.print(f"{len(sent)} requests accepted (202) in {time.monotonic() - started:.0f}s "
                       "since start; waiting for the pipeline to drain ...")
         with Bar(console=console) as bar:
-            task = bar.add_task("pipeline settled", total=len(sent))
+            # a sender's repeat is answered with the original trace (edge idempotency)
+            task = bar.add_task("pipeline settled", total=len({s.trace_id for s in sent}))
             drained = wait_for_drain(bigquery_client(settings), settings,
                                      (s.trace_id for s in sent),
                                      on_progress=lambda p: bar.update(task, completed=p.settled))
