@@ -61,3 +61,4 @@ def test_events_hold_a_keyed_hash_never_the_address() -> None:
     event = delivery.event(Status.SENT)
     assert "a@example.com" not in str(event)
     assert event["recipient_hash"] and event["parent_span_id"] != event["span_id"]
+

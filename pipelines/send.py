@@ -133,8 +133,17 @@ class _SendBatch(beam.DoFn):
                 self._directory.get().disable_device(delivery.envelope.request.user_id,
                                                      delivery.device_id, result.error_code)
             yield delivery.event(status, reason=reason.value, provider_code=result.error_code,
-                                 detail=result.error_message, attempts=outcome.attempts,
+                                 detail=redact(result.error_message, delivery.address),
+                                 attempts=outcome.attempts,
                                  event_ts=result.at)
+
+
+def redact(message: str | None, address: str | None) -> str | None:
+    """Provider messages quote the recipient ("The 'To' number +1555... is not valid"); events
+    hold only its keyed hash, so the address is cut out of the message too."""
+    if message is None or not address:
+        return message
+    return message.replace(address, "<recipient>")
 
 
 def _count_result(event: dict) -> dict:
