@@ -1,8 +1,9 @@
 """ResolveRecipients: a request becomes its deliveries, using the user's Firestore documents.
 
-Reads are batched (one `get_all` for a batch's users, device listings in parallel), and every
-delivery that will not be sent gets its terminal event here, with the reason: the user, the
-category, the channel or the device opted out, or there is no user or no address.
+Reads are batched (one `get_all` for a batch's users, device listings in parallel). Each delivery
+is planned with the reason it must not be sent, if any (the user, the category, the channel or the
+device opted out); the dedupe claim records that outcome once. Deliveries with no address at all
+(unknown user, no phone/email/device) get their terminal event here.
 """
 
 from __future__ import annotations

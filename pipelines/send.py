@@ -1,8 +1,9 @@
 """SendDeliveries: branch by channel and priority lane, batch, and call the providers' real SDKs.
 
 Each (channel, lane) branch has its own batching so a burst of routine email never delays an
-urgent push: the urgent lane flushes after 20 ms, the routine lane batches longer for throughput.
-Within a batch the sender calls the provider concurrently (providers answer in ~100 ms each).
+urgent push: the urgent lane flushes after 50 ms, the routine lane batches longer for throughput.
+Within a batch the sender calls the provider concurrently (providers answer in ~100 ms each),
+on AsyncWrapper's threads so provider latency does not hold up the runner.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from apache_beam.transforms.async_dofn import AsyncWrapper
 from herald.contracts import Channel, Priority
 from herald.events import Reason, Status
 from herald.providers.base import Sender
-from herald.providers.retry import RetryPolicy, send_with_retries
 from herald.providers.fcm import FcmSender
+from herald.providers.retry import RetryPolicy, send_with_retries
 from herald.providers.sendgrid_email import SendGridSender
 from herald.providers.twilio_sms import TwilioSender
 from herald.settings import Settings
@@ -112,8 +113,8 @@ class _SendBatch(beam.DoFn):
     per delivery: sent, failed (permanent, with the provider's code) or dead_letter (retries
     exhausted)."""
 
-    def __init__(self, channel: Channel, sender: ProcessResource[Sender],
-                 directory: ProcessResource[Directory], policy: RetryPolicy) -> None:
+    def __init__(self, sender: ProcessResource[Sender], directory: ProcessResource[Directory],
+                 policy: RetryPolicy) -> None:
         self._sender = sender
         self._directory = directory
         self._policy = policy
@@ -180,7 +181,7 @@ class SendDeliveries(beam.PTransform):
                     lane.batch_size, max_buffering_duration_secs=lane.max_wait_s)
                 | f"CountBatch_{name}" >> beam.Map(_count_batch, channel.value)
                 | f"Send_{name}" >> beam.ParDo(AsyncWrapper(
-                    _SendBatch(channel, senders[channel], directory, self._policy),
+                    _SendBatch(senders[channel], directory, self._policy),
                     parallelism=SEND_PARALLELISM,
                     callback_frequency=COMMIT_POLL_S, id_fn=_batch_id)))
         return (results | "MergeSendEvents" >> beam.Flatten()
