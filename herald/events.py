@@ -60,6 +60,7 @@ class Reason(StrEnum):
     INVALID_MESSAGE = "invalid_message"
     PROVIDER_ERROR = "provider_error"
     RETRIES_EXHAUSTED = "retries_exhausted"
+    OUTCOME_UNKNOWN = "outcome_unknown"
 
 
 @dataclass(frozen=True)

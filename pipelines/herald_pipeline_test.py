@@ -554,3 +554,25 @@ def test_without_a_processing_time_advance_no_send_is_committed(
         time.sleep(0.05)
     assert Counter(d.delivery.channel.value for d in sandbox.ledger.entries()) == {
         "push": 5, "sms": 2, "email": 2}
+
+
+def test_a_restarted_pipeline_does_not_resend_sms_or_email(
+        seeded_users, sandbox, fresh_resources, tmp_path) -> None:
+    """The same messages through a second pipeline (fresh keyed state, as after a restart or a
+    redeploy): the Firestore claims answer for the first run, so the provider sees each SMS and
+    email once and the replay records the same `sent` events again."""
+    steps = [[envelope_message(Request(user(i), channel, "normal", "delivery", f"restart-{channel}-{i}"))
+              for i in range(1, 13) for channel in ("sms", "email")]]
+    sendable = {(m.request.notification_id, o.address) for m in steps[0]
+                for o in outcomes(m.request, seeded_users, set()) if o.status == "sent"}
+    assert len(sendable) > 10, "the restart input reaches too few providers to mean anything"
+
+    _, first = run_pipeline(steps, sandbox, tmp_path / "first.json", CLOCK_LEAD_S)
+    _, second = run_pipeline(steps, sandbox, tmp_path / "second.json", CLOCK_LEAD_S)
+
+    ledger = Counter((e["notification_id"], e["recipient"])
+                     for e in (entry.to_json() for entry in sandbox.ledger.entries())
+                     if e["notification_id"].startswith("restart-"))
+    assert set(ledger) == sendable and set(ledger.values()) == {1}
+    sent_ids = [{e["event_id"] for e in run if e["status"] == "sent"} for run in (first, second)]
+    assert sent_ids[0] == sent_ids[1] and len(sent_ids[0]) == len(sendable)

@@ -22,10 +22,11 @@ from herald.contracts import Channel, Priority
 from herald.events import Reason, Status
 from herald.providers.base import Sender
 from herald.providers.fcm import FcmSender
-from herald.providers.retry import RetryPolicy, send_with_retries
+from herald.providers.retry import Outcome, RetryPolicy, send_with_retries
 from herald.providers.sendgrid_email import SendGridSender
 from herald.providers.twilio_sms import TwilioSender
 from herald.settings import Settings
+from pipelines.claims import CLAIMED_CHANNELS, Claim, SendClaims, Verdict
 from pipelines.delivery import Delivery
 from pipelines.directory import Directory
 from pipelines.resources import ProcessResource
@@ -109,34 +110,61 @@ TOKEN_GONE = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
 
 
 class _SendBatch(beam.DoFn):
-    """Provider calls for a batch (concurrent, retried on transient errors); one terminal event
-    per delivery: sent, failed (permanent, with the provider's code) or dead_letter (retries
-    exhausted)."""
+    """Provider calls for a batch (concurrent, retried on transient errors; SMS and email claimed
+    durably first); one terminal event per delivery: sent, failed (permanent, with the provider's
+    code), duplicate (claimed by another request) or dead_letter (retries exhausted, or a
+    restart found the send's outcome unknown)."""
 
     def __init__(self, sender: ProcessResource[Sender], directory: ProcessResource[Directory],
-                 policy: RetryPolicy) -> None:
+                 claims: ProcessResource[SendClaims], policy: RetryPolicy) -> None:
         self._sender = sender
         self._directory = directory
+        self._claims = claims
         self._policy = policy
 
     def process(self, keyed_batch: tuple[int, Iterable[Delivery]]) -> Iterator[dict]:
-        batch = list(keyed_batch[1])
-        outcomes = send_with_retries(self._sender.get(), [d.outgoing() for d in batch], self._policy)
-        for delivery, outcome in zip(batch, outcomes, strict=True):
-            result = outcome.result
-            if result.ok:
-                yield delivery.event(Status.SENT, provider_message_id=result.provider_message_id,
-                                     attempts=outcome.attempts, event_ts=result.at)
-                continue
-            status, reason = ((Status.DEAD_LETTER, Reason.RETRIES_EXHAUSTED) if outcome.exhausted
-                              else (Status.FAILED, Reason.PROVIDER_ERROR))
-            if result.error_code in TOKEN_GONE and delivery.device_id:
-                self._directory.get().disable_device(delivery.envelope.request.user_id,
-                                                     delivery.device_id, result.error_code)
-            yield delivery.event(status, reason=reason.value, provider_code=result.error_code,
-                                 detail=redact(result.error_message, delivery.address),
-                                 attempts=outcome.attempts,
-                                 event_ts=result.at)
+        to_send: list[Delivery] = []
+        for delivery, claim in self._claim(list(keyed_batch[1])):
+            if claim is None or claim.verdict is Verdict.SEND:
+                to_send.append(delivery)
+            elif claim.verdict is Verdict.DUPLICATE:
+                yield delivery.event(Status.DUPLICATE, reason=Reason.DUPLICATE_NOTIFICATION.value)
+            elif claim.verdict is Verdict.ALREADY_SENT:  # a restarted pipeline replaying it
+                yield delivery.event(Status.SENT, provider_message_id=claim.provider_message_id)
+            else:
+                yield delivery.event(Status.DEAD_LETTER, reason=Reason.OUTCOME_UNKNOWN.value)
+        outcomes = send_with_retries(self._sender.get(), [d.outgoing() for d in to_send],
+                                     self._policy)
+        for delivery, outcome in zip(to_send, outcomes, strict=True):
+            yield from self._record(delivery, outcome)
+
+    def _claim(self, batch: list[Delivery]) -> list[tuple[Delivery, Claim | None]]:
+        """Durable claims for SMS and email (pipelines/claims.py); None for unclaimed channels."""
+        claimed = [d for d in batch if d.channel in CLAIMED_CHANNELS]
+        claims = dict(zip((d.span_id for d in claimed), self._claims.get().claim_all(
+            [(d.dedupe_key, d.envelope.trace_id, d.span_id) for d in claimed]))) if claimed else {}
+        return [(delivery, claims.get(delivery.span_id)) for delivery in batch]
+
+    def _record(self, delivery: Delivery, outcome: Outcome) -> Iterator[dict]:
+        result, claimed = outcome.result, delivery.channel in CLAIMED_CHANNELS
+        if result.ok:
+            if claimed:
+                self._claims.get().mark_sent(delivery.dedupe_key, result.provider_message_id)
+            yield delivery.event(Status.SENT, provider_message_id=result.provider_message_id,
+                                 attempts=outcome.attempts, event_ts=result.at)
+            return
+        if claimed and not outcome.exhausted:
+            # The provider refused it outright; an exhausted retry may have timed out after the
+            # provider took it, so that claim stays (a replay is then outcome_unknown).
+            self._claims.get().release(delivery.dedupe_key)
+        status, reason = ((Status.DEAD_LETTER, Reason.RETRIES_EXHAUSTED) if outcome.exhausted
+                          else (Status.FAILED, Reason.PROVIDER_ERROR))
+        if result.error_code in TOKEN_GONE and delivery.device_id:
+            self._directory.get().disable_device(delivery.envelope.request.user_id,
+                                                 delivery.device_id, result.error_code)
+        yield delivery.event(status, reason=reason.value, provider_code=result.error_code,
+                             detail=redact(result.error_message, delivery.address),
+                             attempts=outcome.attempts, event_ts=result.at)
 
 
 def redact(message: str | None, address: str | None) -> str | None:
@@ -172,6 +200,7 @@ class SendDeliveries(beam.PTransform):
         senders = {channel: ProcessResource(partial(build_sender, channel, self._settings))
                    for channel in Channel}  # one per channel, shared by its lanes
         directory = ProcessResource(partial(Directory, self._settings))
+        claims = ProcessResource(partial(SendClaims, self._settings))
         results = []
         for channel, lane in BRANCHES:
             name = branch_name(channel, lane)
@@ -181,7 +210,7 @@ class SendDeliveries(beam.PTransform):
                     lane.batch_size, max_buffering_duration_secs=lane.max_wait_s)
                 | f"CountBatch_{name}" >> beam.Map(_count_batch, channel.value)
                 | f"Send_{name}" >> beam.ParDo(AsyncWrapper(
-                    _SendBatch(senders[channel], directory, self._policy),
+                    _SendBatch(senders[channel], directory, claims, self._policy),
                     parallelism=SEND_PARALLELISM,
                     callback_frequency=COMMIT_POLL_S, id_fn=_batch_id)))
         return (results | "MergeSendEvents" >> beam.Flatten()

@@ -1,0 +1,91 @@
+"""Durable send claims in Firestore: SMS and email are sent at most once, across pipeline restarts.
+
+Beam's keyed state (pipelines/dedupe.py) is the cheap first filter, but it lives as long as the
+job; a restarted or redeployed pipeline starts empty. Before an SMS or email goes to the provider,
+its (notificationId, channel, address) is claimed with a create-if-absent in `send_claims`:
+
+- created: send it, then mark the claim `sent` with the provider's id (or release it when the
+  provider refused the message, so a corrected retry can go);
+- held by another request: `duplicate`;
+- held by this request and `sent`: a restart replaying the message; its `sent` event is emitted
+  again (the same event id) and the provider is not called;
+- held by this request and still `claimed`: the previous run died mid-send and the provider may
+  or may not have the message; it is dead-lettered as `outcome_unknown` rather than risking a
+  second SMS.
+
+Push is not claimed: the design tolerates a rare duplicate push and it is the high-volume channel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Sequence
+
+from google.api_core import exceptions
+from google.cloud import firestore
+
+from herald.clients import firestore_client
+from herald.contracts import Channel
+from herald.settings import Settings
+
+COLLECTION = "send_claims"
+CLAIMED_CHANNELS = frozenset({Channel.SMS, Channel.EMAIL})
+KEEP = timedelta(days=2)
+"""Claims outlive the 24 h idempotency window; `expires_at` is for a Firestore TTL policy."""
+
+
+class Verdict(StrEnum):
+    SEND = "send"
+    DUPLICATE = "duplicate"
+    ALREADY_SENT = "already_sent"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What the claim store says about one delivery; `provider_message_id` for ALREADY_SENT."""
+
+    verdict: Verdict
+    provider_message_id: str | None = None
+
+
+class SendClaims:
+    """Claims keyed by a hash of the delivery's dedupe key (which holds only a recipient hash)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._client = firestore_client(settings)
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="herald-claims")
+
+    def claim_all(self, requests: Sequence[tuple[str, str, str]]) -> list[Claim]:
+        """`claim` for (dedupe_key, trace_id, span_id) each, concurrently (a batch can hold 1,000)."""
+        return list(self._pool.map(lambda request: self.claim(*request), requests))
+
+    def _doc(self, dedupe_key: str) -> firestore.DocumentReference:
+        return self._client.collection(COLLECTION).document(
+            hashlib.sha256(dedupe_key.encode()).hexdigest())
+
+    def claim(self, dedupe_key: str, trace_id: str, span_id: str) -> Claim:
+        now = datetime.now(timezone.utc)
+        doc = self._doc(dedupe_key)
+        try:
+            doc.create({"trace_id": trace_id, "span_id": span_id, "state": "claimed",
+                        "claimed_at": now, "expires_at": now + KEEP})
+            return Claim(Verdict.SEND)
+        except exceptions.AlreadyExists:
+            held = doc.get().to_dict() or {}
+        if held.get("trace_id") != trace_id:
+            return Claim(Verdict.DUPLICATE)
+        if held.get("state") == "sent":
+            return Claim(Verdict.ALREADY_SENT, held.get("provider_message_id"))
+        return Claim(Verdict.OUTCOME_UNKNOWN)
+
+    def mark_sent(self, dedupe_key: str, provider_message_id: str | None) -> None:
+        self._doc(dedupe_key).update({"state": "sent", "provider_message_id": provider_message_id})
+
+    def release(self, dedupe_key: str) -> None:
+        """The provider took nothing: a later, corrected request may send."""
+        self._doc(dedupe_key).delete()
