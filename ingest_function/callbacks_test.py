@@ -13,7 +13,6 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlencode
 
 import pytest
 from functions_framework import create_app

@@ -16,6 +16,8 @@ On Dataflow, the same module with options only:
 
 from __future__ import annotations
 
+from functools import partial
+
 
 import apache_beam as beam
 
@@ -23,9 +25,11 @@ from herald.settings import Settings
 from pipelines import dedupe, launch, recipients
 from pipelines.bigquery_sink import WriteEvents
 from pipelines.dedupe import DedupeDeliveries
+from pipelines.directory import Directory
 from pipelines.options import HeraldOptions, subscription_path
 from pipelines.parse import ACCEPTED, DEAD_LETTER, ParseRequests
 from pipelines.recipients import ResolveRecipients
+from pipelines.resources import ProcessResource
 from pipelines.send import BRANCH_NAMES, Router, SendDeliveries
 
 
@@ -41,13 +45,16 @@ class DeliverNotifications(beam.PTransform):
         self._options = options
 
     def expand(self, messages):
+        directory = ProcessResource(partial(Directory, self._settings))  # one per worker, shared
         parsed = messages | "ParseRequests" >> ParseRequests()
-        resolved = parsed.envelopes | "ResolveRecipients" >> ResolveRecipients(self._settings)
+        resolved = parsed.envelopes | "ResolveRecipients" >> ResolveRecipients(
+            self._settings, directory)
         deduped = resolved.deliveries | "DedupeDeliveries" >> DedupeDeliveries(
             self._options.dedupe_ttl_s, Router(self._options.batch_shards), BRANCH_NAMES)
         sent = ({name: deduped[name] for name in BRANCH_NAMES}
-                | "SendDeliveries" >> SendDeliveries(self._settings))
-        return ((parsed[DEAD_LETTER], parsed[ACCEPTED], resolved[recipients.EVENTS], deduped[dedupe.EVENTS], sent)
+                | "SendDeliveries" >> SendDeliveries(self._settings, directory))
+        return ((parsed[DEAD_LETTER], parsed[ACCEPTED], resolved[recipients.EVENTS],
+                 deduped[dedupe.EVENTS], sent)
                 | "AllEvents" >> beam.Flatten())
 
 

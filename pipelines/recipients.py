@@ -9,7 +9,6 @@ device opted out); the dedupe claim records that outcome once. Deliveries with n
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from typing import Any, Iterator, Mapping
 
 import apache_beam as beam
@@ -85,9 +84,9 @@ class _LookupAndPlan(beam.DoFn):
     Pub/Sub redelivers the request after the user's state changed; terminal events (tagged) for
     deliveries with no address at all."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._hash_key = settings.hash_key
-        self._directory = ProcessResource(partial(Directory, settings))
+    def __init__(self, hash_key: bytes, directory: ProcessResource[Directory]) -> None:
+        self._hash_key = hash_key
+        self._directory = directory
         self.planned = Metrics.counter("herald", "deliveries_planned")
         self.undeliverable = Metrics.counter("herald", "deliveries_undeliverable")
 
@@ -114,12 +113,14 @@ class ResolveRecipients(beam.PTransform):
     """Envelopes -> (main) (dedupe_key, Delivery) pairs, (`events`) events of deliveries with no
     address (unknown user, no phone/email/device)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, directory: ProcessResource[Directory]) -> None:
         super().__init__()
         self._settings = settings
+        self._directory = directory
 
     def expand(self, envelopes):
         return (envelopes
                 | "BatchLookups" >> beam.BatchElements(min_batch_size=1, max_batch_size=LOOKUP_BATCH)
-                | "LookupAndPlan" >> beam.ParDo(_LookupAndPlan(self._settings)).with_outputs(
+                | "LookupAndPlan" >> beam.ParDo(
+                    _LookupAndPlan(self._settings.hash_key, self._directory)).with_outputs(
                     EVENTS, main="deliveries"))

@@ -191,15 +191,16 @@ class SendDeliveries(beam.PTransform):
     """{branch name: keyed deliveries} (as `Router` tags them) -> sent/failed events, through one
     batched branch per (channel, lane)."""
 
-    def __init__(self, settings: Settings, policy: RetryPolicy = RetryPolicy()) -> None:
+    def __init__(self, settings: Settings, directory: ProcessResource[Directory],
+                 policy: RetryPolicy = RetryPolicy()) -> None:
         super().__init__()
         self._settings = settings
+        self._directory = directory
         self._policy = policy
 
     def expand(self, routed):
         senders = {channel: ProcessResource(partial(build_sender, channel, self._settings))
                    for channel in Channel}  # one per channel, shared by its lanes
-        directory = ProcessResource(partial(Directory, self._settings))
         claims = ProcessResource(partial(SendClaims, self._settings))
         results = []
         for channel, lane in BRANCHES:
@@ -210,7 +211,7 @@ class SendDeliveries(beam.PTransform):
                     lane.batch_size, max_buffering_duration_secs=lane.max_wait_s)
                 | f"CountBatch_{name}" >> beam.Map(_count_batch, channel.value)
                 | f"Send_{name}" >> beam.ParDo(AsyncWrapper(
-                    _SendBatch(senders[channel], directory, claims, self._policy),
+                    _SendBatch(senders[channel], self._directory, claims, self._policy),
                     parallelism=SEND_PARALLELISM,
                     callback_frequency=COMMIT_POLL_S, id_fn=_batch_id)))
         return (results | "MergeSendEvents" >> beam.Flatten()

@@ -11,43 +11,38 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import psutil
 
 SAMPLE_S = 0.25
 
 
-def tree_rss(pid: int) -> int:
-    """Sum of RSS over a process and its live descendants, in bytes (0 if it is gone)."""
+def _tree_sum(pid: int, measure: Callable[[psutil.Process], float]) -> float:
+    """`measure` summed over a process and its live descendants (0 if it is gone); a member
+    that exits while being read is skipped."""
     try:
         root = psutil.Process(pid)
         members = [root, *root.children(recursive=True)]
     except psutil.Error:
         return 0
-    total = 0
+    total = 0.0
     for member in members:
         try:
-            total += member.memory_info().rss
+            total += measure(member)
         except psutil.Error:
             continue
     return total
+
+
+def tree_rss(pid: int) -> int:
+    """Sum of RSS over a process and its live descendants, in bytes (0 if it is gone)."""
+    return int(_tree_sum(pid, lambda member: member.memory_info().rss))
 
 
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its live descendants so far."""
-    try:
-        root = psutil.Process(pid)
-        members = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0.0
-    for member in members:
-        try:
-            times = member.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            continue
-    return total
+    return _tree_sum(pid, lambda member: sum(member.cpu_times()[:2]))
 
 
 @dataclass

@@ -29,8 +29,7 @@ from herald.bench.analysis import Observation, analyse, drain_rate, ledger_epoch
 from herald.bench.load import OpenLoopResult, open_loop
 from herald.bench.memory import CpuWindow, RssSampler
 from herald.contracts import new_envelope, parse_request
-from herald.local import processes
-from herald.local.processes import Service
+from herald.local import processes, stack
 from herald.local.provision import ACK_DEADLINE_S
 from herald.settings import Settings
 
@@ -68,14 +67,9 @@ def delete_subscription(settings: Settings, name: str) -> None:
 def start_pipeline(name: str, subscription: str, env: Mapping[str, str], log_dir: Path,
                    extra_args: Sequence[str] = ()) -> subprocess.Popen:
     """The pipeline exactly as `herald local up` starts it, on the given subscription."""
-    from herald.local.stack import RUNNING_MARKER  # the marker `up` waits for, wherever it lives
-
-    return processes.start(Service(
-        name,
-        processes.python_module("pipelines.herald_pipeline", "--streaming",
-                                "--requests_subscription", subscription, *extra_args),
-        processes.log_contains(log_dir / f"{name}.log", RUNNING_MARKER),
-        env={**env, "PYTHONPATH": str(REPO_ROOT)}, timeout_s=120.0), log_dir)
+    return processes.start(stack.pipeline_service(
+        name, "pipelines.herald_pipeline", env, log_dir,
+        ("--requests_subscription", subscription, *extra_args), timeout_s=120.0), log_dir)
 
 
 class Ledger:

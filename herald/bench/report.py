@@ -146,6 +146,233 @@ def _s(seconds: Any) -> str:
     return f"{seconds:,.3f} s"
 
 
+def _backlog_text(backlog: Mapping[str, Any]) -> str:
+    return (f"A warm fresh pipeline, then {_fmt(backlog.get('requests'))} requests "
+            f"published at once: {_fmt(backlog.get('completed'))} completed (every "
+            f"delivery in the ledger), **{_fmt(backlog.get('rate_per_s'), '/s')}** "
+            f"from the first completion to the last "
+            f"({_fmt(backlog.get('reading_s'), ' s')}); pipeline CPU "
+            f"{_fmt(backlog.get('pipeline_cpu_cores'), ' cores', 2)}, machine busy "
+            f"{_fmt(backlog.get('machine_busy_cores'), ' cores', 2)} (of which "
+            f"{_fmt(backlog.get('other_work_cores'), ' cores', 2)} not the bench's).")
+
+
+def _bare_text(bare: Mapping[str, Any]) -> str:
+    return (f"{_fmt(bare.get('count'))} of {_fmt(bare.get('messages'))} pre-filled "
+            f"messages in {_fmt(bare.get('reading_s'), ' s')}: "
+            f"**{_fmt(bare.get('rate_per_s'), '/s')}** from first to last message "
+            f"({_fmt(bare.get('rate_incl_startup_per_s'), '/s')} counting start-up); "
+            f"stopped by {bare.get('stopped_by', 'n/a')}.")
+
+
+def _bulk_text(bulk: Mapping[str, Any]) -> str:
+    return (f"{_fmt(bulk.get('accepted'))} email requests sharing one notificationId: "
+            f"{_fmt(bulk.get('recipients_delivered'))} recipients reached the ledger in "
+            f"{_fmt(bulk.get('sendgrid_requests'))} SendGrid requests = "
+            f"**{_fmt(bulk.get('requests_per_1000_recipients'), '', 2)} per 1,000 recipients** "
+            f"(floor {_fmt(bulk.get('floor_per_1000_recipients'), '', 2)}); all in the ledger "
+            f"{_fmt(bulk.get('delivered_within_s'), ' s')} after the first POST."
+            + (f" Incomplete: {bulk['incomplete']}." if bulk.get("incomplete") else ""))
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    meta = results.get("meta", {})
+    lines = [
+        "# Herald benchmark results",
+        "",
+        f"- Date: {meta.get('date', 'n/a')}; mode: **{meta.get('mode', 'n/a')}**; "
+        f"wall time {_fmt(meta.get('wall_s'), ' s', 0)}",
+        f"- Machine: {meta.get('cpu_count', 'n/a')} cores ({meta.get('cpu_model', 'unknown CPU')}), "
+        f"{_fmt(meta.get('memory_gib'), ' GiB')} RAM, {meta.get('platform', '')}; Python "
+        f"{meta.get('python', '')}; busy cores before start (other work on the box): "
+        f"{_fmt(meta.get('background_busy_cores'), '', 2)}",
+        "- Everything (emulators, sandbox, function, pipeline, load generator) shares this machine; "
+        "\"other work\" is CPU used on it by processes the bench did not start.",
+        f"- Produced by `herald bench{' --quick' if meta.get('mode') == 'quick' else ''}`; "
+        "what each figure means: bench/README.md.",
+    ]
+    if (meta.get("background_busy_cores") or 0) > 0.25:
+        lines += ["", f"**Warning:** {meta['background_busy_cores']:.2f} cores were already busy "
+                  "with other work when the run started; every figure below shares the machine "
+                  "with it and understates what an idle machine would give."]
+    if results.get("errors"):
+        lines += ["", "**Errors during the run:**", ""]
+        lines += [f"- {error}" for error in results["errors"]]
+    lines += ["", "## Bars", "", "| bar | threshold | measured | verdict |", "| --- | --- | --- | --- |"]
+    for verdict in results.get("verdicts") or evaluate(results):
+        lines.append(f"| {verdict['label']} | {verdict['threshold']} | {verdict['value']} | "
+                     f"**{verdict['verdict']}** |")
+
+    ingest = results.get("ingest")
+    if ingest:
+        settings = ingest.get("server_settings", {})
+        server = ingest.get("ingest_server", {})
+        lines += ["", "## Ingest (closed loop)", "",
+                  f"{ingest['connections']} keep-alive connections, {_fmt(ingest['warmup_s'])} s "
+                  f"warm-up then {_fmt(ingest['duration_s'])} s measured, per target. "
+                  f"functions-framework without --debug: {server.get('server', 'n/a')} with "
+                  f"WORKERS={settings.get('WORKERS')} THREADS={settings.get('THREADS')} "
+                  f"({'from the environment' if settings.get('WORKERS_from_env') or settings.get('THREADS_from_env') else 'functions-framework defaults'}); "
+                  "no pipeline is reading during this part.", "",
+                  "| target | req/s | p50 | p99 | non-2xx / errors | function CPU (cores) | "
+                  "generator CPU (cores) | machine busy (cores) | of it, not the bench's (cores) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for name, label in (("ingest", "POST /v1/notifications (publishes)"),
+                            ("trivial", "trivial JSON function")):
+            part = ingest.get(name)
+            if not part:
+                continue
+            bad = sum(v for k, v in part["statuses"].items() if not k.startswith("2"))
+            bad += sum(part["errors"].values())
+            lines.append(f"| {label} | {_fmt(part['requests_per_s'], '', 0)} | "
+                         f"{_fmt(part['p50_ms'], ' ms')} | {_fmt(part['p99_ms'], ' ms')} | {bad} | "
+                         f"{_fmt(part['cpu_cores'].get('function'), '', 2)} | "
+                         f"{_fmt(part['generator_cpu_cores'], '', 2)} | "
+                         f"{_fmt(part['machine_busy_cores'], '', 2)} | "
+                         f"{_fmt(part.get('other_work_cores'), '', 2)} |")
+        lines.append(f"\nRatio ingest / trivial: **{_fmt(ingest.get('ratio_to_trivial'), 'x', 2)}**"
+                     + (f"; Pub/Sub emulator CPU during ingest: "
+                        f"{_fmt(ingest['ingest']['cpu_cores'].get('pubsub_emulator'), ' cores', 2)}"
+                        if ingest.get("ingest") else ""))
+
+    pipeline = results.get("pipeline") or {}
+    if pipeline:
+        lines += ["", "## Pipeline (open loop, accept -> sandbox ledger)", "",
+                  "Per offered load: a fresh pipeline on a fresh subscription, warmed up, then "
+                  "requests paced evenly for the duration; latency per delivery from the 202 to the "
+                  "ledger entry (`> window` = not delivered by the end of observation, counted as "
+                  "infinitely late).", "",
+                  "| offered | accepted | delivered | p50 | p95 | p99 | not seen | backlog at end of "
+                  "load | backlog growth | sustained | pipeline CPU | generator CPU | other work "
+                  "on the machine |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for key, phase in pipeline.items():
+            if "error" in phase:
+                lines.append(f"| {_fmt(phase.get('offered_rate'), '/s', 0)} | error: "
+                             f"{phase['error']} |" + " |" * 11)
+                continue
+            delivery = phase["latency_delivery"]
+            lines.append(
+                f"| {_fmt(phase['offered_rate'], '/s', 0)} | {_fmt(phase['accepted_rate'], '/s')} | "
+                f"{_fmt(phase['delivered_rate'], '/s')} | {_s(delivery['p50_s'])} | "
+                f"{_s(delivery['p95_s'])} | {_s(delivery['p99_s'])} | "
+                f"{_fmt(delivery['censored'])} of {_fmt(delivery['count'])} | "
+                f"{_fmt(phase['backlog_end_of_load'])} | {_fmt(phase['backlog_growth_per_s'], '/s')} | "
+                f"{'yes' if phase['sustained'] else 'no'} | "
+                f"{_fmt(phase.get('pipeline_cpu_cores'), '', 2)} | "
+                f"{_fmt(phase.get('generator_cpu_cores'), '', 2)} | "
+                f"{_fmt(phase.get('other_work_cores'), '', 2)} |")
+        for key, phase in pipeline.items():
+            if "error" in phase or not phase.get("timeline"):
+                continue
+            step = max(1, int(phase["duration_s"] // 6))
+            rows = [row for row in phase["timeline"] if row["t_s"] % step == 0 or
+                    row is phase["timeline"][-1]]
+            ingest_202 = phase["latency_ingest_202"]
+            lines += ["", f"### Backlog over time at {_fmt(phase['offered_rate'], '/s', 0)} "
+                      f"(warm-up {_fmt(phase.get('warmup_s'), ' s')}; 202 latency p50 "
+                      f"{_ms(ingest_202['p50_s'])}, p99 {_ms(ingest_202['p99_s'])}; observed "
+                      f"{_fmt(phase['observed_s'])} s)", ""]
+            if phase.get("request_errors"):
+                lines += ["Requests not accepted: " + "; ".join(
+                    f"{count:,} {reason}" for reason, count in phase["request_errors"].items()), ""]
+            lines += ["| t (s) | offered | sent | accepted | delivered | backlog |",
+                      "| --- | --- | --- | --- | --- | --- |"]
+            lines += [f"| {row['t_s']:g} | {row['offered']:,} | {row['sent']:,} | "
+                      f"{row['accepted']:,} | {row['delivered']:,} | {row['backlog']:,} |"
+                      for row in rows]
+
+    for key, title, text in (
+            ("pipeline_backlog", "Pipeline on a pre-filled backlog", _backlog_text),
+            ("bare_read", "Bare read (ReadFromPubSub -> count, streaming DirectRunner)", _bare_text),
+            ("bulk", "Bulk email", _bulk_text)):
+        part = results.get(key)
+        if part:
+            lines += ["", f"## {title}", "",
+                      f"error: {part['error']}" if "error" in part else text(part)]
+
+    peaks = results.get("memory_peak_bytes") or {}
+    values = [value for name, value in peaks.items() if name.startswith("pipeline_")]
+    return max(values) if values else None
+
+
+BARS: tuple[Bar, ...] = (
+    Bar("ingest_rate", "Ingest accepted requests/s", ">= 2,000",
+        lambda r: _get(r, "ingest", "ingest", "requests_per_s"), lambda v: v >= 2000,
+        lambda v: f"{v:,.0f}/s"),
+    Bar("ingest_p99", "Ingest p99 latency", "< 50 ms",
+        lambda r: _get(r, "ingest", "ingest", "p99_ms"), lambda v: v < 50, lambda v: f"{v:.1f} ms"),
+    Bar("ingest_vs_trivial", "Ingest rate / trivial function rate", ">= 0.5x",
+        lambda r: _get(r, "ingest", "ratio_to_trivial"), lambda v: v >= 0.5, lambda v: f"{v:.2f}x"),
+    Bar("pipeline_185_p99", "Pipeline @185/s: p99 accept -> ledger", "< 1 s",
+        lambda r: _seconds(_get(_rate_key(r, 185) or {}, "latency_delivery", "p99_s")),
+        lambda v: v < 1.0, _show_s),
+    Bar("pipeline_1000_sustained", "Pipeline @1,000/s: sustained (no growing backlog)",
+        "accepted >= 95% of offered, backlog growth <= 2% of offered /s",
+        lambda r: (None if _rate_key(r, 1000) is None else
+                   (_rate_key(r, 1000)["sustained"], _rate_key(r, 1000)["accepted_rate"],
+                    _rate_key(r, 1000)["delivered_rate"], _rate_key(r, 1000)["backlog_growth_per_s"])),
+        lambda v: bool(v[0]),
+        lambda v: f"accepted {v[1]:,.1f}/s, delivered {v[2]:,.1f}/s, backlog {v[3]:+,.1f}/s"),
+    Bar("pipeline_1000_p99", "Pipeline @1,000/s: p99 accept -> ledger", "< 5 s",
+        lambda r: _seconds(_get(_rate_key(r, 1000) or {}, "latency_delivery", "p99_s")),
+        lambda v: v < 5.0, _show_s),
+    Bar("pipeline_vs_bare", "Pipeline rate / bare read rate", ">= 0.6x",
+        _pipeline_rate_share, lambda v: v[0] >= 0.6, lambda v: f"{v[0]:.3f}x ({v[1]})"),
+    Bar("bulk_email", "Bulk email: SendGrid requests per 1,000 recipients", "<= 1.05",
+        lambda r: (None if _get(r, "bulk", "error") or _get(r, "bulk", "incomplete") else
+                   _get(r, "bulk", "requests_per_1000_recipients")),
+        lambda v: v <= 1.05, lambda v: f"{v:,.2f}"),
+    Bar("pipeline_rss", "Pipeline peak RSS (process tree)", "< 2 GB",
+        _peak_pipeline_rss, lambda v: v < 2 * GIB, lambda v: f"{v / (1 << 20):,.0f} MiB"),
+)
+
+
+def evaluate(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every bar: PASS, FAIL, or NOT MEASURED (the part did not run, failed, or was incomplete)."""
+    verdicts = []
+    for bar in BARS:
+        try:
+            value = bar.value(results)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            value = None
+        if value is None:
+            verdict, shown = "NOT MEASURED", "n/a"
+        else:
+            verdict, shown = ("PASS" if bar.passes(value) else "FAIL"), bar.show(value)
+        verdicts.append({"bar": bar.key, "label": bar.label, "threshold": bar.threshold,
+                         "value": shown, "verdict": verdict})
+    return verdicts
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    if value == "inf":
+        return "> window"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{unit}"
+    if isinstance(value, int):
+        return f"{value:,}{unit}"
+    return f"{value}{unit}"
+
+
+def _ms(seconds: Any) -> str:
+    if seconds is None:
+        return "n/a"
+    if seconds == "inf":
+        return "> window"
+    return f"{seconds * 1000:,.1f} ms"
+
+
+def _s(seconds: Any) -> str:
+    if seconds is None:
+        return "n/a"
+    if seconds == "inf":
+        return "> window"
+    return f"{seconds:,.3f} s"
+
+
 def render_markdown(results: Mapping[str, Any]) -> str:
     meta = results.get("meta", {})
     lines = [

@@ -15,14 +15,14 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import requests
 
 from herald.local import processes, provision
 from herald.local.processes import Service, StackError, free_port, http_ready, tcp_ready
-from pipelines.launch import RUNNING_MARKER
 from herald.settings import DEFAULT_LOCAL_API_KEY, DEFAULT_LOCAL_CLIENT, Settings
+from pipelines.launch import RUNNING_MARKER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STATE_DIR = Path(".herald")
@@ -37,6 +37,15 @@ PIPELINES = (("pipeline", "pipelines.herald_pipeline"),
 """The streaming jobs: deliveries, and provider callbacks (a job of its own, see its module)."""
 PROJECT = "herald-local"
 DATASET = "herald"
+
+
+def pipeline_service(name: str, module: str, env: Mapping[str, str], log_dir: Path,
+                     args: Sequence[str] = (), timeout_s: float = 60.0) -> Service:
+    """A streaming pipeline process as the stack runs it (the bench starts more on its own
+    subscriptions): ready once it has logged that its graph is built."""
+    return Service(name, processes.python_module(module, "--streaming", *args),
+                   processes.log_contains(log_dir / f"{name}.log", RUNNING_MARKER),
+                   env={**env, "PYTHONPATH": str(REPO_ROOT)}, timeout_s=timeout_s)
 
 
 def default_state_dir() -> Path:
@@ -172,10 +181,7 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
             http_ready(f"{env['HERALD_API_URL']}/healthz"), env=service_env))
         if options.with_pipeline:
             for name, module in PIPELINES:
-                launch(Service(
-                    name, processes.python_module(module, "--streaming", *options.pipeline_args),
-                    processes.log_contains(log_dir / f"{name}.log", RUNNING_MARKER),
-                    env=service_env))
+                launch(pipeline_service(name, module, env, log_dir, options.pipeline_args))
     except BaseException:
         down(state_dir, report=lambda _: None)
         raise
