@@ -93,16 +93,16 @@ def test_same_key_with_another_body_is_refused(db, accepted: bool) -> None:
 
 def test_concurrent_claims_have_one_winner_and_the_rest_wait_for_its_receipt(db) -> None:
     key, start = new_key(), threading.Barrier(8)
-    accepted = threading.Event()
+    accepting = threading.Event()  # set before the accept: a loser may see it commit at once
 
     def attempt(_: int) -> tuple[Claim | Receipt, bool]:
         start.wait()
         outcome = ledger(db).claim(key, "body-1", receipt())
         if isinstance(outcome, Claim):
             time.sleep(0.2)  # the others must wait for the acceptance, not answer from "pending"
+            accepting.set()
             ledger(db).accept(outcome)
-            accepted.set()
-        return outcome, accepted.is_set()
+        return outcome, accepting.is_set()
 
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(attempt, range(8)))
