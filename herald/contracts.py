@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted at the edge (an email body of the design's 100 KB average is
@@ -179,6 +179,36 @@ def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest
 
 
 @dataclass(frozen=True)
+class Scope:
+    """Which deliveries of an already accepted request a republished message is about.
+
+    A first publish covers them all. `herald reconcile` republishes a request whose pipeline run
+    was lost part-way, skipping the deliveries that already ended (`skip_spans`); `herald dlq
+    replay` republishes one dead-lettered delivery (`only_span`) under a `replay_id`, so it is
+    retried although its first attempt still holds the delivery's claims.
+    """
+
+    only_span: str | None = None
+    skip_spans: frozenset[str] = frozenset()
+    replay_id: str | None = None
+    ATTRIBUTES: ClassVar[tuple[str, ...]] = ("only_span", "skip_spans", "replay_id")
+
+    def covers(self, span_id: str) -> bool:
+        return span_id not in self.skip_spans and self.only_span in (None, span_id)
+
+    def to_attributes(self) -> dict[str, str]:
+        attributes = {"only_span": self.only_span, "replay_id": self.replay_id,
+                      "skip_spans": ",".join(sorted(self.skip_spans)) or None}
+        return {key: value for key, value in attributes.items() if value}
+
+    @classmethod
+    def from_attributes(cls, attributes: Mapping[str, str]) -> Scope:
+        return cls(only_span=attributes.get("only_span") or None,
+                   skip_spans=frozenset(filter(None, attributes.get("skip_spans", "").split(","))),
+                   replay_id=attributes.get("replay_id") or None)
+
+
+@dataclass(frozen=True)
 class Envelope:
     """What the ingest function publishes: the request plus who sent it, when, and its trace id.
 
@@ -190,10 +220,17 @@ class Envelope:
     trace_id: str
     sender_client: str
     accepted_at: str
+    scope: Scope = Scope()
+
+    @property
+    def claim_token(self) -> str:
+        """Who holds a delivery's claim: the request, or one replay of it (see `Scope`)."""
+        return f"{self.trace_id}#{self.scope.replay_id}" if self.scope.replay_id else self.trace_id
 
     def to_pubsub(self) -> tuple[bytes, dict[str, str]]:
         """Message data and attributes; channel and priority are attributes so subscriptions
-        and the pipeline can route without decoding the body."""
+        and the pipeline can route without decoding the body, and so is the scope, so a
+        republished message keeps the request's bytes exactly."""
         data = json.dumps({
             "request": self.request.to_json(),
             "traceId": self.trace_id,
@@ -205,11 +242,12 @@ class Envelope:
             "priority": self.request.priority.value,
             "trace_id": self.trace_id,
             "sender_client": self.sender_client,
+            **self.scope.to_attributes(),
         }
         return data, attributes
 
     @classmethod
-    def from_pubsub(cls, data: bytes) -> Envelope:
+    def from_pubsub(cls, data: bytes, attributes: Mapping[str, str] | None = None) -> Envelope:
         """Parse a published message; raises ContractError (or ValueError) on anything malformed."""
         try:
             decoded = json.loads(data)
@@ -223,6 +261,7 @@ class Envelope:
             trace_id=_string(decoded, "traceId", "traceId"),
             sender_client=_string(decoded, "senderClient", "senderClient"),
             accepted_at=_timestamp(_string(decoded, "acceptedAt", "acceptedAt"), "acceptedAt"),
+            scope=Scope.from_attributes(attributes or {}),
         )
 
 

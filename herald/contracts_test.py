@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 
-from herald.contracts import (Channel, ContractError, Envelope, Priority, new_envelope,
+from herald.contracts import (Channel, ContractError, Envelope, Priority, Scope, new_envelope,
                               parse_request)
 
 DESIGN_BODY = {
@@ -63,6 +64,27 @@ def test_envelope_round_trips_through_pubsub_bytes() -> None:
     assert attributes == {"channel": "push", "priority": "high", "trace_id": envelope.trace_id,
                           "sender_client": "orders-svc"}
     assert Envelope.from_pubsub(data) == envelope
+
+
+def test_a_scoped_republish_keeps_the_bytes_and_carries_its_scope_in_attributes() -> None:
+    envelope = new_envelope(parse_request(DESIGN_BODY), "orders-svc")
+    republished = dataclasses.replace(
+        envelope, scope=Scope(skip_spans=frozenset({"s2", "s1"}), only_span="s3", replay_id="r-1"))
+    data, attributes = republished.to_pubsub()
+    assert data == envelope.to_pubsub()[0]
+    assert (attributes["skip_spans"], attributes["only_span"], attributes["replay_id"]) == \
+        ("s1,s2", "s3", "r-1")
+    assert Envelope.from_pubsub(data, attributes) == republished
+    assert republished.claim_token == f"{envelope.trace_id}#r-1" != envelope.claim_token
+
+
+@pytest.mark.parametrize("scope, covered", [
+    (Scope(), {"s1", "s2", "s3"}),
+    (Scope(skip_spans=frozenset({"s1"})), {"s2", "s3"}),
+    (Scope(only_span="s2"), {"s2"}),
+])
+def test_a_scope_covers_what_it_names(scope: Scope, covered: set[str]) -> None:
+    assert {span for span in ("s1", "s2", "s3") if scope.covers(span)} == covered
 
 
 @pytest.mark.parametrize("data", [b"not json", b"[]", b'{"request": {}}', b"\xff\xfe"])

@@ -21,10 +21,13 @@ from herald.contracts import CHANNEL_BY_PROVIDER, Envelope, utc_now_iso
 
 
 class Status(StrEnum):
-    """Stages an event can record. `TERMINAL` ones close a delivery inside Herald; `CALLBACK` ones
-    come later from the provider (FCM sends none) and refine what happened after `sent`."""
+    """Stages an event can record. `accepted` and `resolved` (the request has been fanned out to
+    `deliveries` deliveries) are about the request; `TERMINAL` ones close a delivery inside Herald;
+    `CALLBACK` ones come later from the provider (FCM sends none) and refine what happened after
+    `sent`."""
 
     ACCEPTED = "accepted"
+    RESOLVED = "resolved"
     SUPPRESSED = "suppressed"
     DUPLICATE = "duplicate"
     SENT = "sent"
@@ -61,6 +64,7 @@ class Reason(StrEnum):
     PROVIDER_ERROR = "provider_error"
     RETRIES_EXHAUSTED = "retries_exhausted"
     OUTCOME_UNKNOWN = "outcome_unknown"
+    UNRECONCILED = "unreconciled"
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,9 @@ EVENT_FIELDS: tuple[Field, ...] = (
     Field("provider_code", "STRING", "NULLABLE", "The provider's own error code, if any."),
     Field("accepted_at", "TIMESTAMP", "NULLABLE", "When the ingest function accepted the request."),
     Field("attempts", "INTEGER", "NULLABLE", "Provider attempts a sent/failed/dead-lettered delivery took."),
+    Field("deliveries", "INTEGER", "NULLABLE",
+          "On a `resolved` event: how many deliveries the request fanned out to, so a request "
+          "whose every delivery has a terminal event is known to be complete."),
     Field("detail", "STRING", "NULLABLE",
           "Free text: the provider's error message, or the raw message of a dead letter."),
 )

@@ -44,6 +44,9 @@ class Settings:
     dataset: str = "herald"
     requests_topic: str = "notification-requests"
     requests_subscription: str = "notification-requests-pipeline"
+    audit_subscription: str = "notification-requests-audit"
+    """A second subscription on the requests topic, kept until `herald reconcile` has seen each
+    request finish: what proves (or restores) that no accepted request is lost."""
     dead_letter_topic: str = "notification-dead-letter"
     callbacks_topic: str = "notification-callbacks"
     """Where the ingest function publishes verified provider delivery callbacks."""
@@ -77,6 +80,7 @@ class Settings:
             requests_topic=env.get("HERALD_REQUESTS_TOPIC", "notification-requests"),
             requests_subscription=env.get("HERALD_REQUESTS_SUBSCRIPTION",
                                           "notification-requests-pipeline"),
+            audit_subscription=env.get("HERALD_AUDIT_SUBSCRIPTION", "notification-requests-audit"),
             dead_letter_topic=env.get("HERALD_DEAD_LETTER_TOPIC", "notification-dead-letter"),
             callbacks_topic=env.get("HERALD_CALLBACKS_TOPIC", "notification-callbacks"),
             callbacks_subscription=env.get("HERALD_CALLBACKS_SUBSCRIPTION",
@@ -100,6 +104,9 @@ class Settings:
     def subscription_path(self, subscription: str) -> str:
         return f"projects/{self.project}/subscriptions/{subscription}"
 
+    def table(self, name: str) -> str:
+        return f"{self.project}.{self.dataset}.{name}"
+
     @property
     def events_table(self) -> str:
-        return f"{self.project}.{self.dataset}.events"
+        return self.table("events")

@@ -1,9 +1,10 @@
-"""WriteEvents: batched streaming inserts with the official BigQuery client.
+"""WriteEvents and WriteDeadLetters: batched streaming inserts with the official BigQuery client.
 
 Beam's WriteToBigQuery hard-codes Google's endpoint, so Herald writes with google-cloud-bigquery,
 whose endpoint is a setting: the same code writes to the local emulator and to production. The
 event id is the insertId, so a retried batch is not double-counted by BigQuery's best-effort dedupe
-(and dbt's staging drops any repeat that gets through).
+(and dbt's staging drops any repeat that gets through). Dead letters go to their own table and to
+the dead-letter topic (herald.dead_letters).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from functools import partial
 from typing import Any, Iterable
 
 import apache_beam as beam
+from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.metrics import Metrics
 
 from herald.clients import bigquery_client
+from herald.dead_letters import DEAD_LETTERS_TABLE, DeadLetter
+from herald.events import EVENTS_TABLE
 from herald.settings import Settings
 from pipelines.resources import ProcessResource
 
@@ -28,28 +32,32 @@ log = logging.getLogger("herald.pipeline.bigquery")
 
 
 class _InsertRows(beam.DoFn):
-    def __init__(self, settings: Settings) -> None:
-        self._table = settings.events_table
+    """Inserts a batch of rows with their `id_field` as insertId, retrying transport errors."""
+
+    def __init__(self, settings: Settings, table: str, id_field: str) -> None:
+        self._table = settings.table(table)
+        self._id_field = id_field
         self._client = ProcessResource(partial(bigquery_client, settings))
-        self.written = Metrics.counter("herald", "events_written")
-        self.rejected = Metrics.counter("herald", "events_rejected")
+        self.written = Metrics.counter("herald", f"{table}_written")
+        self.rejected = Metrics.counter("herald", f"{table}_rejected")
 
     def process(self, keyed_batch: tuple[int, Iterable[dict[str, Any]]]) -> None:
         rows = list(keyed_batch[1])
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 errors = self._client.get().insert_rows_json(
-                    self._table, rows, row_ids=[row["event_id"] for row in rows])
+                    self._table, rows, row_ids=[row[self._id_field] for row in rows])
                 break
             except Exception as error:  # noqa: BLE001 - transport errors are retried, then raised
                 if attempt == MAX_ATTEMPTS:
                     raise
                 delay = min(30.0, 0.2 * 2 ** attempt) * random.uniform(0.5, 1.0)
-                log.warning("insert of %d events failed (%s); retrying in %.1fs", len(rows), error, delay)
+                log.warning("insert of %d rows into %s failed (%s); retrying in %.1fs",
+                            len(rows), self._table, error, delay)
                 time.sleep(delay)
         rejected = {error["index"] for error in errors}
         for index in sorted(rejected):
-            log.error("BigQuery rejected event %s: %s", rows[index]["event_id"], errors)
+            log.error("BigQuery rejected %s %s: %s", self._table, rows[index][self._id_field], errors)
         self.rejected.inc(len(rejected))
         self.written.inc(len(rows) - len(rejected))
 
@@ -67,4 +75,28 @@ class WriteEvents(beam.PTransform):
                 | "ShardForWrite" >> beam.Map(lambda row: (random.randrange(self._shards), row))
                 | "BatchWrites" >> beam.GroupIntoBatches(
                     WRITE_BATCH, max_buffering_duration_secs=WRITE_BUFFER_S)
-                | "InsertRows" >> beam.ParDo(_InsertRows(self._settings)))
+                | "InsertRows" >> beam.ParDo(_InsertRows(self._settings, EVENTS_TABLE, "event_id")))
+
+
+def _to_message(dead_letter: DeadLetter) -> PubsubMessage:
+    return PubsubMessage(*dead_letter.to_pubsub())
+
+
+class WriteDeadLetters(beam.PTransform):
+    """DeadLetters -> the `dead_letters` table and the dead-letter topic (its `-hold`
+    subscription keeps them for `herald dlq replay`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, dead_letters):
+        settings = self._settings
+        (dead_letters
+         | "ToRows" >> beam.Map(lambda dead_letter: (0, dead_letter.to_row()))
+         | "BatchRows" >> beam.GroupIntoBatches(WRITE_BATCH, max_buffering_duration_secs=WRITE_BUFFER_S)
+         | "InsertRows" >> beam.ParDo(_InsertRows(settings, DEAD_LETTERS_TABLE, "dead_letter_id")))
+        return (dead_letters
+                | "ToMessages" >> beam.Map(_to_message)
+                | "Publish" >> beam.io.WriteToPubSub(
+                    settings.topic_path(settings.dead_letter_topic), with_attributes=True))

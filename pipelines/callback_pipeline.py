@@ -18,49 +18,65 @@ from typing import Iterator
 import apache_beam as beam
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
 
 from herald.callbacks import DeliveryCallback
 from herald.contracts import ContractError
+from herald.dead_letters import DeadLetter
 from herald.events import Reason, dead_letter_event
 from herald.settings import Settings
 from pipelines import launch
-from pipelines.bigquery_sink import WriteEvents
+from pipelines.bigquery_sink import WriteDeadLetters, WriteEvents
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 from pipelines.options import HeraldOptions
 
+DEAD_LETTERS = "dead_letters"
+
 
 class _ParseCallback(beam.DoFn):
-    def __init__(self) -> None:
+    def __init__(self, source_topic: str) -> None:
+        self._source_topic = source_topic
         self.parsed = Metrics.counter("herald", "callbacks_parsed")
         self.invalid = Metrics.counter("herald", "callbacks_invalid")
 
-    def process(self, message: PubsubMessage) -> Iterator[dict]:
-        if HEARTBEAT_ATTRIBUTE in (message.attributes or {}):
+    def process(self, message: PubsubMessage) -> Iterator[dict | TaggedOutput]:
+        attributes = dict(message.attributes or {})
+        if HEARTBEAT_ATTRIBUTE in attributes:
             return
         try:
             callback = DeliveryCallback.from_pubsub(message.data)
         except (ContractError, ValueError, TypeError) as error:
             self.invalid.inc()
             yield dead_letter_event(message.data, Reason.INVALID_MESSAGE, str(error))
+            yield TaggedOutput(DEAD_LETTERS, DeadLetter(
+                self._source_topic, Reason.INVALID_MESSAGE, message.data, attributes,
+                detail=str(error)))
             return
         self.parsed.inc()
         yield callback.to_event()
 
 
 class RecordCallbacks(beam.PTransform):
-    """Callback messages -> event rows (invalid ones as dead letters)."""
+    """Callback messages -> (main) event rows, invalid ones as `dead_letter` events, and
+    (`dead_letters`) the invalid ones as DeadLetters replayable to `source_topic`."""
+
+    def __init__(self, source_topic: str) -> None:
+        super().__init__()
+        self._source_topic = source_topic
 
     def expand(self, messages):
-        return messages | "ParseCallbacks" >> beam.ParDo(_ParseCallback())
+        return messages | "ParseCallbacks" >> beam.ParDo(
+            _ParseCallback(self._source_topic)).with_outputs(DEAD_LETTERS, main="events")
 
 
 def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -> None:
-    (pipeline
-     | "ReadCallbacks" >> beam.io.ReadFromPubSub(
-         subscription=settings.subscription_path(settings.callbacks_subscription),
-         with_attributes=True)
-     | "RecordCallbacks" >> RecordCallbacks()
-     | "WriteEvents" >> WriteEvents(settings, options.batch_shards))
+    recorded = (pipeline
+                | "ReadCallbacks" >> beam.io.ReadFromPubSub(
+                    subscription=settings.subscription_path(settings.callbacks_subscription),
+                    with_attributes=True)
+                | "RecordCallbacks" >> RecordCallbacks(settings.callbacks_topic))
+    recorded.events | "WriteEvents" >> WriteEvents(settings, options.batch_shards)
+    recorded[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(settings)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,12 @@ def test_callbacks_become_events_and_junk_is_dead_lettered() -> None:
         PubsubMessage(b"{}", {HEARTBEAT_ATTRIBUTE: "1"}),
     ]
     with TestPipeline() as p:
-        events = p | beam.Create(messages) | RecordCallbacks()
+        recorded = p | beam.Create(messages) | RecordCallbacks("notification-callbacks")
+        events = recorded.events
+        assert_that(recorded.dead_letters | beam.Map(
+            lambda d: (d.source_topic, d.reason, d.data, d.span_id)),
+            equal_to([("notification-callbacks", "invalid_message", b"not json", None)]),
+            label="junk is parked for replay to its topic")
         assert_that(events | beam.Map(lambda e: (e["span_id"], e["status"], e["channel"],
                                                  e["provider_code"])),
                     equal_to([("span-1", "delivered", "sms", None),

@@ -11,7 +11,8 @@ its (notificationId, channel, address) is claimed with a create-if-absent in `se
   again (the same event id) and the provider is not called;
 - held by this request and still `claimed`: the previous run died mid-send and the provider may
   or may not have the message; it is dead-lettered as `outcome_unknown` rather than risking a
-  second SMS.
+  second SMS. Only an operator's `herald dlq replay` (a replay id in the envelope's scope) takes
+  such a claim over, once: the operator has judged that the provider did not take it.
 
 Push is not claimed: the design tolerates a rare duplicate push and it is the high-volume channel.
 """
@@ -29,7 +30,7 @@ from google.api_core import exceptions
 from google.cloud import firestore
 
 from herald.clients import firestore_client
-from herald.contracts import Channel
+from herald.contracts import Channel, Envelope
 from herald.settings import Settings
 
 COLLECTION = "send_claims"
@@ -60,28 +61,36 @@ class SendClaims:
         self._client = firestore_client(settings)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="herald-claims")
 
-    def claim_all(self, requests: Sequence[tuple[str, str, str]]) -> list[Claim]:
-        """`claim` for (dedupe_key, trace_id, span_id) each, concurrently (a batch can hold 1,000)."""
+    def claim_all(self, requests: Sequence[tuple[str, Envelope, str]]) -> list[Claim]:
+        """`claim` for (dedupe_key, envelope, span_id) each, concurrently (a batch can hold 1,000)."""
         return list(self._pool.map(lambda request: self.claim(*request), requests))
 
     def _doc(self, dedupe_key: str) -> firestore.DocumentReference:
         return self._client.collection(COLLECTION).document(
             hashlib.sha256(dedupe_key.encode()).hexdigest())
 
-    def claim(self, dedupe_key: str, trace_id: str, span_id: str) -> Claim:
+    def claim(self, dedupe_key: str, envelope: Envelope, span_id: str) -> Claim:
         now = datetime.now(timezone.utc)
-        doc = self._doc(dedupe_key)
+        doc, holder = self._doc(dedupe_key), envelope.claim_token
         try:
-            doc.create({"trace_id": trace_id, "span_id": span_id, "state": "claimed",
-                        "claimed_at": now, "expires_at": now + KEEP})
+            doc.create({"trace_id": envelope.trace_id, "holder": holder, "span_id": span_id,
+                        "state": "claimed", "claimed_at": now, "expires_at": now + KEEP})
             return Claim(Verdict.SEND)
         except exceptions.AlreadyExists:
-            held = doc.get().to_dict() or {}
-        if held.get("trace_id") != trace_id:
+            snapshot = doc.get()
+        held = snapshot.to_dict() or {}
+        if held.get("trace_id") != envelope.trace_id:
             return Claim(Verdict.DUPLICATE)
         if held.get("state") == "sent":
             return Claim(Verdict.ALREADY_SENT, held.get("provider_message_id"))
-        return Claim(Verdict.OUTCOME_UNKNOWN)
+        if held.get("holder") == holder or not envelope.scope.replay_id:
+            return Claim(Verdict.OUTCOME_UNKNOWN)
+        try:  # an operator's replay takes the claim over, once (the precondition decides a race)
+            doc.update({"holder": holder, "claimed_at": now},
+                       option=self._client.write_option(last_update_time=snapshot.update_time))
+            return Claim(Verdict.SEND)
+        except exceptions.FailedPrecondition:
+            return Claim(Verdict.OUTCOME_UNKNOWN)
 
     def mark_sent(self, dedupe_key: str, provider_message_id: str | None) -> None:
         self._doc(dedupe_key).update({"state": "sent", "provider_message_id": provider_message_id})

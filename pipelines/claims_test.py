@@ -6,8 +6,22 @@ import uuid
 
 import pytest
 
+from herald.contracts import Envelope, Scope, parse_request
 from herald.settings import Settings
 from pipelines.claims import SendClaims, Verdict
+
+REQUEST = parse_request({
+    "userId": "u-1", "notificationId": "n-1", "serviceType": "orders", "categoryType": "delivery",
+    "notificationType": "sms", "templateType": "t", "notificationInfo": {"title": "T", "content": "C"},
+})
+
+
+def request(trace_id: str, replay_id: str | None = None) -> Envelope:
+    return Envelope(REQUEST, trace_id, "orders-svc", "2026-11-24T00:00:00.000000Z",
+                    Scope(only_span="span-a", replay_id=replay_id) if replay_id else Scope())
+
+
+A, B = request("trace-a"), request("trace-b")
 
 
 @pytest.fixture
@@ -16,32 +30,43 @@ def claims(firestore_emulator: str) -> SendClaims:
 
 
 def test_first_claim_sends_and_another_request_is_a_duplicate(claims: SendClaims) -> None:
-    assert claims.claim("n-1|sms|h1", "trace-a", "span-a").verdict is Verdict.SEND
-    assert claims.claim("n-1|sms|h1", "trace-b", "span-b").verdict is Verdict.DUPLICATE
-    assert claims.claim("n-1|sms|h2", "trace-b", "span-c").verdict is Verdict.SEND
+    assert claims.claim("n-1|sms|h1", A, "span-a").verdict is Verdict.SEND
+    assert claims.claim("n-1|sms|h1", B, "span-b").verdict is Verdict.DUPLICATE
+    assert claims.claim("n-1|sms|h2", B, "span-c").verdict is Verdict.SEND
 
 
 def test_a_restart_replaying_a_sent_message_gets_its_provider_id_back(claims: SendClaims) -> None:
-    claims.claim("n-2|email|h1", "trace-a", "span-a")
+    claims.claim("n-2|email|h1", A, "span-a")
     claims.mark_sent("n-2|email|h1", "SG.123")
-    again = claims.claim("n-2|email|h1", "trace-a", "span-a")
+    again = claims.claim("n-2|email|h1", A, "span-a")
     assert (again.verdict, again.provider_message_id) == (Verdict.ALREADY_SENT, "SG.123")
+    assert claims.claim("n-2|email|h1", request("trace-a", "r-1"), "span-a").verdict \
+        is Verdict.ALREADY_SENT  # even an operator's replay never sends it twice
 
 
 def test_an_unfinished_claim_of_the_same_request_is_an_unknown_outcome(claims: SendClaims) -> None:
-    claims.claim("n-3|sms|h1", "trace-a", "span-a")
-    assert claims.claim("n-3|sms|h1", "trace-a", "span-a").verdict is Verdict.OUTCOME_UNKNOWN
+    claims.claim("n-3|sms|h1", A, "span-a")
+    assert claims.claim("n-3|sms|h1", A, "span-a").verdict is Verdict.OUTCOME_UNKNOWN
+
+
+def test_a_replay_takes_an_unfinished_claim_over_once(claims: SendClaims) -> None:
+    claims.claim("n-6|sms|h1", A, "span-a")
+    replay = request("trace-a", "r-1")
+    assert claims.claim("n-6|sms|h1", replay, "span-a").verdict is Verdict.SEND
+    assert claims.claim("n-6|sms|h1", replay, "span-a").verdict is Verdict.OUTCOME_UNKNOWN
+    assert claims.claim("n-6|sms|h1", request("trace-b", "r-2"), "span-b").verdict \
+        is Verdict.DUPLICATE  # a replay id does not make another request's claim its own
 
 
 def test_a_released_claim_can_be_taken_again(claims: SendClaims) -> None:
-    claims.claim("n-4|sms|h1", "trace-a", "span-a")
+    claims.claim("n-4|sms|h1", A, "span-a")
     claims.release("n-4|sms|h1")
-    assert claims.claim("n-4|sms|h1", "trace-b", "span-b").verdict is Verdict.SEND
+    assert claims.claim("n-4|sms|h1", B, "span-b").verdict is Verdict.SEND
 
 
 def test_claim_all_keeps_order_and_claims_concurrently(claims: SendClaims) -> None:
-    requests = [(f"n-5|email|h{i}", "trace-a", f"span-{i}") for i in range(50)]
-    requests.append(("n-5|email|h0", "trace-b", "span-x"))
+    requests = [(f"n-5|email|h{i}", A, f"span-{i}") for i in range(50)]
+    requests.append(("n-5|email|h0", B, "span-x"))
     verdicts = [claim.verdict for claim in claims.claim_all(requests[:50])]
     assert verdicts == [Verdict.SEND] * 50
     assert claims.claim_all(requests[50:])[0].verdict is Verdict.DUPLICATE

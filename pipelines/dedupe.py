@@ -6,6 +6,8 @@ message (same trace) is dropped silently (its events already exist, with the sam
 second *request* with the same notificationId (another trace) is recorded as `duplicate`.
 Opted-out deliveries are claimed too and recorded here as `suppressed`, so a redelivery that is
 planned differently (the device was disabled meanwhile) cannot add a second terminal event.
+A replay of a dead-lettered delivery (`herald dlq replay`) holds the claim under its own token
+(`Envelope.claim_token`): it passes its request's claim once, and its own redelivery is dropped.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ class _FirstClaimWins(beam.DoFn):
     def process(self, keyed: tuple[str, Delivery], claim=beam.DoFn.StateParam(CLAIM),
                 expiry=beam.DoFn.TimerParam(EXPIRY)) -> Iterator[Delivery | TaggedOutput]:
         _, delivery = keyed
-        holder = claim.read()
-        if holder is None:
-            claim.write(delivery.envelope.trace_id)
+        holder, envelope = claim.read(), delivery.envelope
+        if holder is None or (envelope.scope.replay_id and holder != envelope.claim_token
+                              and holder.startswith(envelope.trace_id)):
+            claim.write(envelope.claim_token)
             expiry.set(Timestamp.now() + Duration(seconds=self._ttl_s))
             if delivery.skip is not None:
                 self.suppressed.inc()
@@ -53,7 +56,7 @@ class _FirstClaimWins(beam.DoFn):
             else:
                 self.unique.inc()
                 yield self._route(delivery)
-        elif holder == delivery.envelope.trace_id:
+        elif holder.startswith(envelope.trace_id):  # its own claim, or one of its replays
             self.redelivered.inc()
         else:
             self.duplicates.inc()

@@ -18,25 +18,27 @@ from __future__ import annotations
 
 from functools import partial
 
-
 import apache_beam as beam
 
 from herald.settings import Settings
 from pipelines import dedupe, launch, recipients
-from pipelines.bigquery_sink import WriteEvents
+from pipelines.bigquery_sink import WriteDeadLetters, WriteEvents
 from pipelines.dedupe import DedupeDeliveries
 from pipelines.directory import Directory
 from pipelines.options import HeraldOptions, subscription_path
-from pipelines.parse import ACCEPTED, DEAD_LETTER, ParseRequests
+from pipelines.parse import ACCEPTED, DEAD_LETTER, DEAD_LETTERS, ParseRequests
 from pipelines.recipients import ResolveRecipients
 from pipelines.resources import ProcessResource
 from pipelines.send import BRANCH_NAMES, Router, SendDeliveries
 
+EVENTS = "events"
+
 
 class DeliverNotifications(beam.PTransform):
-    """Raw request messages -> every event of every stage (a PCollection of event rows).
+    """Raw request messages -> {"events": every event of every stage (event rows),
+    "dead_letters": what was parked, as herald.dead_letters.DeadLetter}.
 
-    Separate from I/O so tests feed it a TestStream and read its events directly.
+    Separate from I/O so tests feed it a TestStream and read its outputs directly.
     """
 
     def __init__(self, settings: Settings, options: HeraldOptions) -> None:
@@ -46,25 +48,29 @@ class DeliverNotifications(beam.PTransform):
 
     def expand(self, messages):
         directory = ProcessResource(partial(Directory, self._settings))  # one per worker, shared
-        parsed = messages | "ParseRequests" >> ParseRequests()
+        parsed = messages | "ParseRequests" >> ParseRequests(self._settings.requests_topic)
         resolved = parsed.envelopes | "ResolveRecipients" >> ResolveRecipients(
             self._settings, directory)
         deduped = resolved.deliveries | "DedupeDeliveries" >> DedupeDeliveries(
             self._options.dedupe_ttl_s, Router(self._options.batch_shards), BRANCH_NAMES)
         sent = ({name: deduped[name] for name in BRANCH_NAMES}
                 | "SendDeliveries" >> SendDeliveries(self._settings, directory))
-        return ((parsed[DEAD_LETTER], parsed[ACCEPTED], resolved[recipients.EVENTS],
-                 deduped[dedupe.EVENTS], sent)
-                | "AllEvents" >> beam.Flatten())
+        events = ((parsed[DEAD_LETTER], parsed[ACCEPTED], resolved[recipients.EVENTS],
+                   deduped[dedupe.EVENTS], sent.events)
+                  | "AllEvents" >> beam.Flatten())
+        dead_letters = ((parsed[DEAD_LETTERS], sent[DEAD_LETTERS])
+                        | "AllDeadLetters" >> beam.Flatten())
+        return {EVENTS: events, DEAD_LETTERS: dead_letters}
 
 
 def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -> None:
     """The whole streaming job on an existing pipeline object."""
-    (pipeline
-     | "ReadRequests" >> beam.io.ReadFromPubSub(subscription=subscription_path(settings),
-                                                with_attributes=True)
-     | "DeliverNotifications" >> DeliverNotifications(settings, options)
-     | "WriteEvents" >> WriteEvents(settings, options.batch_shards))
+    outputs = (pipeline
+               | "ReadRequests" >> beam.io.ReadFromPubSub(subscription=subscription_path(settings),
+                                                          with_attributes=True)
+               | "DeliverNotifications" >> DeliverNotifications(settings, options))
+    outputs[EVENTS] | "WriteEvents" >> WriteEvents(settings, options.batch_shards)
+    outputs[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(settings)
 
 
 if __name__ == "__main__":

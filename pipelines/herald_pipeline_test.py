@@ -269,11 +269,13 @@ def expect(steps: list[list[Message]], users: dict[str, SeedUser]) -> Expectatio
                 continue
             req, trace = message.request, message.envelope.trace_id
             accepted_rows += 1
-            rows[("accepted", req.channel, None)] += 1
-            raw_per_trace[trace][("accepted", req.channel, None, None)] += 1
+            for request_status in ("accepted", "resolved"):
+                rows[(request_status, req.channel, None)] += 1
+                raw_per_trace[trace][(request_status, req.channel, None, None)] += 1
+                if message.redelivery_of is None:
+                    per_trace[trace][(request_status, req.channel, None, None)] += 1
             if message.redelivery_of is None:
                 envelopes += 1
-                per_trace[trace][("accepted", req.channel, None, None)] += 1
             for outcome in outcomes(req, users, dead_tokens):
                 if outcome.provider_code == "UNREGISTERED":
                     failed_now.add(outcome.address)
@@ -419,10 +421,16 @@ def _provider_result(event: dict) -> tuple:
 def run_pipeline(steps, sandbox, events_file: Path, clock_lead_s: float | None,
                  expectation: Expectation | None = None):
     pipeline = streaming_pipeline()
-    events = (pipeline
-              | "Requests" >> request_stream(steps, clock_lead_s)
-              | "DeliverNotifications" >> DeliverNotifications(settings_for(sandbox), herald_options()))
+    outputs = (pipeline
+               | "Requests" >> request_stream(steps, clock_lead_s)
+               | "DeliverNotifications" >> DeliverNotifications(settings_for(sandbox), herald_options()))
+    events = outputs["events"]
     if expectation is not None:
+        # Every garbage message is parked whole for replay (nothing here exhausts its retries).
+        assert_that(outputs["dead_letters"] | "DeadLetterReasons" >> beam.Map(
+                        lambda d: (d.reason, d.source_topic, d.span_id)),
+                    counts_equal({("invalid_message", settings_for(sandbox).requests_topic, None):
+                                  expectation.dead_letters}), label="AssertDeadLetters")
         # In-pipeline, as multisets: every row by (status, channel, reason) ...
         assert_that(events | "StatusChannelReason" >> beam.Map(
                         lambda e: (e["status"], e["channel"], e["reason"])),
@@ -500,7 +508,8 @@ def test_every_element_is_counted_through_every_branch(
         ids_per_span[e["span_id"]].add(e["event_id"])
     assert {span: ids for span, ids in ids_per_span.items() if len(ids) != 1} == {}
     assert len(ids_per_span) == sum(n for per_trace in want.per_trace.values()
-                                    for row, n in per_trace.items() if row[0] != "accepted")
+                                    for row, n in per_trace.items()
+                                    if row[0] not in ("accepted", "resolved"))
     for e in events:
         same = by_id[e["event_id"]]
         assert {k: v for k, v in e.items() if k != "event_ts"} == \
@@ -512,6 +521,12 @@ def test_every_element_is_counted_through_every_branch(
     assert len({e["event_id"] for e in accepted}) == want.envelopes
     assert Counter(e["trace_id"] for e in accepted) == Counter(
         m.envelope.trace_id for step in steps for m in step if m.kind == "envelope")
+    # A request's `resolved` event counts its deliveries: what `herald reconcile` completes against.
+    spans_per_trace: dict[str, set[str]] = defaultdict(set)
+    for e in terminal:
+        spans_per_trace[e["trace_id"]].add(e["span_id"])
+    assert {e["trace_id"]: e["deliveries"] for e in events if e["status"] == "resolved"} == \
+        {trace: len(spans) for trace, spans in spans_per_trace.items()}
     dead = [e for e in events if e["status"] == "dead_letter"]
     assert len({e["event_id"] for e in dead}) == len(dead) == want.dead_letters
 
@@ -548,7 +563,7 @@ def test_without_a_processing_time_advance_no_send_is_committed(
     step = [envelope_message(Request(user(i), channel, "high", "delivery", f"n-{i}-{channel}"))
             for i in (1, 2) for channel in CHANNELS]  # user 1: 2 devices, user 2: 3 devices
     _, events = run_pipeline([step], sandbox, tmp_path / "events.json", clock_lead_s=None)
-    assert Counter(e["status"] for e in events) == {"accepted": 6}
+    assert Counter(e["status"] for e in events) == {"accepted": 6, "resolved": 6}
     deadline = time.monotonic() + 10
     while len(sandbox.ledger.entries()) < 9 and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -81,8 +81,9 @@ _FAILURES = frozenset({Reason.UNKNOWN_USER, Reason.NO_ADDRESS})
 class _LookupAndPlan(beam.DoFn):
     """Input: a batch of envelopes. Output: (dedupe_key, Delivery) for every delivery with an
     address, its opt-out (if any) in `skip`, so the claim step records each outcome once even when
-    Pub/Sub redelivers the request after the user's state changed; terminal events (tagged) for
-    deliveries with no address at all."""
+    Pub/Sub redelivers the request after the user's state changed; (tagged) each request's
+    `resolved` event with its number of deliveries, and terminal events for deliveries with no
+    address at all. Only the deliveries the envelope's scope covers go on (see Scope)."""
 
     def __init__(self, hash_key: bytes, directory: ProcessResource[Directory]) -> None:
         self._hash_key = hash_key
@@ -98,8 +99,13 @@ class _LookupAndPlan(beam.DoFn):
                                             and e.request.user_id in users}))
         for envelope in batch:
             user_id = envelope.request.user_id
-            for delivery, reason in plan_deliveries(envelope, users.get(user_id),
-                                                    devices.get(user_id, {}), self._hash_key):
+            planned = list(plan_deliveries(envelope, users.get(user_id),
+                                           devices.get(user_id, {}), self._hash_key))
+            yield TaggedOutput(EVENTS, events.request_event(envelope, Status.RESOLVED,
+                                                            deliveries=len(planned)))
+            for delivery, reason in planned:
+                if not envelope.scope.covers(delivery.span_id):
+                    continue  # a republished request: this delivery ended already, or is not replayed
                 self.planned.inc()
                 if delivery.recipient_hash is None:
                     self.undeliverable.inc()

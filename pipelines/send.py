@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from functools import partial
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -19,6 +19,7 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.async_dofn import AsyncWrapper
 
 from herald.contracts import Channel, Priority
+from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status
 from herald.providers.base import Sender
 from herald.providers.fcm import FcmSender
@@ -52,6 +53,8 @@ LANES = (
     Lane("routine", frozenset({Priority.NORMAL, Priority.LOW}), batch_size=1000, max_wait_s=0.25),
 )
 
+
+DEAD_LETTERS = "dead_letters"
 
 SEND_PARALLELISM = 16
 """Provider batches in flight at once per branch and worker."""
@@ -116,13 +119,15 @@ class _SendBatch(beam.DoFn):
     restart found the send's outcome unknown)."""
 
     def __init__(self, sender: ProcessResource[Sender], directory: ProcessResource[Directory],
-                 claims: ProcessResource[SendClaims], policy: RetryPolicy) -> None:
+                 claims: ProcessResource[SendClaims], policy: RetryPolicy,
+                 source_topic: str) -> None:
         self._sender = sender
         self._directory = directory
         self._claims = claims
         self._policy = policy
+        self._source_topic = source_topic
 
-    def process(self, keyed_batch: tuple[int, Iterable[Delivery]]) -> Iterator[dict]:
+    def process(self, keyed_batch: tuple[int, Iterable[Delivery]]) -> Iterator[dict | DeadLetter]:
         to_send: list[Delivery] = []
         for delivery, claim in self._claim(list(keyed_batch[1])):
             if claim is None or claim.verdict is Verdict.SEND:
@@ -132,7 +137,7 @@ class _SendBatch(beam.DoFn):
             elif claim.verdict is Verdict.ALREADY_SENT:  # a restarted pipeline replaying it
                 yield delivery.event(Status.SENT, provider_message_id=claim.provider_message_id)
             else:
-                yield delivery.event(Status.DEAD_LETTER, reason=Reason.OUTCOME_UNKNOWN.value)
+                yield from self._dead_letter(delivery, Reason.OUTCOME_UNKNOWN)
         outcomes = send_with_retries(self._sender.get(), [d.outgoing() for d in to_send],
                                      self._policy)
         for delivery, outcome in zip(to_send, outcomes, strict=True):
@@ -142,10 +147,10 @@ class _SendBatch(beam.DoFn):
         """Durable claims for SMS and email (pipelines/claims.py); None for unclaimed channels."""
         claimed = [d for d in batch if d.channel in CLAIMED_CHANNELS]
         claims = dict(zip((d.span_id for d in claimed), self._claims.get().claim_all(
-            [(d.dedupe_key, d.envelope.trace_id, d.span_id) for d in claimed]))) if claimed else {}
+            [(d.dedupe_key, d.envelope, d.span_id) for d in claimed]))) if claimed else {}
         return [(delivery, claims.get(delivery.span_id)) for delivery in batch]
 
-    def _record(self, delivery: Delivery, outcome: Outcome) -> Iterator[dict]:
+    def _record(self, delivery: Delivery, outcome: Outcome) -> Iterator[dict | DeadLetter]:
         result, claimed = outcome.result, delivery.channel in CLAIMED_CHANNELS
         if result.ok:
             if claimed:
@@ -157,14 +162,25 @@ class _SendBatch(beam.DoFn):
             # The provider refused it outright; an exhausted retry may have timed out after the
             # provider took it, so that claim stays (a replay is then outcome_unknown).
             self._claims.get().release(delivery.dedupe_key)
-        status, reason = ((Status.DEAD_LETTER, Reason.RETRIES_EXHAUSTED) if outcome.exhausted
-                          else (Status.FAILED, Reason.PROVIDER_ERROR))
         if result.error_code in TOKEN_GONE and delivery.device_id:
             self._directory.get().disable_device(delivery.envelope.request.user_id,
                                                  delivery.device_id, result.error_code)
-        yield delivery.event(status, reason=reason.value, provider_code=result.error_code,
-                             detail=redact(result.error_message, delivery.address),
-                             attempts=outcome.attempts, event_ts=result.at)
+        error = {"provider_code": result.error_code, "attempts": outcome.attempts,
+                 "detail": redact(result.error_message, delivery.address)}
+        if outcome.exhausted:
+            yield from self._dead_letter(delivery, Reason.RETRIES_EXHAUSTED, event_ts=result.at,
+                                         **error)
+        else:
+            yield delivery.event(Status.FAILED, reason=Reason.PROVIDER_ERROR.value,
+                                 event_ts=result.at, **error)
+
+    def _dead_letter(self, delivery: Delivery, reason: Reason, event_ts: str | None = None,
+                     **error: Any) -> Iterator[dict | DeadLetter]:
+        """Its `dead_letter` event, and the whole request for the dead-letter sink."""
+        yield delivery.event(Status.DEAD_LETTER, reason=reason.value,
+                             **({"event_ts": event_ts} if event_ts else {}), **error)
+        yield DeadLetter.of_delivery(self._source_topic, delivery.envelope, delivery.span_id,
+                                     reason.value, **error)
 
 
 def redact(message: str | None, address: str | None) -> str | None:
@@ -175,11 +191,15 @@ def redact(message: str | None, address: str | None) -> str | None:
     return message.replace(address, "<recipient>")
 
 
-def _count_result(event: dict) -> dict:
+def _count_and_split(item: dict | DeadLetter) -> Iterator[dict | TaggedOutput]:
     """`{channel}_{status}` counters, counted on the runner's thread: `_SendBatch` runs on
-    AsyncWrapper's pool threads, which have no metrics container, so counters there are lost."""
-    Metrics.counter("herald", f"{event['channel']}_{event['status']}").inc()
-    return event
+    AsyncWrapper's pool threads, which have no metrics container, so counters there are lost.
+    AsyncWrapper has one output, so dead letters travel beside the events until here."""
+    if isinstance(item, DeadLetter):
+        yield TaggedOutput(DEAD_LETTERS, item)
+        return
+    Metrics.counter("herald", f"{item['channel']}_{item['status']}").inc()
+    yield item
 
 
 def _count_batch(keyed_batch: tuple[int, list[Delivery]], channel: str) -> tuple[int, list[Delivery]]:
@@ -188,8 +208,9 @@ def _count_batch(keyed_batch: tuple[int, list[Delivery]], channel: str) -> tuple
 
 
 class SendDeliveries(beam.PTransform):
-    """{branch name: keyed deliveries} (as `Router` tags them) -> sent/failed events, through one
-    batched branch per (channel, lane)."""
+    """{branch name: keyed deliveries} (as `Router` tags them) -> (main) terminal events and
+    (`dead_letters`) the DeadLetters of deliveries parked, through one batched branch per
+    (channel, lane)."""
 
     def __init__(self, settings: Settings, directory: ProcessResource[Directory],
                  policy: RetryPolicy = RetryPolicy()) -> None:
@@ -211,8 +232,10 @@ class SendDeliveries(beam.PTransform):
                     lane.batch_size, max_buffering_duration_secs=lane.max_wait_s)
                 | f"CountBatch_{name}" >> beam.Map(_count_batch, channel.value)
                 | f"Send_{name}" >> beam.ParDo(AsyncWrapper(
-                    _SendBatch(senders[channel], self._directory, claims, self._policy),
+                    _SendBatch(senders[channel], self._directory, claims, self._policy,
+                               self._settings.requests_topic),
                     parallelism=SEND_PARALLELISM,
                     callback_frequency=COMMIT_POLL_S, id_fn=_batch_id)))
         return (results | "MergeSendEvents" >> beam.Flatten()
-                | "CountSendResults" >> beam.Map(_count_result))
+                | "CountSendResults" >> beam.ParDo(_count_and_split).with_outputs(
+                    DEAD_LETTERS, main="events"))

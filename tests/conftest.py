@@ -51,7 +51,7 @@ from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Envelope, Notificatio
 from herald.events import Reason, Status
 from herald.local import processes
 from herald.local.processes import Service, free_port, http_ready
-from herald.local.provision import create_events_table
+from herald.local.provision import create_tables
 from herald.settings import Settings
 
 PROJECT = "herald-local"
@@ -251,7 +251,7 @@ class Warehouse:
     def load(self, dataset: str, rows: list[dict[str, Any]]) -> Settings:
         """Create the dataset's events table (as the local stack does) and insert rows."""
         settings = self.settings(dataset)
-        create_events_table(settings)
+        create_tables(settings)
         if rows:
             errors = bigquery_client(settings).insert_rows_json(settings.events_table, rows)
             assert errors == []

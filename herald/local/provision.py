@@ -1,4 +1,4 @@
-"""Create what the local stack's services need: topics, subscriptions, the BigQuery dataset and table.
+"""Create what the local stack's services need: topics, subscriptions, the BigQuery dataset and tables.
 
 The same functions provision a test's private stack; terraform owns these resources in production.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from google.api_core import exceptions
 from google.cloud import bigquery, pubsub_v1
 
-from herald import events
+from herald import dead_letters, events
 from herald.clients import bigquery_client
 from herald.settings import Settings
 
@@ -16,15 +16,17 @@ ACK_DEADLINE_S = 60
 
 
 def create_topics(settings: Settings) -> None:
-    """Requests and callbacks topics with the pipelines' subscriptions, and the dead-letter topic
-    with a subscription so dead letters are kept for replay rather than dropped by Pub/Sub."""
+    """Requests and callbacks topics with the pipelines' subscriptions (and the requests' audit
+    subscription for `herald reconcile`), and the dead-letter topic with a subscription so dead
+    letters are kept for replay rather than dropped by Pub/Sub."""
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     try:
         pairs = [
             (settings.requests_topic, settings.requests_subscription),
+            (settings.requests_topic, settings.audit_subscription),
             (settings.callbacks_topic, settings.callbacks_subscription),
-            (settings.dead_letter_topic, f"{settings.dead_letter_topic}-hold"),
+            (settings.dead_letter_topic, settings.dead_letter_topic + dead_letters.HOLD_SUFFIX),
         ]
         for topic, subscription in pairs:
             topic_path = settings.topic_path(topic)
@@ -42,8 +44,9 @@ def create_topics(settings: Settings) -> None:
         subscriber.close()
 
 
-def create_events_table(settings: Settings) -> None:
-    """Dataset and the day-partitioned, channel/status-clustered events table."""
+def create_tables(settings: Settings) -> None:
+    """Dataset, the day-partitioned, channel/status-clustered events table and the day-partitioned
+    dead-letters table."""
     client = bigquery_client(settings)
     client.create_dataset(bigquery.Dataset(f"{settings.project}.{settings.dataset}"), exists_ok=True)
     table = bigquery.Table(settings.events_table, schema=events.bigquery_schema())
@@ -52,3 +55,9 @@ def create_events_table(settings: Settings) -> None:
     table.clustering_fields = list(events.CLUSTER_FIELDS)
     table.description = "Every stage of every Herald request and delivery (herald.events)."
     client.create_table(table, exists_ok=True)
+    parked = bigquery.Table(settings.table(dead_letters.DEAD_LETTERS_TABLE),
+                            schema=dead_letters.bigquery_schema())
+    parked.time_partitioning = bigquery.TimePartitioning(
+        type_=bigquery.TimePartitioningType.DAY, field=dead_letters.PARTITION_FIELD)
+    parked.description = "What the pipelines parked, whole, for `herald dlq replay` (herald.dead_letters)."
+    client.create_table(parked, exists_ok=True)

@@ -166,7 +166,7 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
         settings = Settings.from_env(env)
         os.environ.update(env)
         provision.create_topics(settings)
-        provision.create_events_table(settings)
+        provision.create_tables(settings)
         if options.seed_users:
             from herald.clients import firestore_client
             from herald.local.seed import seed
