@@ -40,22 +40,54 @@ def _dbt(args: argparse.Namespace) -> None:
     print(result.stdout)
 
 
+def _stack_settings(args: argparse.Namespace):
+    """Settings of the running local stack; its emulator hosts go into this process's environment,
+    where Google's clients read them."""
+    from herald.local import stack
+    from herald.settings import Settings
+
+    os.environ.update(stack.read_env(args.state_dir))
+    return Settings.from_env()
+
+
 def _outbox_replay(args: argparse.Namespace) -> None:
     from google.cloud import pubsub_v1
 
     from herald.clients import firestore_client
-    from herald.local import stack
-    from herald.settings import Settings
     from ingest_function.outbox import Outbox
 
-    os.environ.update(stack.read_env(args.state_dir))  # Google's clients read emulator hosts there
-    settings = Settings.from_env()
+    settings = _stack_settings(args)
     report = Outbox(firestore_client(settings)).replay(
         pubsub_v1.PublisherClient(), settings.publish_timeout_s, args.limit)
     print(f"republished {report.published} outbox entries")
     if report.error is not None:
         print(f"herald: stopped, Pub/Sub refused: {report.error}", file=sys.stderr)
         sys.exit(1)
+
+
+def _dlq_replay(args: argparse.Namespace) -> None:
+    from google.cloud import pubsub_v1
+
+    from herald.dlq import replay
+
+    settings = _stack_settings(args)
+    report = replay(settings, pubsub_v1.SubscriberClient(), pubsub_v1.PublisherClient(),
+                    frozenset(args.reason or ()), args.limit)
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(report.by_reason.items()))
+    print(f"replayed {report.replayed} dead letters ({reasons or 'none'}); {report.left} left parked")
+
+
+def _reconcile(args: argparse.Namespace) -> None:
+    from google.cloud import pubsub_v1
+
+    from herald.clients import bigquery_client
+    from herald.reconcile import Reconciler
+
+    settings = _stack_settings(args)
+    report = Reconciler(settings, bigquery_client(settings), pubsub_v1.SubscriberClient(),
+                        pubsub_v1.PublisherClient(), args.grace_s).run()
+    print(f"finished {report.finished}, republished {report.republished}, "
+          f"parked {report.parked}, not yet due {report.waiting}")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -117,6 +149,25 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--limit", type=int, default=DEFAULT_REPLAY_LIMIT,
                         help=f"publish at most N entries (default {DEFAULT_REPLAY_LIMIT})")
     replay.set_defaults(handler=_outbox_replay)
+
+    dlq = commands.add_parser("dlq", help="the dead letters on the running local stack"
+                              ).add_subparsers(dest="action", required=True)
+    dlq_replay = dlq.add_parser("replay", help="send parked items back through (a delivery: "
+                                "that delivery only), once their cause is fixed")
+    dlq_replay.add_argument("--reason", action="append", help="only items parked for this reason "
+                            "(retries_exhausted, outcome_unknown, invalid_message, unreconciled); "
+                            "repeatable")
+    dlq_replay.add_argument("--limit", type=int, default=None, help="replay at most N items")
+    dlq_replay.set_defaults(handler=_dlq_replay)
+
+    from herald.reconcile import DEFAULT_GRACE_S
+
+    reconcile = commands.add_parser("reconcile", help="check every accepted request finished; "
+                                    "republish the deliveries of any that did not")
+    reconcile.add_argument("--grace-s", type=float, default=DEFAULT_GRACE_S,
+                           help="only requests published at least this long ago "
+                           f"(default {DEFAULT_GRACE_S:.0f})")
+    reconcile.set_defaults(handler=_reconcile)
 
     report = commands.add_parser("report", help="write an HTML report (figures, tables) of the "
                                  "marts on the running local stack to reports/")

@@ -1,0 +1,190 @@
+"""`herald reconcile`: prove from BigQuery that every accepted request finished, and resend what did not.
+
+Pub/Sub keeps every published request on a second subscription (`Settings.audit_subscription`)
+until this reconciler has seen the request finish: its `resolved` event says how many deliveries
+it fanned out to, and each of those has a terminal event. A request that is old enough (`grace_s`)
+and not finished was lost on its way through the pipeline, e.g. a worker died after Pub/Sub had
+handed the message over (the DirectRunner acknowledges on read; Dataflow checkpoints first, so
+there it is the exception). It is republished to the requests topic with the deliveries that did
+finish in its scope's `skip_spans`, so only the missing ones run again; the copy is audited in
+turn. One that stays unfinished after `MAX_REPUBLISHES` is parked as a dead letter
+(`unreconciled`) rather than resent forever.
+
+In production a scheduler runs it every few minutes with a grace well above the pipeline's
+latency; the local stack's tests run it after the pipeline has drained, with no grace.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable
+
+from google.api_core import exceptions
+from google.cloud import bigquery, pubsub_v1
+
+from herald.contracts import ContractError, Envelope, Scope
+from herald.dead_letters import DEAD_LETTERS_TABLE, DeadLetter
+from herald.events import TERMINAL, Reason, Status
+from herald.settings import Settings
+from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
+
+DEFAULT_GRACE_S = 600.0
+"""Far above the 10 s delivery bound: a request this old and unfinished was lost, not slow."""
+PULL_BATCH = 500
+PULL_TIMEOUT_S = 5.0
+MAX_ACK_EXTENSION_S = 600
+MAX_REPUBLISHES = 3
+REPUBLISHES_ATTRIBUTE = "reconciled"
+log = logging.getLogger("herald.reconcile")
+
+
+@dataclass
+class Report:
+    """What one run found: requests finished (acknowledged), republished, parked, not yet due."""
+
+    finished: int = 0
+    republished: int = 0
+    parked: int = 0
+    waiting: int = 0
+    republished_traces: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Audited:
+    message: pubsub_v1.types.ReceivedMessage
+    envelope: Envelope
+
+
+def progress(client: bigquery.Client, settings: Settings,
+             trace_ids: Iterable[str]) -> dict[str, tuple[int | None, frozenset[str]]]:
+    """trace -> (deliveries planned, or None before its `resolved` event; spans that ended)."""
+    terminal = ", ".join(f"'{status.value}'" for status in TERMINAL)
+    query = f"""
+        SELECT trace_id, status, span_id, deliveries
+        FROM `{settings.events_table}`
+        WHERE trace_id IN UNNEST(@trace_ids)
+          AND (status = '{Status.RESOLVED.value}'
+               OR (status IN ({terminal}) AND parent_span_id IS NOT NULL))
+    """
+    config = bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ArrayQueryParameter("trace_ids", "STRING", sorted(set(trace_ids)))])
+    planned: dict[str, int] = {}
+    ended: dict[str, set[str]] = {}
+    for row in client.query(query, job_config=config).result():
+        if row["status"] == Status.RESOLVED.value:
+            planned[row["trace_id"]] = max(planned.get(row["trace_id"], 0), row["deliveries"] or 0)
+        else:
+            ended.setdefault(row["trace_id"], set()).add(row["span_id"])
+    return {trace: (planned.get(trace), frozenset(ended.get(trace, ())))
+            for trace in set(planned) | set(ended)}
+
+
+class Reconciler:
+    """One pass over the audit subscription (see the module docstring)."""
+
+    def __init__(self, settings: Settings, bq: bigquery.Client,
+                 subscriber: pubsub_v1.SubscriberClient, publisher: pubsub_v1.PublisherClient,
+                 grace_s: float) -> None:
+        self._settings = settings
+        self._bq = bq
+        self._subscriber = subscriber
+        self._publisher = publisher
+        self._grace_s = grace_s
+        self._subscription = settings.subscription_path(settings.audit_subscription)
+
+    def run(self) -> Report:
+        report = Report()
+        while batch := self._pull():
+            due = self._triage(batch, report)
+            if due:
+                self._settle(due, report)
+        return report
+
+    def _pull(self) -> list[pubsub_v1.types.ReceivedMessage]:
+        try:
+            response = self._subscriber.pull(
+                subscription=self._subscription, max_messages=PULL_BATCH,
+                timeout=PULL_TIMEOUT_S, retry=None)
+        except exceptions.DeadlineExceeded:
+            return []
+        return list(response.received_messages)
+
+    def _triage(self, batch: list, report: Report) -> list[_Audited]:
+        """Acknowledge what is not a request; hold back what is not due; return the rest."""
+        now = datetime.now(timezone.utc)
+        done, not_due, due = [], {}, []
+        for received in batch:
+            message = received.message
+            attributes = dict(message.attributes)
+            if HEARTBEAT_ATTRIBUTE in attributes or Scope.from_attributes(attributes).replay_id:
+                done.append(received.ack_id)  # heartbeats; an operator's replay is its own record
+                continue
+            try:
+                envelope = Envelope.from_pubsub(message.data, attributes)
+            except (ContractError, ValueError, TypeError):
+                done.append(received.ack_id)  # a poison message: the pipeline dead-letters it
+                continue
+            age_s = (now - message.publish_time).total_seconds()
+            if age_s < self._grace_s:
+                not_due[received.ack_id] = min(MAX_ACK_EXTENSION_S,
+                                               math.ceil(self._grace_s - age_s) + 1)
+                report.waiting += 1
+                continue
+            due.append(_Audited(received, envelope))
+        if done:
+            self._subscriber.acknowledge(subscription=self._subscription, ack_ids=done)
+        for ack_id, seconds in not_due.items():  # back once it is due, not within this run
+            self._subscriber.modify_ack_deadline(subscription=self._subscription,
+                                                 ack_ids=[ack_id], ack_deadline_seconds=seconds)
+        return due
+
+    def _settle(self, due: list[_Audited], report: Report) -> None:
+        states = progress(self._bq, self._settings, (a.envelope.trace_id for a in due))
+        settled, parked_rows = [], []
+        for audited in due:
+            planned, ended = states.get(audited.envelope.trace_id, (None, frozenset()))
+            if planned is not None and len(ended) >= planned:
+                report.finished += 1
+            elif self._republishes(audited) >= MAX_REPUBLISHES:
+                parked_rows.append(self._park(audited, planned, ended))
+                report.parked += 1
+            else:
+                self._republish(audited, ended)
+                report.republished += 1
+                report.republished_traces.append(audited.envelope.trace_id)
+            settled.append(audited.message.ack_id)
+        if parked_rows:
+            errors = self._bq.insert_rows_json(
+                self._settings.table(DEAD_LETTERS_TABLE), parked_rows,
+                row_ids=[row["dead_letter_id"] for row in parked_rows])
+            if errors:
+                raise RuntimeError(f"BigQuery refused dead letters: {errors}")
+        self._subscriber.acknowledge(subscription=self._subscription, ack_ids=settled)
+
+    @staticmethod
+    def _republishes(audited: _Audited) -> int:
+        return int(audited.message.message.attributes.get(REPUBLISHES_ATTRIBUTE, "0"))
+
+    def _republish(self, audited: _Audited, ended: frozenset[str]) -> None:
+        """The same bytes, scoped to the deliveries that did not end, acked only once published."""
+        message = audited.message.message
+        unscoped = {k: v for k, v in message.attributes.items() if k not in Scope.ATTRIBUTES}
+        attributes = {**unscoped, **Scope(skip_spans=ended).to_attributes(),
+                      REPUBLISHES_ATTRIBUTE: str(self._republishes(audited) + 1)}
+        self._publisher.publish(self._settings.topic_path(self._settings.requests_topic),
+                                message.data, **attributes).result(timeout=30)
+        log.info("republished trace %s (%d deliveries ended)", audited.envelope.trace_id, len(ended))
+
+    def _park(self, audited: _Audited, planned: int | None, ended: frozenset[str]) -> dict:
+        message = audited.message.message
+        dead_letter = DeadLetter(
+            self._settings.requests_topic, Reason.UNRECONCILED.value, message.data,
+            {k: v for k, v in message.attributes.items() if k != REPUBLISHES_ATTRIBUTE},
+            detail=f"{len(ended)} of {planned} deliveries ended after {MAX_REPUBLISHES} republishes")
+        data, attributes = dead_letter.to_pubsub()
+        self._publisher.publish(self._settings.topic_path(self._settings.dead_letter_topic),
+                                data, **attributes).result(timeout=30)
+        return dead_letter.to_row()
