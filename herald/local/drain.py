@@ -43,8 +43,13 @@ def progress(client: bigquery.Client, settings: Settings, trace_ids: list[str]) 
 
 def wait_for_drain(client: bigquery.Client, settings: Settings, trace_ids: Iterable[str], *,
                    timeout_s: float = 300.0, quiet_s: float = 4.0, poll_s: float = 1.0,
-                   on_progress: Callable[[Progress], None] | None = None) -> Progress:
-    """Block until drained; raises TimeoutError with the last progress otherwise."""
+                   on_progress: Callable[[Progress], None] | None = None,
+                   settled: bool = True) -> Progress:
+    """Block until drained; raises TimeoutError with the last progress otherwise.
+
+    With `settled=False`, quiet is enough: the pipeline has stopped producing events for these
+    traces, settled or not (what `herald reconcile` must run after, so that it resends what was
+    lost and not what is merely queued)."""
     traces = sorted(set(trace_ids))
     deadline = time.monotonic() + timeout_s
     last, quiet_since = None, time.monotonic()
@@ -54,7 +59,7 @@ def wait_for_drain(client: bigquery.Client, settings: Settings, trace_ids: Itera
             on_progress(current)
         if current != last:
             last, quiet_since = current, time.monotonic()
-        elif (current.accepted == current.settled == len(traces)
+        elif ((not settled or current.accepted == current.settled == len(traces))
               and time.monotonic() - quiet_since >= quiet_s):
             return current
         time.sleep(poll_s)

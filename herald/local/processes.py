@@ -122,15 +122,27 @@ def stop_group(pgid: int, grace_s: float = 10.0) -> None:
     never reaps orphans).
     """
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
+        if _signal_and_wait(pgid, sig, grace_s):
             return
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            if not group_members(pgid):
-                return
-            time.sleep(0.1)
+
+
+def kill_group(pgid: int, wait_s: float = 10.0) -> None:
+    """SIGKILL a process group at once, as a crash would, and wait until it is gone."""
+    _signal_and_wait(pgid, signal.SIGKILL, wait_s)
+
+
+def _signal_and_wait(pgid: int, sig: signal.Signals, wait_s: float) -> bool:
+    """True once the group has no live member (or never existed)."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if not group_members(pgid):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def python_module(module: str, *args: str) -> list[str]:

@@ -192,6 +192,24 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
     return env
 
 
+def kill_and_restart_pipeline(state_dir: Path, name: str = "pipeline",
+                              report: Callable[[str], None] = print) -> int:
+    """SIGKILL one of the stack's pipelines, as a crash would (no cleanup, nothing flushed), then
+    start it again as `up` did; returns the new process group. The old log becomes <name>.log.1."""
+    module = dict(PIPELINES)[name]
+    pid_file = state_dir / "pids.json"
+    pids = json.loads(pid_file.read_text())
+    report(f"killing {name} (process group {pids[name]})")
+    processes.kill_group(pids[name])
+    log_dir = state_dir / "logs"
+    (log_dir / f"{name}.log").replace(log_dir / f"{name}.log.1")
+    process = processes.start(pipeline_service(name, module, read_env(state_dir), log_dir), log_dir)
+    pids[name] = process.pid
+    pid_file.write_text(json.dumps(pids, indent=2))
+    report(f"restarted {name} (process group {process.pid})")
+    return process.pid
+
+
 def down(state_dir: Path, report: Callable[[str], None] = print) -> list[str]:
     """Stop the process groups `up` recorded, newest first, and forget them."""
     pid_file = state_dir / "pids.json"
