@@ -46,7 +46,11 @@ def replay(settings: Settings, subscriber: pubsub_v1.SubscriberClient,
                 break
             for item in fresh:
                 seen.add(item.message.message_id)
-                dead_letter = DeadLetter.from_pubsub(item.message.data, item.message.attributes)
+                try:
+                    dead_letter = DeadLetter.from_pubsub(item.message.data, item.message.attributes)
+                except KeyError:  # not parked by Herald: not ours to send anywhere
+                    left.append(item.ack_id)
+                    continue
                 wanted = not reasons or dead_letter.reason in reasons
                 if not wanted or (limit is not None and report.replayed >= limit):
                     left.append(item.ack_id)

@@ -7,7 +7,7 @@ and not finished was lost on its way through the pipeline, e.g. a worker died af
 handed the message over (the DirectRunner acknowledges on read; Dataflow checkpoints first, so
 there it is the exception). It is republished to the requests topic with the deliveries that did
 finish in its scope's `skip_spans`, so only the missing ones run again; the copy is audited in
-turn. One that stays unfinished after `MAX_REPUBLISHES` is parked as a dead letter
+turn, by the next run. One that stays unfinished after `MAX_REPUBLISHES` is parked as a dead letter
 (`unreconciled`) rather than resent forever.
 
 In production a scheduler runs it every few minutes with a grace well above the pipeline's
@@ -94,13 +94,28 @@ class Reconciler:
         self._publisher = publisher
         self._grace_s = grace_s
         self._subscription = settings.subscription_path(settings.audit_subscription)
+        self._copies: set[str] = set()
 
     def run(self) -> Report:
-        report = Report()
-        while batch := self._pull():
-            due = self._triage(batch, report)
-            if due:
-                self._settle(due, report)
+        """Settle what the audit subscription holds, except the copies this run republishes:
+        they come back on it at once, and are the next run's to audit (once due)."""
+        report, held = Report(), {}  # held: a copy's message id -> its latest ack id
+        self._copies = set()
+        try:
+            while batch := self._pull():
+                mine = {r.message.message_id: r.ack_id for r in batch
+                        if r.message.message_id in self._copies}
+                held.update(mine)
+                if len(mine) == len(batch):
+                    break  # only this run's own copies are left
+                due = self._triage([r for r in batch if r.message.message_id not in mine], report)
+                if due:
+                    self._settle(due, report)
+        finally:
+            if held:
+                self._subscriber.modify_ack_deadline(
+                    subscription=self._subscription, ack_ids=list(held.values()),
+                    ack_deadline_seconds=min(MAX_ACK_EXTENSION_S, math.ceil(self._grace_s)))
         return report
 
     def _pull(self) -> list[pubsub_v1.types.ReceivedMessage]:
@@ -174,8 +189,9 @@ class Reconciler:
         unscoped = {k: v for k, v in message.attributes.items() if k not in Scope.ATTRIBUTES}
         attributes = {**unscoped, **Scope(skip_spans=ended).to_attributes(),
                       REPUBLISHES_ATTRIBUTE: str(self._republishes(audited) + 1)}
-        self._publisher.publish(self._settings.topic_path(self._settings.requests_topic),
-                                message.data, **attributes).result(timeout=30)
+        self._copies.add(self._publisher.publish(
+            self._settings.topic_path(self._settings.requests_topic), message.data,
+            **attributes).result(timeout=30))
         log.info("republished trace %s (%d deliveries ended)", audited.envelope.trace_id, len(ended))
 
     def _park(self, audited: _Audited, planned: int | None, ended: frozenset[str]) -> dict:

@@ -1,0 +1,140 @@
+"""`herald reconcile` on the BigQuery and Pub/Sub emulators: a request whose `resolved` event and
+every delivery's terminal event are in BigQuery is acknowledged on the audit subscription; one that
+is due and unfinished goes back to the requests topic as the same bytes, skipping the deliveries
+that ended; one not yet due waits; one republished `MAX_REPUBLISHES` times is parked as an
+`unreconciled` dead letter; heartbeats and garbage are just acknowledged."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+from google.cloud import pubsub_v1
+
+from herald import events
+from herald.clients import bigquery_client
+from herald.contracts import Envelope, new_envelope, parse_request
+from herald.contracts_test import DESIGN_BODY
+from herald.dead_letters import DEAD_LETTERS_TABLE, HOLD_SUFFIX
+from herald.dlq_test import pull, unacknowledged
+from herald.events import Status
+from herald.local.provision import create_topics
+from herald.reconcile import MAX_REPUBLISHES, Reconciler
+from herald.settings import Settings
+from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
+
+pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag:DeprecationWarning")
+
+
+@pytest.fixture
+def settings(warehouse, pubsub_emulator: str) -> Settings:
+    """A private dataset and private topics and subscriptions in the warehouse's project."""
+    suffix = uuid.uuid4().hex[:8]
+    made = dataclasses.replace(
+        warehouse.load(f"reconcile_{suffix}", []), requests_topic=f"requests-{suffix}",
+        requests_subscription=f"requests-{suffix}-pipeline",
+        audit_subscription=f"requests-{suffix}-audit", dead_letter_topic=f"dead-letter-{suffix}")
+    create_topics(made)
+    return made
+
+
+def accept(settings: Settings, count: int = 1, **attributes: str) -> list[Envelope]:
+    """Publish `count` requests (with extra attributes), as the edge would; the pipeline's own
+    subscription is drained so only republished copies are found there later."""
+    publisher, accepted = pubsub_v1.PublisherClient(), []
+    for _ in range(count):
+        envelope = new_envelope(parse_request(DESIGN_BODY), "orders-svc")
+        data, published = envelope.to_pubsub()
+        publisher.publish(settings.topic_path(settings.requests_topic), data,
+                          **published, **attributes).result(timeout=30)
+        accepted.append(envelope)
+    assert len(pull(settings, settings.requests_subscription)) == count
+    return accepted
+
+
+def record(settings: Settings, envelope: Envelope, deliveries: int, ended: int) -> set[str]:
+    """The request's `resolved` event and `ended` terminal delivery events; their spans."""
+    spans = [events.span_for(envelope.trace_id, "push", f"device-{n}") for n in range(ended)]
+    rows = [events.request_event(envelope, Status.RESOLVED, deliveries=deliveries),
+            *(events.delivery_event(envelope, span, Status.SENT) for span in spans)]
+    assert bigquery_client(settings).insert_rows_json(settings.events_table, rows) == []
+    return set(spans)
+
+
+def reconcile(settings: Settings, grace_s: float = 0):
+    return Reconciler(settings, bigquery_client(settings), pubsub_v1.SubscriberClient(),
+                      pubsub_v1.PublisherClient(), grace_s=grace_s).run()
+
+
+def test_a_finished_request_is_acknowledged(settings: Settings) -> None:
+    [envelope] = accept(settings)
+    record(settings, envelope, deliveries=2, ended=2)
+    report = reconcile(settings)
+    assert (report.finished, report.republished, report.parked, report.waiting) == (1, 0, 0, 0)
+    assert pull(settings, settings.requests_subscription) == []
+    assert unacknowledged(settings, settings.audit_subscription) == []
+
+
+def test_a_request_with_no_events_is_republished_whole(settings: Settings) -> None:
+    [envelope] = accept(settings)
+    report = reconcile(settings)
+    assert (report.finished, report.republished, report.parked) == (0, 1, 0)
+    assert report.republished_traces == [envelope.trace_id]
+    [copy] = pull(settings, settings.requests_subscription)
+    data, attributes = envelope.to_pubsub()
+    assert (copy.data, dict(copy.attributes)) == (data, {**attributes, "reconciled": "1"})
+    # The copy is audited in turn, by the next run; the original was acknowledged.
+    [audited] = pull(settings, settings.audit_subscription)
+    assert audited.message_id == copy.message_id
+    assert unacknowledged(settings, settings.audit_subscription) == []
+
+
+def test_a_partly_finished_request_skips_the_deliveries_that_ended(settings: Settings) -> None:
+    [envelope] = accept(settings)
+    ended = record(settings, envelope, deliveries=3, ended=2)
+    assert reconcile(settings).republished == 1
+    [copy] = pull(settings, settings.requests_subscription)
+    assert copy.data == envelope.to_pubsub()[0]
+    assert set(copy.attributes["skip_spans"].split(",")) == ended
+    assert copy.attributes["reconciled"] == "1"
+
+
+def test_nothing_is_settled_before_the_grace_has_passed(settings: Settings) -> None:
+    accept(settings, count=2)
+    report = reconcile(settings, grace_s=3600)
+    assert (report.waiting, report.finished, report.republished, report.parked) == (2, 0, 0, 0)
+    assert pull(settings, settings.requests_subscription) == []
+    assert len(unacknowledged(settings, settings.audit_subscription)) == 2
+
+
+def test_a_request_republished_too_often_is_parked(settings: Settings, warehouse) -> None:
+    [envelope] = accept(settings, reconciled=str(MAX_REPUBLISHES), skip_spans="s-1")
+    report = reconcile(settings)
+    assert (report.parked, report.republished) == (1, 0)
+    assert pull(settings, settings.requests_subscription) == []
+    [parked] = pull(settings, settings.dead_letter_topic + HOLD_SUFFIX)
+    data, attributes = envelope.to_pubsub()
+    assert parked.data == data
+    assert parked.attributes["dlq_reason"] == "unreconciled"
+    assert {k: v for k, v in parked.attributes.items() if not k.startswith("dlq_")} \
+        == {**attributes, "skip_spans": "s-1"}
+    [row] = warehouse.query(settings.dataset, f"""
+        SELECT dead_letter_id, reason, trace_id, source_topic
+        FROM `{settings.table(DEAD_LETTERS_TABLE)}`""")
+    assert row == {"dead_letter_id": parked.attributes["dlq_id"], "reason": "unreconciled",
+                   "trace_id": envelope.trace_id, "source_topic": settings.requests_topic}
+    assert unacknowledged(settings, settings.audit_subscription) == []
+
+
+def test_heartbeats_garbage_and_replays_are_just_acknowledged(settings: Settings) -> None:
+    accept(settings, only_span="s-1", replay_id="dead-letter-1")  # an operator's replay
+    publisher, topic = pubsub_v1.PublisherClient(), settings.topic_path(settings.requests_topic)
+    publisher.publish(topic, b"{}", **{HEARTBEAT_ATTRIBUTE: "1"}).result(timeout=30)
+    publisher.publish(topic, b"\xff not a request").result(timeout=30)
+    assert len(pull(settings, settings.requests_subscription)) == 2
+    report = reconcile(settings)
+    assert (report.finished, report.republished, report.parked, report.waiting) == (0, 0, 0, 0)
+    assert pull(settings, settings.requests_subscription) == []
+    assert pull(settings, settings.dead_letter_topic + HOLD_SUFFIX) == []
+    assert unacknowledged(settings, settings.audit_subscription) == []
