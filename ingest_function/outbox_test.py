@@ -21,7 +21,7 @@ from ingest_function.main_test import Probe
 from ingest_function.outbox import COLLECTION, KEEP_PUBLISHED, Outbox
 
 pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag:DeprecationWarning")
-TIMEOUT_S = 2.0
+TIMEOUT_S = 10.0  # a healthy emulator's publish: a bound, not a wait (the product default)
 
 
 @dataclass(frozen=True)

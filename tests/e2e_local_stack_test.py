@@ -205,21 +205,27 @@ def test_marts_match_the_ledger_and_callback_log(run: Run, local_stack: dict[str
     sent_spans = {entry["span_id"]: entry for entry in run.ledger}
     deadline = time.monotonic() + 180
     while True:  # callbacks trail the sends: wait until every delivered one is an event
-        expected = {(span, status) for span, statuses in callback_statuses(local_stack).items()
-                    if span in sent_spans for status in statuses}
+        statuses = callback_statuses(local_stack)
+        expected = {(span, status) for span, seen in statuses.items()
+                    if span in sent_spans for status in seen}
         landed = {(row["span_id"], row["status"]) for row in client.query(
             f"SELECT DISTINCT span_id, status FROM `{run.settings.events_table}` "
             "WHERE provider_message_id IS NOT NULL AND status NOT IN ('sent')").result()}
-        if expected and expected <= landed or time.monotonic() > deadline:
+        settled = bool(expected) and expected <= landed
+        if settled:
+            run_dbt(["build"], env={**os.environ, **local_stack})
+            # The figures below come from `statuses`, the marts from what had landed by the
+            # build: the same callbacks only if no other was delivered in between.
+            settled = callback_statuses(local_stack) == statuses
+        if settled or time.monotonic() > deadline:
             break
         time.sleep(2)
     assert expected <= landed, f"{len(expected - landed)} callbacks never became events"
-    run_dbt(["build"], env={**os.environ, **local_stack})
+    assert settled, "no callbacks, or callbacks still being delivered, after 180 s"
 
     final: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     opened: collections.Counter = collections.Counter()
     clicked: collections.Counter = collections.Counter()
-    statuses = callback_statuses(local_stack)
     for span, entry in sent_spans.items():
         seen = statuses.get(span, set()) | {"sent"}
         top = max(seen, key=lambda status: FINAL_RANK.get(status, 0))

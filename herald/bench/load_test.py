@@ -97,9 +97,12 @@ def test_closed_loop_counts_statuses_through_closes_and_chunking(server: str) ->
 
 
 def test_open_loop_sends_every_scheduled_request_and_records_times(server: str) -> None:
-    result = open_loop(server, "/v1/x", [b"{}"], rate=200, duration_s=0.3, max_connections=8,
+    # Slots 100 ms apart: the last one falls due 1/rate before the window closes, and a request
+    # whose task has not reached a connection by then is not sent. At 200/s that slack was 5 ms,
+    # less than a busy machine may take to wake the dispatcher.
+    result = open_loop(server, "/v1/x", [b"{}"], rate=10, duration_s=1.0, max_connections=8,
                        drain_s=5)
-    assert len(result.records) == 60
+    assert len(result.records) == 10
     assert all(r.status in (202, 503) for r in result.records)
     assert all(r.scheduled <= r.sent <= r.answered for r in result.records)
     assert result.connections_opened <= 8

@@ -18,13 +18,14 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from twilio.request_validator import RequestValidator
 
 from herald.sandbox import SandboxServer
+from herald.sandbox import callbacks as sandbox_callbacks
 from herald.settings import Settings
 
 T = TypeVar("T")
 TWILIO_PATH = "/2010-04-01/Accounts/AC0123/Messages.json"
 MAIL_PATH = "/v3/mail/send"
 SMS = {"To": "+15551234567", "From": "+15550000000", "Body": "hi"}
-STEP_MS = 25  # apart enough that one message's callbacks arrive in their scheduled order
+STEP_MS = 25  # from acceptance to the first callback, and between one message's callbacks
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,12 @@ def sandbox_for(receiver: Receiver, **faults: dict[str, Any]) -> SandboxServer:
 
 
 @pytest.fixture
-def make_sandbox(receiver: Receiver) -> Iterator[Callable[..., SandboxServer]]:
+def make_sandbox(receiver: Receiver,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., SandboxServer]]:
+    # One POSTing thread, so callbacks arrive in the order they fall due. With several, the one
+    # holding the earlier callback can be descheduled past STEP_MS on a busy machine and the later
+    # one overtakes it: the order tests below would then fail on timing, not on the sandbox's plan.
+    monkeypatch.setattr(sandbox_callbacks, "WORKERS", 1)
     made: list[SandboxServer] = []
 
     def factory(**faults: dict[str, Any]) -> SandboxServer:

@@ -162,13 +162,14 @@ def test_config_changes_latency_of_provider_answers(sandbox):
         requests.post(f"{sandbox.url}{MAIL_PATH}", json=mail(to("a@x.io")), timeout=5)
         return time.perf_counter() - started
 
-    fast = timed_send()
+    # The best of three: a loaded machine can stall any one request past a tight bound.
+    fast = min(timed_send() for _ in range(3))
     response = requests.post(f"{sandbox.url}/_config", json={"latency_ms": 300}, timeout=5)
 
     slow = timed_send()
 
     assert response.json()["latency_ms"] == 300
-    assert fast < 0.2 and slow >= 0.3
+    assert fast < 0.3 <= slow  # slow only once configured, by at least the latency
 
 
 @pytest.mark.parametrize("body", [{"latency_ms": -1}, {"latency_ms": "slow"},
