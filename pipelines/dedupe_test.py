@@ -2,33 +2,49 @@
 
 from __future__ import annotations
 
+import time
+
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
+import pytest
 
 from herald.contracts import Channel, new_envelope, parse_request
 from herald.contracts_test import DESIGN_BODY
-from pipelines.dedupe import EVENTS, DedupeDeliveries
+from pipelines.dedupe import EVENTS, Bucketing, DedupeDeliveries
 from pipelines.delivery import Delivery
 
+BUCKETINGS = pytest.mark.parametrize("buckets", [0, 2], ids=["key per delivery", "shared buckets"])
 
-def delivery(envelope, address="a@example.com"):
-    item = Delivery(envelope, Channel.EMAIL, address, f"h-{address}")
-    return item.dedupe_key, item
+
+def keyed(buckets: int):
+    def delivery(envelope, address="a@example.com"):
+        item = Delivery(envelope, Channel.EMAIL, address, f"h-{address}")
+        return Bucketing(buckets)(item), item
+    return delivery
+
+
+def email(notification_id: str = "n-1"):
+    return new_envelope(parse_request({**DESIGN_BODY, "notificationType": "email",
+                                       "notificationId": notification_id}), "svc")
+
+
+def streaming() -> PipelineOptions:
+    options = PipelineOptions()
+    options.view_as(StandardOptions).streaming = True
+    return options
 
 
 def to_unique(item: Delivery) -> TaggedOutput:
     return TaggedOutput("unique", item)
 
 
-def test_first_claim_wins_and_every_element_is_accounted_for() -> None:
-    first = new_envelope(parse_request({**DESIGN_BODY, "notificationType": "email"}), "svc")
-    retry = new_envelope(parse_request({**DESIGN_BODY, "notificationType": "email"}), "svc")
-    other = new_envelope(parse_request({**DESIGN_BODY, "notificationType": "email",
-                                        "notificationId": "n-2"}), "svc")
+@BUCKETINGS
+def test_first_claim_wins_and_every_element_is_accounted_for(buckets: int) -> None:
+    first, retry, other, delivery = email(), email(), email("n-2"), keyed(buckets)
     inputs = [
         delivery(first), delivery(first, "b@example.com"),  # two addresses: both unique
         delivery(retry),                                     # same id, another request: duplicate
@@ -37,9 +53,7 @@ def test_first_claim_wins_and_every_element_is_accounted_for() -> None:
     ]
     stream = TestStream().add_elements(inputs[:2]).advance_watermark_to(10) \
         .add_elements(inputs[2:]).advance_watermark_to_infinity()
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    with TestPipeline(options=options) as p:
+    with TestPipeline(options=streaming()) as p:
         result = p | stream | DedupeDeliveries(ttl_s=3600, route=to_unique, branches=["unique"])
         assert_that(result.unique | "UniqueSpans" >> beam.Map(lambda d: (d.envelope.trace_id, d.address)),
                     equal_to([(first.trace_id, "a@example.com"), (first.trace_id, "b@example.com"),
@@ -47,3 +61,18 @@ def test_first_claim_wins_and_every_element_is_accounted_for() -> None:
         assert_that(result[EVENTS] | beam.Map(lambda e: (e["trace_id"], e["status"], e["reason"])),
                     equal_to([(retry.trace_id, "duplicate", "duplicate_notification")]),
                     label="duplicates")
+
+
+@BUCKETINGS
+def test_a_claim_is_forgotten_after_its_ttl(buckets: int) -> None:
+    """The sweep timer runs on the processing clock; TestStream's starts at the epoch, so it is
+    moved past the wall clock plus the TTL."""
+    first, later, delivery = email(), email(), keyed(buckets)
+    stream = (TestStream().add_elements([delivery(first)])
+              .advance_processing_time(int(time.time()) + 60)
+              .add_elements([delivery(later)]).advance_watermark_to_infinity())
+    with TestPipeline(options=streaming()) as p:
+        result = p | stream | DedupeDeliveries(ttl_s=10, route=to_unique, branches=["unique"])
+        assert_that(result.unique | beam.Map(lambda d: d.envelope.trace_id),
+                    equal_to([first.trace_id, later.trace_id]), label="both sent")
+        assert_that(result[EVENTS], equal_to([]), label="no duplicate")

@@ -23,9 +23,9 @@ import apache_beam as beam
 from herald.settings import Settings
 from pipelines import dedupe, launch, recipients
 from pipelines.bigquery_sink import WriteDeadLetters, WriteEvents
-from pipelines.dedupe import DedupeDeliveries
+from pipelines.dedupe import Bucketing, DedupeDeliveries
 from pipelines.directory import Directory
-from pipelines.options import HeraldOptions, subscription_path
+from pipelines.options import HeraldOptions, dedupe_buckets, subscription_path
 from pipelines.parse import ACCEPTED, DEAD_LETTER, DEAD_LETTERS, ParseRequests
 from pipelines.recipients import ResolveRecipients
 from pipelines.resources import ProcessResource
@@ -50,7 +50,7 @@ class DeliverNotifications(beam.PTransform):
         directory = ProcessResource(partial(Directory, self._settings))  # one per worker, shared
         parsed = messages | "ParseRequests" >> ParseRequests(self._settings.requests_topic)
         resolved = parsed.envelopes | "ResolveRecipients" >> ResolveRecipients(
-            self._settings, directory)
+            self._settings, directory, Bucketing(dedupe_buckets(self._options)))
         deduped = resolved.deliveries | "DedupeDeliveries" >> DedupeDeliveries(
             self._options.dedupe_ttl_s, Router(self._options.batch_shards), BRANCH_NAMES)
         sent = ({name: deduped[name] for name in BRANCH_NAMES}

@@ -11,12 +11,11 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from herald.settings import Settings
 from pipelines.heartbeat import start_heartbeat
-from pipelines.options import HeraldOptions, resolve_settings
+from pipelines.options import DIRECT_RUNNERS, HeraldOptions, resolve_settings
 
 HEARTBEAT_S = 1.0
 RUNNING_MARKER = "herald pipeline constructed; running"
 """Logged once the graph is built: `herald local up` waits for it, so a construction error fails `up`."""
-DIRECT_RUNNERS = (None, "DirectRunner", "BundleBasedDirectRunner")
 
 
 Build = Callable[[beam.Pipeline, Settings, HeraldOptions], None]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from herald.settings import Settings
 
 DEFAULT_DEDUPE_TTL_S = 24 * 3600
+DIRECT_RUNNERS = (None, "DirectRunner", "BundleBasedDirectRunner")
+DIRECT_DEDUPE_BUCKETS = 64
 
 
 class HeraldOptions(PipelineOptions):
@@ -39,6 +41,10 @@ class HeraldOptions(PipelineOptions):
                                  "DirectRunner; raise it on Dataflow to spread batches over workers.")
         parser.add_argument("--dedupe_ttl_s", type=int, default=DEFAULT_DEDUPE_TTL_S,
                             help="How long a (notificationId, channel, address) is remembered.")
+        parser.add_argument("--dedupe_buckets", type=int, default=None,
+                            help="State keys the dedupe keys share; 0 = one per dedupe key. "
+                                 f"Default: {DIRECT_DEDUPE_BUCKETS} on the DirectRunner (which "
+                                 "scans every key's timers on each pass), 0 elsewhere.")
 
 
 def resolve_settings(options: PipelineOptions) -> Settings:
@@ -62,3 +68,12 @@ def subscription_path(settings: Settings) -> str:
     if settings.requests_subscription.startswith("projects/"):
         return settings.requests_subscription
     return settings.subscription_path(settings.requests_subscription)
+
+
+def dedupe_buckets(options: PipelineOptions) -> int:
+    """`--dedupe_buckets`, or the runner's default (see its help)."""
+    buckets = options.view_as(HeraldOptions).dedupe_buckets
+    if buckets is not None:
+        return buckets
+    direct = options.view_as(StandardOptions).runner in DIRECT_RUNNERS
+    return DIRECT_DEDUPE_BUCKETS if direct else 0

@@ -9,7 +9,7 @@ device opted out); the dedupe claim records that outcome once. Deliveries with n
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -79,15 +79,17 @@ _FAILURES = frozenset({Reason.UNKNOWN_USER, Reason.NO_ADDRESS})
 
 
 class _LookupAndPlan(beam.DoFn):
-    """Input: a batch of envelopes. Output: (dedupe_key, Delivery) for every delivery with an
+    """Input: a batch of envelopes. Output: (state key, Delivery) for every delivery with an
     address, its opt-out (if any) in `skip`, so the claim step records each outcome once even when
     Pub/Sub redelivers the request after the user's state changed; (tagged) each request's
     `resolved` event with its number of deliveries, and terminal events for deliveries with no
     address at all. Only the deliveries the envelope's scope covers go on (see Scope)."""
 
-    def __init__(self, hash_key: bytes, directory: ProcessResource[Directory]) -> None:
+    def __init__(self, hash_key: bytes, directory: ProcessResource[Directory],
+                 state_key: Callable[[Delivery], str]) -> None:
         self._hash_key = hash_key
         self._directory = directory
+        self._state_key = state_key
         self.planned = Metrics.counter("herald", "deliveries_planned")
         self.undeliverable = Metrics.counter("herald", "deliveries_undeliverable")
 
@@ -112,21 +114,25 @@ class _LookupAndPlan(beam.DoFn):
                     status = Status.FAILED if reason in _FAILURES else Status.SUPPRESSED
                     yield TaggedOutput(EVENTS, delivery.event(status, reason=reason.value))
                 else:
-                    yield delivery.dedupe_key, dataclasses.replace(delivery, skip=reason)
+                    yield self._state_key(delivery), dataclasses.replace(delivery, skip=reason)
 
 
 class ResolveRecipients(beam.PTransform):
-    """Envelopes -> (main) (dedupe_key, Delivery) pairs, (`events`) events of deliveries with no
-    address (unknown user, no phone/email/device)."""
+    """Envelopes -> (main) (state key, Delivery) pairs for the dedupe step (`state_key`: see
+    pipelines.dedupe.Bucketing), (`events`) each request's `resolved` event and the events of
+    deliveries with no address (unknown user, no phone/email/device)."""
 
-    def __init__(self, settings: Settings, directory: ProcessResource[Directory]) -> None:
+    def __init__(self, settings: Settings, directory: ProcessResource[Directory],
+                 state_key: Callable[[Delivery], str]) -> None:
         super().__init__()
         self._settings = settings
         self._directory = directory
+        self._state_key = state_key
 
     def expand(self, envelopes):
         return (envelopes
                 | "BatchLookups" >> beam.BatchElements(min_batch_size=1, max_batch_size=LOOKUP_BATCH)
                 | "LookupAndPlan" >> beam.ParDo(
-                    _LookupAndPlan(self._settings.hash_key, self._directory)).with_outputs(
+                    _LookupAndPlan(self._settings.hash_key, self._directory,
+                                   self._state_key)).with_outputs(
                     EVENTS, main="deliveries"))
