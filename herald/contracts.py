@@ -17,6 +17,9 @@ from typing import Any, ClassVar, Mapping
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted at the edge (an email body of the design's 100 KB average is
 sent as a template plus variables, not inline)."""
+MAX_AUDIENCE = 1000
+"""Most users one bulk request (`userIds`) may address: SendGrid's personalizations per request,
+so a bulk email page is one provider call. A larger audience is sent as pages of this size."""
 
 
 class Channel(StrEnum):
@@ -62,9 +65,10 @@ class ContractError(ValueError):
 
 @dataclass(frozen=True)
 class NotificationRequest:
-    """One sender request, as the DESIGN.md body shape plus the optional `priority`."""
+    """One sender request, as the DESIGN.md body shape plus the optional `priority`; a bulk
+    request names its audience in `userIds` (`user_ids`) instead of one `userId`."""
 
-    user_id: str
+    user_id: str | None
     notification_id: str
     service_type: str
     category_type: str
@@ -76,11 +80,17 @@ class NotificationRequest:
     device_info: str | None = None
     send_time: str | None = None
     data: Mapping[str, str] = field(default_factory=dict)
+    user_ids: tuple[str, ...] = ()
+
+    @property
+    def audience(self) -> tuple[str, ...]:
+        """Every user the request addresses: its one user, or a bulk request's users."""
+        return self.user_ids or (self.user_id,)
 
     def to_json(self) -> dict[str, Any]:
         """The sender-facing camelCase shape, so what is stored is what was asked for."""
         body: dict[str, Any] = {
-            "userId": self.user_id,
+            **({"userIds": list(self.user_ids)} if self.user_ids else {"userId": self.user_id}),
             "notificationId": self.notification_id,
             "serviceType": self.service_type,
             "categoryType": self.category_type,
@@ -146,6 +156,23 @@ def _timestamp(value: str | None, path: str) -> str | None:
     return parsed.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _audience(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """A bulk request's distinct `userIds` (1 to MAX_AUDIENCE), or () for a one-user request."""
+    if "userIds" not in body:
+        return ()
+    if "userId" in body:
+        raise ContractError("userIds", "cannot be combined with userId")
+    value = body["userIds"]
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_AUDIENCE:
+        raise ContractError("userIds", f"must be a list of 1 to {MAX_AUDIENCE} user ids")
+    for index, user_id in enumerate(value):
+        if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > 256:
+            raise ContractError(f"userIds[{index}]", "must be a non-empty string of at most 256 characters")
+    if len(set(value)) != len(value):
+        raise ContractError("userIds", "must not repeat a user id")
+    return tuple(value)
+
+
 def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest:
     """Validate a decoded JSON body against the contract.
 
@@ -161,8 +188,10 @@ def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest
     if not isinstance(data, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise ContractError("notificationInfo.data", "must be an object of string values")
+    user_ids = _audience(body)
     return NotificationRequest(
-        user_id=_string(body, "userId", "userId"),
+        user_id=None if user_ids else _string(body, "userId", "userId"),
+        user_ids=user_ids,
         notification_id=notification_id or str(uuid.uuid4()),
         service_type=_string(body, "serviceType", "serviceType"),
         category_type=_string(body, "categoryType", "categoryType"),

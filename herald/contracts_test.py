@@ -91,3 +91,26 @@ def test_a_scope_covers_what_it_names(scope: Scope, covered: set[str]) -> None:
 def test_malformed_messages_raise_contract_errors(data: bytes) -> None:
     with pytest.raises(ContractError):
         Envelope.from_pubsub(data)
+
+
+def test_a_bulk_request_names_its_audience_in_user_ids() -> None:
+    body = {**{k: v for k, v in DESIGN_BODY.items() if k != "userId"}, "userIds": ["u-1", "u-2"]}
+    request = parse_request(body)
+    assert (request.user_id, request.audience) == (None, ("u-1", "u-2"))
+    assert parse_request(request.to_json()) == request
+    assert parse_request(DESIGN_BODY).audience == ("u-1",)
+
+
+@pytest.mark.parametrize("audience, field", [
+    ({"userIds": []}, "userIds"),
+    ({"userIds": [f"u-{i}" for i in range(1001)]}, "userIds"),
+    ({"userIds": ["u-1", "u-1"]}, "userIds"),
+    ({"userIds": ["u-1", 7]}, "userIds[1]"),
+    ({"userIds": "u-1"}, "userIds"),
+    ({"userIds": ["u-1"], "userId": "u-2"}, "userIds"),
+])
+def test_a_bad_audience_names_the_field(audience: dict, field: str) -> None:
+    body = {**{k: v for k, v in DESIGN_BODY.items() if k != "userId"}, **audience}
+    with pytest.raises(ContractError) as error:
+        parse_request(body)
+    assert error.value.field == field

@@ -87,7 +87,9 @@ EVENT_FIELDS: tuple[Field, ...] = (
     Field("span_id", "STRING", "NULLABLE", "One per delivery (or the request itself for accepted)."),
     Field("parent_span_id", "STRING", "NULLABLE", "The request's span for a delivery event."),
     Field("notification_id", "STRING", "NULLABLE", "The sender's notificationId."),
-    Field("user_id", "STRING", "NULLABLE", "Recipient user id (an opaque id, not contact data)."),
+    Field("user_id", "STRING", "NULLABLE",
+          "Recipient user id (an opaque id, not contact data); on a bulk request's accepted and "
+          "resolved events NULL, its deliveries carry their own."),
     Field("sender_client", "STRING", "NULLABLE", "API client that sent the request."),
     Field("service_type", "STRING", "NULLABLE", "Sending service, from the request."),
     Field("category_type", "STRING", "NULLABLE", "Notification category, from the request."),

@@ -22,7 +22,7 @@ BUCKETINGS = pytest.mark.parametrize("buckets", [0, 2], ids=["key per delivery",
 
 def keyed(buckets: int):
     def delivery(envelope, address="a@example.com"):
-        item = Delivery(envelope, Channel.EMAIL, address, f"h-{address}")
+        item = Delivery(envelope, "u-1", Channel.EMAIL, address, f"h-{address}")
         return Bucketing(buckets)(item), item
     return delivery
 

@@ -16,6 +16,7 @@ class Delivery:
     """Carries the address itself only until it is sent; events hold `recipient_hash` instead."""
 
     envelope: Envelope
+    user_id: str
     channel: Channel
     address: str | None
     recipient_hash: str | None
@@ -27,7 +28,7 @@ class Delivery:
     @property
     def span_id(self) -> str:
         return events.span_for(self.envelope.trace_id, self.channel.value,
-                               self.device_id or self.recipient_hash or "none")
+                               self.device_id or self.recipient_hash or f"user/{self.user_id}")
 
     @property
     def dedupe_key(self) -> str:
@@ -36,7 +37,8 @@ class Delivery:
 
     def event(self, status: Status, **extra: Any) -> dict[str, Any]:
         return events.delivery_event(
-            self.envelope, self.span_id, status, platform=self.platform and self.platform.value,
+            self.envelope, self.span_id, status, user_id=self.user_id,
+            platform=self.platform and self.platform.value,
             device_id=self.device_id, recipient_hash=self.recipient_hash,
             provider=PROVIDER_BY_CHANNEL[self.channel], **extra)
 

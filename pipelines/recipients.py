@@ -39,25 +39,26 @@ def _opt_out_reason(user: Mapping[str, Any], envelope: Envelope) -> Reason | Non
     return None
 
 
-def plan_deliveries(envelope: Envelope, user: Mapping[str, Any] | None,
+def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | None,
                     devices: Mapping[str, Mapping[str, Any]], hash_key: bytes
                     ) -> Iterator[tuple[Delivery, Reason | None]]:
-    """Every delivery of a request with the reason it must not be sent (None: send it).
+    """Every delivery of a request to one of its users, with the reason it must not be sent
+    (None: send it).
 
     Push fans out to every device (a disabled one is a suppressed delivery, so analysts see it);
     SMS and email go to the user's phone or email.
     """
     channel = envelope.request.channel
     if user is None:
-        yield Delivery(envelope, channel, None, None), Reason.UNKNOWN_USER
+        yield Delivery(envelope, user_id, channel, None, None), Reason.UNKNOWN_USER
         return
     reason = _opt_out_reason(user, envelope)
     if channel is Channel.PUSH:
         if not devices:
-            yield Delivery(envelope, channel, None, None), reason or Reason.NO_ADDRESS
+            yield Delivery(envelope, user_id, channel, None, None), reason or Reason.NO_ADDRESS
         for device_id, device in sorted(devices.items()):
             token = device.get("token")
-            delivery = Delivery(envelope, channel, token,
+            delivery = Delivery(envelope, user_id, channel, token,
                                 events.recipient_hash(token, hash_key) if token else None,
                                 Platform(device.get("platform", "android")), device_id)
             if reason is None and device.get("notification_enabled") is False:
@@ -68,7 +69,7 @@ def plan_deliveries(envelope: Envelope, user: Mapping[str, Any] | None,
                 yield delivery, reason
         return
     address = user.get("phone") if channel is Channel.SMS else user.get("email")
-    delivery = Delivery(envelope, channel, address,
+    delivery = Delivery(envelope, user_id, channel, address,
                         events.recipient_hash(address, hash_key) if address else None)
     if reason is None and not address:
         reason = Reason.NO_ADDRESS
@@ -95,14 +96,13 @@ class _LookupAndPlan(beam.DoFn):
 
     def process(self, batch: list[Envelope]) -> Iterator[Any]:
         directory = self._directory.get()
-        users = directory.users(sorted({e.request.user_id for e in batch}))
-        devices = directory.devices(sorted({e.request.user_id for e in batch
-                                            if e.request.channel is Channel.PUSH
-                                            and e.request.user_id in users}))
+        users = directory.users(sorted({u for e in batch for u in e.request.audience}))
+        devices = directory.devices(sorted({u for e in batch if e.request.channel is Channel.PUSH
+                                            for u in e.request.audience if u in users}))
         for envelope in batch:
-            user_id = envelope.request.user_id
-            planned = list(plan_deliveries(envelope, users.get(user_id),
-                                           devices.get(user_id, {}), self._hash_key))
+            planned = [planned for user_id in envelope.request.audience
+                       for planned in plan_deliveries(envelope, user_id, users.get(user_id),
+                                                      devices.get(user_id, {}), self._hash_key)]
             yield TaggedOutput(EVENTS, events.request_event(envelope, Status.RESOLVED,
                                                             deliveries=len(planned)))
             for delivery, reason in planned:

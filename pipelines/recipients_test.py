@@ -25,7 +25,7 @@ def envelope(**changes):
 
 def reasons(env, user=USER, devices=DEVICES):
     return [(d.device_id, d.channel, reason)
-            for d, reason in plan_deliveries(env, user, devices, KEY)]
+            for d, reason in plan_deliveries(env, "u-1", user, devices, KEY)]
 
 
 def test_push_fans_out_to_every_device_and_suppresses_the_disabled_one() -> None:
@@ -57,8 +57,23 @@ def test_unknown_user_and_no_devices_are_one_undeliverable_delivery_each() -> No
 
 
 def test_events_hold_a_keyed_hash_never_the_address() -> None:
-    [(delivery, _)] = plan_deliveries(envelope(notificationType="email"), USER, {}, KEY)
+    [(delivery, _)] = plan_deliveries(envelope(notificationType="email"), "u-1", USER, {}, KEY)
     event = delivery.event(Status.SENT)
     assert "a@example.com" not in str(event)
     assert event["recipient_hash"] and event["parent_span_id"] != event["span_id"]
 
+
+
+def test_each_user_of_a_bulk_request_is_a_delivery_of_its_own() -> None:
+    bulk = new_envelope(parse_request({**{k: v for k, v in DESIGN_BODY.items() if k != "userId"},
+                                       "userIds": ["u-1", "u-2", "u-3"],
+                                       "notificationType": "email"}), "svc")
+    users = {"u-1": USER, "u-2": {**USER, "email": "b@example.com"}}
+    planned = [(delivery, reason) for user_id in bulk.request.audience
+               for delivery, reason in plan_deliveries(bulk, user_id, users.get(user_id), {}, KEY)]
+    assert [(d.user_id, d.address, reason) for d, reason in planned] == [
+        ("u-1", "a@example.com", None), ("u-2", "b@example.com", None),
+        ("u-3", None, Reason.UNKNOWN_USER)]
+    events = [d.event(Status.SENT) for d, _ in planned]
+    assert [e["user_id"] for e in events] == ["u-1", "u-2", "u-3"]
+    assert len({e["span_id"] for e in events}) == 3  # an unknown user's span is still its own

@@ -166,7 +166,7 @@ def _bare_text(bare: Mapping[str, Any]) -> str:
 
 
 def _bulk_text(bulk: Mapping[str, Any]) -> str:
-    return (f"{_fmt(bulk.get('accepted'))} email requests sharing one notificationId: "
+    return (f"A bulk email to {_fmt(bulk.get('accepted'))} users (`userIds`, pages of 1,000): "
             f"{_fmt(bulk.get('recipients_delivered'))} recipients reached the ledger in "
             f"{_fmt(bulk.get('sendgrid_requests'))} SendGrid requests = "
             f"**{_fmt(bulk.get('requests_per_1000_recipients'), '', 2)} per 1,000 recipients** "

@@ -1,4 +1,5 @@
 from herald.bench.bulk import bulk_bodies, requests_per_thousand
+from herald.contracts import parse_request
 from herald.bench.report import GIB, evaluate, render_markdown
 
 
@@ -85,8 +86,10 @@ def test_requests_per_thousand_counts_distinct_request_indexes() -> None:
     assert requests_per_thousand([])["requests_per_1000_recipients"] is None
 
 
-def test_bulk_bodies_share_one_id_and_reach_distinct_email_takers() -> None:
-    bodies = bulk_bodies("bulk-1", 100, 200)
-    assert {body["notificationId"] for body in bodies} == {"bulk-1"}
-    assert len({body["userId"] for body in bodies}) == 100
+def test_a_bulk_is_one_request_per_page_of_distinct_email_takers() -> None:
+    bodies = bulk_bodies("bulk-1", 2500, 6000)
+    assert [body["notificationId"] for body in bodies] == ["bulk-1-0", "bulk-1-1", "bulk-1-2"]
+    assert [len(body["userIds"]) for body in bodies] == [1000, 1000, 500]
+    assert len({user for body in bodies for user in body["userIds"]}) == 2500
     assert all(body["notificationType"] == "email" for body in bodies)
+    assert all(parse_request(body).audience == tuple(body["userIds"]) for body in bodies)
