@@ -82,6 +82,12 @@ def progress(client: bigquery.Client, settings: Settings,
             for trace in set(planned) | set(ended)}
 
 
+def finished(client: bigquery.Client, settings: Settings, trace_ids: Iterable[str]) -> set[str]:
+    """The traces whose every delivery has its terminal event."""
+    return {trace for trace, (planned, ended) in progress(client, settings, trace_ids).items()
+            if planned is not None and len(ended) >= planned}
+
+
 class Reconciler:
     """One pass over the audit subscription (see the module docstring)."""
 
@@ -97,18 +103,20 @@ class Reconciler:
         self._copies: set[str] = set()
 
     def run(self) -> Report:
-        """Settle what the audit subscription holds, except the copies this run republishes:
-        they come back on it at once, and are the next run's to audit (once due)."""
-        report, held = Report(), {}  # held: a copy's message id -> its latest ack id
+        """Settle what the audit subscription held when the run started. What arrives during
+        the run (its own republished copies, new requests, a DirectRunner's heartbeats) is the
+        next run's: without that bound a run on a live topic would never end."""
+        report, held = Report(), {}  # held: a later message's id -> its latest ack id
+        started = datetime.now(timezone.utc)
         self._copies = set()
         try:
             while batch := self._pull():
-                mine = {r.message.message_id: r.ack_id for r in batch
-                        if r.message.message_id in self._copies}
-                held.update(mine)
-                if len(mine) == len(batch):
-                    break  # only this run's own copies are left
-                due = self._triage([r for r in batch if r.message.message_id not in mine], report)
+                later = {r.message.message_id: r.ack_id for r in batch
+                         if r.message.message_id in self._copies or r.message.publish_time >= started}
+                held.update(later)
+                if len(later) == len(batch):
+                    break  # only what arrived during this run is left
+                due = self._triage([r for r in batch if r.message.message_id not in later], report)
                 if due:
                     self._settle(due, report)
         finally:

@@ -10,6 +10,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from herald.settings import Settings
+from pipelines.direct_runner import memoize_dofn_specs
 from pipelines.heartbeat import start_heartbeat
 from pipelines.options import DIRECT_RUNNERS, HeraldOptions, resolve_settings
 
@@ -34,12 +35,16 @@ def main(build: Build, read_topic: Callable[[Settings], str]) -> None:
 def run_streaming(options: PipelineOptions, build: Callable[[beam.Pipeline], None],
                   heartbeat_topic: str) -> None:
     """Build and run a streaming job until it is cancelled; on the DirectRunner, with a heartbeat
-    on the topic it reads (see pipelines/heartbeat.py)."""
+    on the topic it reads (see pipelines/heartbeat.py) and DoFn inspection memoized (see
+    pipelines/direct_runner.py)."""
     options.view_as(StandardOptions).streaming = True
+    direct = options.view_as(StandardOptions).runner in DIRECT_RUNNERS
+    if direct:
+        memoize_dofn_specs()
     pipeline = beam.Pipeline(options=options)
     build(pipeline)
     heartbeat = None
-    if options.view_as(StandardOptions).runner in DIRECT_RUNNERS:
+    if direct:
         heartbeat = start_heartbeat(heartbeat_topic, HEARTBEAT_S)
     logging.getLogger("herald.pipeline").info(RUNNING_MARKER)
     logging.getLogger("twilio.http_client").setLevel(logging.WARNING)  # logs every request at INFO

@@ -1,8 +1,9 @@
 """Wait until the streaming pipeline has handled a set of accepted requests, judged from BigQuery.
 
-A streaming job never "finishes", so drained means: every trace has its `accepted` event and at
-least one terminal delivery event, and no new event has arrived for a quiet period (batches flush
-within half a second, so a few seconds of quiet means nothing is in flight).
+A streaming job never "finishes", so drained means: every trace has its `accepted` event and a
+terminal event for each of the deliveries its `resolved` event counts (as `herald reconcile`
+judges it), and no new event has arrived for a quiet period (batches flush within half a second,
+so a few seconds of quiet means nothing is in flight).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Callable, Iterable
 
 from google.cloud import bigquery
 
-from herald.events import TERMINAL
+from herald.reconcile import finished
 from herald.settings import Settings
 
 
@@ -25,20 +26,15 @@ class Progress:
 
 
 def progress(client: bigquery.Client, settings: Settings, trace_ids: list[str]) -> Progress:
-    terminal = ", ".join(f"'{status.value}'" for status in TERMINAL)
     query = f"""
-        SELECT
-          COUNT(DISTINCT IF(status = 'accepted', trace_id, NULL)) AS accepted,
-          COUNT(DISTINCT IF(status IN ({terminal}) AND parent_span_id IS NOT NULL, trace_id, NULL))
-            AS settled,
-          COUNT(*) AS events
+        SELECT COUNT(DISTINCT IF(status = 'accepted', trace_id, NULL)) AS accepted, COUNT(*) AS events
         FROM `{settings.events_table}`
         WHERE trace_id IN UNNEST(@trace_ids)
     """
     config = bigquery.QueryJobConfig(query_parameters=[
         bigquery.ArrayQueryParameter("trace_ids", "STRING", trace_ids)])
     row = next(iter(client.query(query, job_config=config).result()))
-    return Progress(row["accepted"], row["settled"], row["events"])
+    return Progress(row["accepted"], len(finished(client, settings, trace_ids)), row["events"])
 
 
 def wait_for_drain(client: bigquery.Client, settings: Settings, trace_ids: Iterable[str], *,
