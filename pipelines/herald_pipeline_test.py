@@ -30,6 +30,7 @@ import json
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterator
 
@@ -91,7 +92,9 @@ class Message:
 _ids = itertools.count()
 
 
-def envelope_message(req: Request) -> Message:
+def envelope_message(req: Request, step: int = 0) -> Message:
+    """Step k's requests are accepted k days on: after the devices an earlier step's sends
+    disabled (token hygiene skips a device only for requests accepted after it was disabled)."""
     body = {
         "userId": req.user, "notificationId": req.notification_id, "serviceType": "orders",
         "categoryType": req.category, "notificationType": req.channel,
@@ -99,14 +102,17 @@ def envelope_message(req: Request) -> Message:
         "notificationInfo": {"title": "Update", "content": f"{req.notification_id} for {req.user}"},
     }
     envelope = new_envelope(parse_request(body, generate_id=False), "pipeline-test")
+    accepted = datetime.fromisoformat(envelope.accepted_at.replace("Z", "+00:00")) + timedelta(days=step)
+    envelope = dataclasses.replace(
+        envelope, accepted_at=accepted.isoformat(timespec="microseconds").replace("+00:00", "Z"))
     data, attributes = envelope.to_pubsub()
     return Message(PubsubMessage(data, attributes, message_id=f"m-{next(_ids)}"), "envelope",
                    req, envelope)
 
 
-def duplicate_of(original: Message, **changes: str) -> Message:
-    """A second request (new envelope, new trace) with the same notificationId."""
-    return envelope_message(dataclasses.replace(original.request, **changes))
+def duplicate_of(original: Message, step: int, **changes: str) -> Message:
+    """A second request (new envelope, new trace) with the same notificationId, in `step`."""
+    return envelope_message(dataclasses.replace(original.request, **changes), step)
 
 
 def redelivery_of(original: Message) -> Message:
@@ -144,7 +150,7 @@ def build_steps() -> list[list[Message]]:
         for i in range(SEEDED_USERS)]
     step2 = [envelope_message(Request(
         user(i), CHANNELS[(i + 1) % 3], "high" if i % 2 == 1 else "normal",
-        "marketing" if i % 7 == 0 else "account", f"b-{i}"))
+        "marketing" if i % 7 == 0 else "account", f"b-{i}"), step=1)
         for i in range(SEEDED_USERS)]
     a, b = step1, step2  # a[i] / b[i]: user i's request of step 1 / 2
     step1 += [
@@ -158,22 +164,22 @@ def build_steps() -> list[list[Message]]:
     step2 += [
         redelivery_of(a[2]),                 # email, sent in step 1: nothing new but `accepted`
         redelivery_of(push_5),               # same step: the suppressed event repeats, same id
-        duplicate_of(a[8]),                  # email sent in step 1 -> duplicate
-        duplicate_of(a[1], priority="high"),  # sms sent (normal) in step 1 -> duplicate (urgent lane)
-        duplicate_of(a[15]),                 # push, only device disabled -> suppressed again
-        duplicate_of(a[7]),                  # sms, marketing, user 7 opted out of it -> suppressed
+        duplicate_of(a[8], 1),               # email sent in step 1 -> duplicate
+        duplicate_of(a[1], 1, priority="high"),  # sms sent (normal) in step 1 -> duplicate (urgent lane)
+        duplicate_of(a[15], 1),              # push, only device disabled -> suppressed again
+        duplicate_of(a[7], 1),               # sms, marketing, user 7 opted out of it -> suppressed
                                              # again: suppression is decided before the dedupe
         garbage(b"[1, 2, 3]"),
         heartbeat(),
     ]
     step3 = [
-        duplicate_of(b[20]),                  # push: dev-0 disabled (again), dev-1/dev-2 duplicate
-        duplicate_of(b[26], priority="high"),  # push: unregistered dev-0 + 2 sent -> 3 duplicates
-        duplicate_of(b[12]),                  # sms -> duplicate
-        duplicate_of(b[34]),                  # email -> duplicate (user 34 has no phone, has email)
+        duplicate_of(b[20], 2),                  # push: dev-0 disabled (again), dev-1/dev-2 duplicate
+        duplicate_of(b[26], 2, priority="high"),  # push: unregistered dev-0 + 2 sent -> 3 duplicates
+        duplicate_of(b[12], 2),                  # sms -> duplicate
+        duplicate_of(b[34], 2),                  # email -> duplicate (user 34 has no phone, has email)
         redelivery_of(b[26]),                 # failed + 2 sent before: nothing new but `accepted`
-        envelope_message(Request(user(4), "email", "low", "security", "c-4")),
-        envelope_message(Request(user(39), "push", "high", "security", "c-39")),  # unregistered only
+        envelope_message(Request(user(4), "email", "low", "security", "c-4"), 2),
+        envelope_message(Request(user(39), "push", "high", "security", "c-39"), 2),  # unregistered only
         garbage(b""),
         heartbeat(),
     ]

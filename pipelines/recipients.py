@@ -9,6 +9,7 @@ device opted out); the dedupe claim records that outcome once. Deliveries with n
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from typing import Any, Callable, Iterator, Mapping
 
 import apache_beam as beam
@@ -39,6 +40,22 @@ def _opt_out_reason(user: Mapping[str, Any], envelope: Envelope) -> Reason | Non
     return None
 
 
+def _instant(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
+def _disabled_for(device: Mapping[str, Any], envelope: Envelope) -> bool:
+    """A disabled device is skipped, unless token hygiene disabled it after the request was
+    accepted: the request was addressed to a device that was enabled then, so it is planned the
+    same whenever it is processed, and a redelivery after a restart (keyed state lost) cannot end
+    a delivery a second way (`failed` UNREGISTERED, then `suppressed`)."""
+    if device.get("notification_enabled") is not False:
+        return False
+    disabled_at = device.get("disabled_at")
+    return not (device.get("disabled_reason") and disabled_at
+                and _instant(disabled_at) >= _instant(envelope.accepted_at))
+
+
 def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | None,
                     devices: Mapping[str, Mapping[str, Any]], hash_key: bytes
                     ) -> Iterator[tuple[Delivery, Reason | None]]:
@@ -61,7 +78,7 @@ def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | 
             delivery = Delivery(envelope, user_id, channel, token,
                                 events.recipient_hash(token, hash_key) if token else None,
                                 Platform(device.get("platform", "android")), device_id)
-            if reason is None and device.get("notification_enabled") is False:
+            if reason is None and _disabled_for(device, envelope):
                 yield delivery, Reason.DEVICE_DISABLED
             elif reason is None and not token:
                 yield delivery, Reason.NO_ADDRESS

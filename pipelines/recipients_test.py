@@ -77,3 +77,15 @@ def test_each_user_of_a_bulk_request_is_a_delivery_of_its_own() -> None:
     events = [d.event(Status.SENT) for d, _ in planned]
     assert [e["user_id"] for e in events] == ["u-1", "u-2", "u-3"]
     assert len({e["span_id"] for e in events}) == 3  # an unknown user's span is still its own
+
+
+def test_a_device_disabled_by_token_hygiene_after_acceptance_is_still_planned() -> None:
+    """A redelivery plans as the original did; a request accepted afterwards skips the device."""
+    request = envelope()
+    dead = {"d1": {**DEVICES["d1"], "notification_enabled": False, "disabled_reason": "UNREGISTERED"}}
+    after = {"d1": {**dead["d1"], "disabled_at": "2999-01-01T00:00:00.000000Z"}}
+    before = {"d1": {**dead["d1"], "disabled_at": "2000-01-01T00:00:00Z"}}
+    assert reasons(request, devices=after) == [("d1", Channel.PUSH, None)]
+    assert reasons(request, devices=before) == [("d1", Channel.PUSH, Reason.DEVICE_DISABLED)]
+    assert reasons(request, devices={"d1": {**DEVICES["d1"], "notification_enabled": False}}) == \
+        [("d1", Channel.PUSH, Reason.DEVICE_DISABLED)]  # switched off by its user: always skipped

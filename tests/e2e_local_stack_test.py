@@ -24,7 +24,7 @@ from google.cloud import bigquery
 from herald.clients import bigquery_client, firestore_client
 from herald.dbt_project import run_dbt
 from herald.local.drain import wait_for_drain
-from herald.local.seed import demo_users
+from herald.local.seed import demo_users, expected_deliveries
 from herald.settings import Settings
 from herald.workload import Sent, make_requests, send_all
 
@@ -57,13 +57,6 @@ def run(local_stack: dict[str, str]) -> Run:
     events = list({row["event_id"]: dict(row.items()) for row in rows}.values())
     ledger = requests.get(f"{local_stack['HERALD_SANDBOX_URL']}/_ledger", timeout=10).json()["entries"]
     return Run(sent, events, ledger, settings)
-
-
-def expected_deliveries(body: dict[str, Any], users: dict[str, Any]) -> int:
-    user = users.get(body["userId"])
-    if user is None or body["notificationType"] != "push":
-        return 1
-    return len(user.devices)
 
 
 def test_every_request_is_accepted_once(run: Run) -> None:

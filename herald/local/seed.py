@@ -9,7 +9,7 @@ Layout (the production contract for the device/contact registration services):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from google.cloud import firestore
 
@@ -26,6 +26,16 @@ class SeedUser:
     user_id: str
     document: dict[str, Any]
     devices: dict[str, dict[str, Any]]
+
+
+def expected_deliveries(body: Mapping[str, Any], users: Mapping[str, SeedUser]) -> int:
+    """How many deliveries a request body fans out to over seeded `users`, judged from the seed
+    alone (what end-to-end tests hold the pipeline to): a push to each of a user's devices, else
+    one per user, an unknown user included."""
+    def per_user(user_id: str) -> int:
+        user = users.get(user_id)
+        return len(user.devices) if user and body["notificationType"] == "push" and user.devices else 1
+    return sum(per_user(user_id) for user_id in body.get("userIds") or [body["userId"]])
 
 
 def demo_users(count: int) -> Iterator[SeedUser]:
