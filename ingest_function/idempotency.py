@@ -169,7 +169,7 @@ class Ledger:
                     return Claim(ref, proposed, written.update_time)
                 except exceptions.AlreadyExists:
                     pass
-            snapshot = ref.get(**self._call)
+            [snapshot] = self._db.get_all([ref], **self._call)  # drains its stream, unlike ref.get
             absent = not snapshot.exists
             if absent:
                 continue  # its claimant released it since: try to create it again

@@ -581,7 +581,9 @@ def test_a_restarted_pipeline_does_not_resend_sms_or_email(
         seeded_users, sandbox, fresh_resources, tmp_path) -> None:
     """The same messages through a second pipeline (fresh keyed state, as after a restart or a
     redeploy): the Firestore claims answer for the first run, so the provider sees each SMS and
-    email once and the replay records the same `sent` events again."""
+    email once and the replay records the same `sent` events again. (Push is claimed the same way;
+    in-process, a second TestStream pipeline sending push stalled in a Firestore read, so push's
+    restart is proven on the live stack by tests/chaos_test.py.)"""
     steps = [[envelope_message(Request(user(i), channel, "normal", "delivery", f"restart-{channel}-{i}"))
               for i in range(1, 13) for channel in ("sms", "email")]]
     sendable = {(m.request.notification_id, o.address) for m in steps[0]

@@ -27,7 +27,7 @@ from herald.providers.retry import Outcome, RetryPolicy, send_with_retries
 from herald.providers.sendgrid_email import SendGridSender
 from herald.providers.twilio_sms import TwilioSender
 from herald.settings import Settings
-from pipelines.claims import CLAIMED_CHANNELS, Claim, SendClaims, Verdict
+from pipelines.claims import Claim, SendClaims, Verdict
 from pipelines.delivery import Delivery
 from pipelines.directory import Directory
 from pipelines.resources import ProcessResource
@@ -114,7 +114,7 @@ TOKEN_GONE = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
 
 
 class _SendBatch(beam.DoFn):
-    """Provider calls for a batch (concurrent, retried on transient errors; SMS and email claimed
+    """Provider calls for a batch (concurrent, retried on transient errors; each delivery claimed
     durably first); one terminal event per delivery: sent, failed (permanent, with the provider's
     code), duplicate (claimed by another request) or dead_letter (retries exhausted, or a
     restart found the send's outcome unknown)."""
@@ -131,7 +131,7 @@ class _SendBatch(beam.DoFn):
     def process(self, keyed_batch: tuple[int, Iterable[Delivery]]) -> Iterator[dict | DeadLetter]:
         to_send: list[Delivery] = []
         for delivery, claim in self._claim(list(keyed_batch[1])):
-            if claim is None or claim.verdict is Verdict.SEND:
+            if claim.verdict is Verdict.SEND:
                 to_send.append(delivery)
             elif claim.verdict is Verdict.DUPLICATE:
                 yield delivery.event(Status.DUPLICATE, reason=Reason.DUPLICATE_NOTIFICATION.value)
@@ -144,22 +144,19 @@ class _SendBatch(beam.DoFn):
         for delivery, outcome in zip(to_send, outcomes, strict=True):
             yield from self._record(delivery, outcome)
 
-    def _claim(self, batch: list[Delivery]) -> list[tuple[Delivery, Claim | None]]:
-        """Durable claims for SMS and email (pipelines/claims.py); None for unclaimed channels."""
-        claimed = [d for d in batch if d.channel in CLAIMED_CHANNELS]
-        claims = dict(zip((d.span_id for d in claimed), self._claims.get().claim_all(
-            [(d.dedupe_key, d.envelope, d.span_id) for d in claimed]))) if claimed else {}
-        return [(delivery, claims.get(delivery.span_id)) for delivery in batch]
+    def _claim(self, batch: list[Delivery]) -> list[tuple[Delivery, Claim]]:
+        """Durable claims (pipelines/claims.py), concurrently for the whole batch."""
+        return list(zip(batch, self._claims.get().claim_all(
+            [(d.dedupe_key, d.envelope, d.span_id) for d in batch]), strict=True))
 
     def _record(self, delivery: Delivery, outcome: Outcome) -> Iterator[dict | DeadLetter]:
-        result, claimed = outcome.result, delivery.channel in CLAIMED_CHANNELS
+        result = outcome.result
         if result.ok:
-            if claimed:
-                self._claims.get().mark_sent(delivery.dedupe_key, result.provider_message_id)
+            self._claims.get().mark_sent(delivery.dedupe_key, result.provider_message_id)
             yield delivery.event(Status.SENT, provider_message_id=result.provider_message_id,
                                  attempts=outcome.attempts, event_ts=result.at)
             return
-        if claimed and not outcome.exhausted:
+        if not outcome.exhausted:
             # The provider refused it outright; an exhausted retry may have timed out after the
             # provider took it, so that claim stays (a replay is then outcome_unknown).
             self._claims.get().release(delivery.dedupe_key)
