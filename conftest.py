@@ -6,7 +6,6 @@ At the repo root so tests beside their modules (`*_test.py`) and in `tests/` sha
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -54,15 +53,7 @@ def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The whole stack as `herald local up --seed 300` starts it, in a private state dir
-    (its path is added to the endpoints as HERALD_STATE_DIR)."""
-    state_dir: Path = tmp_path_factory.mktemp("herald-state")
-    saved = dict(os.environ)
-    env = stack.up(stack.StackOptions(state_dir=state_dir, seed_users=300), report=lambda _: None)
-    os.environ.update(env)
-    try:
-        yield {**env, "HERALD_STATE_DIR": str(state_dir)}
-    finally:
-        stack.down(state_dir, report=lambda _: None)
-        os.environ.clear()
-        os.environ.update(saved)
+    """The stack the end-to-end tests share. Tests that break things or leave traffic the shared
+    tests would count (faults, kills, replays) start their own with `stack.running`."""
+    with stack.running(tmp_path_factory.mktemp("herald-state")) as env:
+        yield env

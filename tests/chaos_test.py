@@ -68,21 +68,12 @@ class Chaos:
 
 @pytest.fixture(scope="module")
 def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
-    """A private stack (the shared one stays clean for the other end-to-end tests)."""
+    """A private stack (the shared one stays clean for the other end-to-end tests). The edge
+    waits 2 s for Pub/Sub before it answers from the outbox; at the default 10 s a 10 s freeze
+    would only slow requests down (measured), never reach the outbox."""
     state_dir: Path = tmp_path_factory.mktemp("chaos-state")
-    saved = dict(os.environ)
-    # The edge waits this long for Pub/Sub before it answers from the outbox; at the default
-    # 10 s a 10 s freeze would only slow requests down (measured), never reach the outbox.
-    os.environ["HERALD_PUBLISH_TIMEOUT_S"] = "2"
-    env = stack.up(stack.StackOptions(state_dir=state_dir, seed_users=SEED_USERS),
-                   report=lambda _: None)
-    os.environ.update(env)
-    try:
+    with stack.running(state_dir, HERALD_PUBLISH_TIMEOUT_S="2") as env:
         yield state_dir, env
-    finally:
-        stack.down(state_dir, report=lambda _: None)
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def freeze_pubsub(state_dir: Path, seconds: float) -> None:
@@ -179,6 +170,10 @@ def chaos(chaos_stack: tuple[Path, dict[str, str]], tmp_path_factory) -> Chaos:
             f"{e['status']}/{e['reason'] or '-'}" for e in events
             if e["parent_span_id"] is not None and e["status"] in TERMINAL)),
         "ledger_per_channel": dict(collections.Counter(e["channel"] for e in ledger)),
+        "provider_repeats_per_channel": dict(collections.Counter(
+            channel for (channel, _), n in collections.Counter(
+                (e["channel"], e["span_id"]) for e in ledger).items() if n > 1)),
+        "pipeline_restarted_after_accepted": KILL_AFTER_ACCEPTED,
     }
     (tmp_path_factory.mktemp("chaos") / "chaos-results.json").write_text(json.dumps(figures, indent=2))
     print("\nchaos figures:", json.dumps(figures, indent=2))

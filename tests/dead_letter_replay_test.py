@@ -1,6 +1,6 @@
 """A delivery whose provider stays down is parked whole, and `herald dlq replay` sends it, once.
 
-On the shared local stack: Twilio answers every request with 503 until the test "fixes the
+On a stack of its own: Twilio answers every request with 503 until the test "fixes the
 cause"; the SMS requests exhaust their retries and are dead-lettered (an event, a row in the
 dead_letters table with the whole request, a message on the dead-letter topic). After the fix,
 the operator's command replays them: each reaches the provider exactly once, on its original
@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 import requests
@@ -21,14 +21,14 @@ from google.cloud import bigquery
 
 from herald.clients import bigquery_client
 from herald.dead_letters import DEAD_LETTERS_TABLE
+from herald.local import stack
 from herald.local.seed import demo_users
-from herald.local.stack import REPO_ROOT
 from herald.settings import Settings
 from herald.workload import send_all
 
 pytestmark = pytest.mark.slow
 
-SEED_USERS = 300  # as the `local_stack` fixture seeds
+SEED_USERS = 300  # as `running_stack` seeds
 PARKED = 4
 
 
@@ -63,13 +63,21 @@ def wait_for(what: str, probe: Callable[[], bool], timeout_s: float = 120) -> No
 
 def herald_cli(local_stack: dict[str, str], *args: str) -> str:
     return subprocess.run([sys.executable, "-m", "herald", "--state-dir",
-                           local_stack["HERALD_STATE_DIR"], *args], cwd=REPO_ROOT,
+                           local_stack["HERALD_STATE_DIR"], *args], cwd=stack.REPO_ROOT,
                           check=True, capture_output=True, text=True).stdout
 
 
 def ledger_for(local_stack: dict[str, str], notification_ids: set[str]) -> list[dict[str, Any]]:
     entries = requests.get(f"{local_stack['HERALD_SANDBOX_URL']}/_ledger", timeout=10).json()["entries"]
     return [e for e in entries if e["notification_id"] in notification_ids]
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A stack of its own: the replayed sends must not reach the shared stack's ledger, which the
+    other end-to-end tests compare with their events and marts."""
+    with stack.running(tmp_path_factory.mktemp("replay-state")) as env:
+        yield env
 
 
 def test_a_parked_delivery_is_replayed_once_its_cause_is_fixed(local_stack: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ and the process-group ids it started to `<state>/pids.json`. `down` stops exactl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import requests
 
@@ -190,6 +191,23 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
     for line in lines:
         report(line)
     return env
+
+
+@contextlib.contextmanager
+def running(state_dir: Path, seed_users: int = 300, **environ: str) -> Iterator[dict[str, str]]:
+    """A seeded stack for the length of a with-block (tests), its services started with `environ`
+    added; yields the endpoints plus HERALD_STATE_DIR, which are also in os.environ (where Google's
+    clients read the emulator hosts) until the block ends and the environment is restored."""
+    saved = dict(os.environ)
+    os.environ.update(environ)
+    try:
+        env = up(StackOptions(state_dir=state_dir, seed_users=seed_users), report=lambda _: None)
+        os.environ.update(env)
+        yield {**env, "HERALD_STATE_DIR": str(state_dir)}
+    finally:
+        down(state_dir, report=lambda _: None)
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def kill_and_restart_pipeline(state_dir: Path, name: str = "pipeline",
