@@ -4,8 +4,9 @@ Beam's keyed state (pipelines/dedupe.py) is the cheap first filter, but it lives
 job; a restarted or redeployed pipeline starts empty. Before a delivery goes to the provider, its
 (notificationId, channel, address) is claimed with a create-if-absent in `send_claims`:
 
-- created: send it, then mark the claim `sent` with the provider's id (or release it when the
-  provider refused the message, so a corrected retry can go);
+- created: send it, then mark the claim `sent` with the provider's id, or `failed` with the
+  provider's code when it refused the message (a redelivery of the same request ends `failed`
+  again; a later, corrected request may take the claim over);
 - held by another request: `duplicate`;
 - held by this request and `sent`: a restart replaying the message; its `sent` event is emitted
   again (the same event id) and the provider is not called;
@@ -45,15 +46,18 @@ class Verdict(StrEnum):
     SEND = "send"
     DUPLICATE = "duplicate"
     ALREADY_SENT = "already_sent"
+    ALREADY_FAILED = "already_failed"
     OUTCOME_UNKNOWN = "outcome_unknown"
 
 
 @dataclass(frozen=True)
 class Claim:
-    """What the claim store says about one delivery; `provider_message_id` for ALREADY_SENT."""
+    """What the claim store says about one delivery: `provider_message_id` for ALREADY_SENT,
+    the provider's `provider_code` for ALREADY_FAILED."""
 
     verdict: Verdict
     provider_message_id: str | None = None
+    provider_code: str | None = None
 
 
 class SendClaims:
@@ -79,19 +83,29 @@ class SendClaims:
                         "state": "claimed", "claimed_at": now, "expires_at": now + KEEP})
             return Claim(Verdict.SEND)
         except exceptions.AlreadyExists:
-            # Not doc.get(): it reads one answer off a streaming call and leaves the stream open
-            # until garbage collection; concurrent claims then exhausted the channel's streams and
-            # hung (seen once push was claimed too). get_all drains its stream.
-            [snapshot] = self._client.get_all([doc])
+            [snapshot] = self._client.get_all([doc])  # drains its stream; doc.get leaves it open
         held = snapshot.to_dict() or {}
-        if held.get("trace_id") != envelope.trace_id:
-            return Claim(Verdict.DUPLICATE)
-        if held.get("state") == "sent":
+        state, same_request = held.get("state"), held.get("trace_id") == envelope.trace_id
+        if not same_request:
+            if state != "failed":
+                return Claim(Verdict.DUPLICATE)
+            # The provider refused the earlier request outright: a later one may try again.
+            return self._take_over(doc, snapshot, {"trace_id": envelope.trace_id,
+                                                   "state": "claimed"}, holder, now)
+        if state == "sent":
             return Claim(Verdict.ALREADY_SENT, held.get("provider_message_id"))
+        if state == "failed":  # the same request again: it failed, and stays failed
+            return Claim(Verdict.ALREADY_FAILED, provider_code=held.get("provider_code"))
         if held.get("holder") == holder or not envelope.scope.replay_id:
             return Claim(Verdict.OUTCOME_UNKNOWN)
-        try:  # an operator's replay takes the claim over, once (the precondition decides a race)
-            doc.update({"holder": holder, "claimed_at": now},
+        # An operator's replay takes the claim over, once.
+        return self._take_over(doc, snapshot, {}, holder, now)
+
+    def _take_over(self, doc: firestore.DocumentReference, snapshot: firestore.DocumentSnapshot,
+                   changes: dict, holder: str, now: datetime) -> Claim:
+        """SEND if the claim is still as read (the precondition decides a race), else unknown."""
+        try:
+            doc.update({**changes, "holder": holder, "claimed_at": now},
                        option=self._client.write_option(last_update_time=snapshot.update_time))
             return Claim(Verdict.SEND)
         except exceptions.FailedPrecondition:
@@ -100,6 +114,7 @@ class SendClaims:
     def mark_sent(self, dedupe_key: str, provider_message_id: str | None) -> None:
         self._doc(dedupe_key).update({"state": "sent", "provider_message_id": provider_message_id})
 
-    def release(self, dedupe_key: str) -> None:
-        """The provider took nothing: a later, corrected request may send."""
-        self._doc(dedupe_key).delete()
+    def mark_failed(self, dedupe_key: str, provider_code: str | None) -> None:
+        """The provider refused it outright: this request stays failed (a redelivery gets the
+        same answer), a later, corrected request may send."""
+        self._doc(dedupe_key).update({"state": "failed", "provider_code": provider_code})

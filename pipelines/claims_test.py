@@ -58,10 +58,13 @@ def test_a_replay_takes_an_unfinished_claim_over_once(claims: SendClaims) -> Non
         is Verdict.DUPLICATE  # a replay id does not make another request's claim its own
 
 
-def test_a_released_claim_can_be_taken_again(claims: SendClaims) -> None:
+def test_a_refused_delivery_stays_failed_and_a_later_request_may_send(claims: SendClaims) -> None:
     claims.claim("n-4|sms|h1", A, "span-a")
-    claims.release("n-4|sms|h1")
+    claims.mark_failed("n-4|sms|h1", "21211")
+    again = claims.claim("n-4|sms|h1", A, "span-a")
+    assert (again.verdict, again.provider_code) == (Verdict.ALREADY_FAILED, "21211")
     assert claims.claim("n-4|sms|h1", B, "span-b").verdict is Verdict.SEND
+    assert claims.claim("n-4|sms|h1", A, "span-a").verdict is Verdict.DUPLICATE  # B holds it now
 
 
 def test_claim_all_keeps_order_and_claims_concurrently(claims: SendClaims) -> None:

@@ -137,6 +137,9 @@ class _SendBatch(beam.DoFn):
                 yield delivery.event(Status.DUPLICATE, reason=Reason.DUPLICATE_NOTIFICATION.value)
             elif claim.verdict is Verdict.ALREADY_SENT:  # a restarted pipeline replaying it
                 yield delivery.event(Status.SENT, provider_message_id=claim.provider_message_id)
+            elif claim.verdict is Verdict.ALREADY_FAILED:
+                yield delivery.event(Status.FAILED, reason=Reason.PROVIDER_ERROR.value,
+                                     provider_code=claim.provider_code)
             else:
                 yield from self._dead_letter(delivery, Reason.OUTCOME_UNKNOWN)
         outcomes = send_with_retries(self._sender.get(), [d.outgoing() for d in to_send],
@@ -158,8 +161,8 @@ class _SendBatch(beam.DoFn):
             return
         if not outcome.exhausted:
             # The provider refused it outright; an exhausted retry may have timed out after the
-            # provider took it, so that claim stays (a replay is then outcome_unknown).
-            self._claims.get().release(delivery.dedupe_key)
+            # provider took it, so that claim stays `claimed` (a replay is then outcome_unknown).
+            self._claims.get().mark_failed(delivery.dedupe_key, result.error_code)
         if result.error_code in TOKEN_GONE and delivery.device_id:
             self._directory.get().disable_device(delivery.user_id,
                                                  delivery.device_id, result.error_code)
