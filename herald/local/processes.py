@@ -7,6 +7,7 @@ emulator's JVM children too while touching nothing the stack did not start.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,11 +29,23 @@ class StackError(RuntimeError):
     """The local stack cannot start; the message says what to install or free."""
 
 
+LISTEN_PORTS = range(20000, 32768)
+"""Below Linux's ephemeral range (32768-60999), from which bind(0) and every outgoing connection
+take ports: a port found free there was once taken by a client connection in the seconds before
+the service bound it (bqemulator failed with "Address already in use")."""
+
+
 def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on now (the machine is shared: never assume 8085)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on now (the machine is shared: never assume 8085),
+    outside the range outgoing connections draw from."""
+    for port in random.sample(LISTEN_PORTS, 200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise StackError("no free port in 20000-32767 on 127.0.0.1")
 
 
 def require_cloud_sdk_emulators() -> None:
