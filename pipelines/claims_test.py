@@ -8,7 +8,7 @@ import pytest
 
 from herald.contracts import Envelope, Scope, parse_request
 from herald.settings import Settings
-from pipelines.claims import SendClaims, Verdict
+from pipelines.claims import ClaimWriteFailed, SendClaims, Verdict
 
 REQUEST = parse_request({
     "userId": "u-1", "notificationId": "n-1", "serviceType": "orders", "categoryType": "delivery",
@@ -37,7 +37,7 @@ def test_first_claim_sends_and_another_request_is_a_duplicate(claims: SendClaims
 
 def test_a_restart_replaying_a_sent_message_gets_its_provider_id_back(claims: SendClaims) -> None:
     claims.claim("n-2|email|h1", A, "span-a")
-    claims.mark_sent("n-2|email|h1", "SG.123")
+    claims.mark_all([("n-2|email|h1", SendClaims.sent("SG.123"))])
     again = claims.claim("n-2|email|h1", A, "span-a")
     assert (again.verdict, again.provider_message_id) == (Verdict.ALREADY_SENT, "SG.123")
     assert claims.claim("n-2|email|h1", request("trace-a", "r-1"), "span-a").verdict \
@@ -60,16 +60,35 @@ def test_a_replay_takes_an_unfinished_claim_over_once(claims: SendClaims) -> Non
 
 def test_a_refused_delivery_stays_failed_and_a_later_request_may_send(claims: SendClaims) -> None:
     claims.claim("n-4|sms|h1", A, "span-a")
-    claims.mark_failed("n-4|sms|h1", "21211")
+    claims.mark_all([("n-4|sms|h1", SendClaims.failed("21211"))])
     again = claims.claim("n-4|sms|h1", A, "span-a")
     assert (again.verdict, again.provider_code) == (Verdict.ALREADY_FAILED, "21211")
     assert claims.claim("n-4|sms|h1", B, "span-b").verdict is Verdict.SEND
     assert claims.claim("n-4|sms|h1", A, "span-a").verdict is Verdict.DUPLICATE  # B holds it now
 
 
-def test_claim_all_keeps_order_and_claims_concurrently(claims: SendClaims) -> None:
-    requests = [(f"n-5|email|h{i}", A, f"span-{i}") for i in range(50)]
-    requests.append(("n-5|email|h0", B, "span-x"))
-    verdicts = [claim.verdict for claim in claims.claim_all(requests[:50])]
-    assert verdicts == [Verdict.SEND] * 50
-    assert claims.claim_all(requests[50:])[0].verdict is Verdict.DUPLICATE
+def test_claim_all_judges_each_delivery_of_a_batch_alone_and_keeps_order(claims: SendClaims) -> None:
+    claims.claim("n-5|email|held", B, "span-b")  # another request holds this one
+    claims.claim("n-5|email|sent", A, "span-s")
+    claims.mark_all([("n-5|email|sent", SendClaims.sent("SG.9"))])
+    fresh = [(f"n-5|email|h{i}", A, f"span-{i}") for i in range(600)]  # two BatchWrite calls
+    batch = [fresh[0], ("n-5|email|held", A, "span-h"), *fresh[1:300],
+             ("n-5|email|sent", A, "span-s"), fresh[0], *fresh[300:]]
+
+    claimed = claims.claim_all(batch)
+
+    verdicts = [claim.verdict for claim in claimed]
+    assert verdicts[1] is Verdict.DUPLICATE
+    assert (verdicts[301], claimed[301].provider_message_id) == (Verdict.ALREADY_SENT, "SG.9")
+    assert verdicts[302] is Verdict.OUTCOME_UNKNOWN  # fresh[0] again: claimed just before
+    assert verdicts[:1] + verdicts[2:301] + verdicts[303:] == [Verdict.SEND] * 600
+    assert [c.verdict for c in claims.claim_all(fresh[:2])] == [Verdict.OUTCOME_UNKNOWN] * 2
+
+
+def test_mark_all_refuses_to_mark_a_delivery_never_claimed(claims: SendClaims) -> None:
+    claims.claim("n-7|sms|h1", A, "span-a")
+    with pytest.raises(ClaimWriteFailed, match="1 of 2"):
+        claims.mark_all([("n-7|sms|h1", SendClaims.sent("SM1")),
+                         ("n-7|sms|h2", SendClaims.sent("SM2"))])
+    again = claims.claim("n-7|sms|h1", A, "span-a")  # the one that was claimed is marked anyway
+    assert (again.verdict, again.provider_message_id) == (Verdict.ALREADY_SENT, "SM1")

@@ -144,6 +144,9 @@ class _SendBatch(beam.DoFn):
                 yield from self._dead_letter(delivery, Reason.OUTCOME_UNKNOWN)
         outcomes = send_with_retries(self._sender.get(), [d.outgoing() for d in to_send],
                                      self._policy)
+        self._claims.get().mark_all([(delivery.dedupe_key, mark)
+                                     for delivery, outcome in zip(to_send, outcomes, strict=True)
+                                     if (mark := _claim_mark(outcome)) is not None])
         for delivery, outcome in zip(to_send, outcomes, strict=True):
             yield from self._record(delivery, outcome)
 
@@ -155,14 +158,9 @@ class _SendBatch(beam.DoFn):
     def _record(self, delivery: Delivery, outcome: Outcome) -> Iterator[dict | DeadLetter]:
         result = outcome.result
         if result.ok:
-            self._claims.get().mark_sent(delivery.dedupe_key, result.provider_message_id)
             yield delivery.event(Status.SENT, provider_message_id=result.provider_message_id,
                                  attempts=outcome.attempts, event_ts=result.at)
             return
-        if not outcome.exhausted:
-            # The provider refused it outright; an exhausted retry may have timed out after the
-            # provider took it, so that claim stays `claimed` (a replay is then outcome_unknown).
-            self._claims.get().mark_failed(delivery.dedupe_key, result.error_code)
         if result.error_code in TOKEN_GONE and delivery.device_id:
             self._directory.get().disable_device(delivery.user_id,
                                                  delivery.device_id, result.error_code)
@@ -182,6 +180,15 @@ class _SendBatch(beam.DoFn):
                              **({"event_ts": event_ts} if event_ts else {}), **error)
         yield DeadLetter.of_delivery(self._source_topic, delivery.envelope, delivery.span_id,
                                      reason.value, **error)
+
+
+def _claim_mark(outcome: Outcome) -> dict[str, Any] | None:
+    """What a send's outcome records on its claim: sent, or failed when the provider refused it
+    outright. None when retries ran out: the last attempt may have timed out after the provider
+    took it, so that claim stays `claimed` (a replay is then outcome_unknown)."""
+    if outcome.result.ok:
+        return SendClaims.sent(outcome.result.provider_message_id)
+    return None if outcome.exhausted else SendClaims.failed(outcome.result.error_code)
 
 
 def redact(message: str | None, address: str | None) -> str | None:
