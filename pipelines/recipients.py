@@ -112,10 +112,10 @@ class _LookupAndPlan(beam.DoFn):
         self.undeliverable = Metrics.counter("herald", "deliveries_undeliverable")
 
     def process(self, batch: list[Envelope]) -> Iterator[Any]:
-        directory = self._directory.get()
-        users = directory.users(sorted({u for e in batch for u in e.request.audience}))
-        devices = directory.devices(sorted({u for e in batch if e.request.channel is Channel.PUSH
-                                            for u in e.request.audience if u in users}))
+        users, devices = self._directory.get().users_and_devices(
+            sorted({u for e in batch for u in e.request.audience}),
+            sorted({u for e in batch if e.request.channel is Channel.PUSH
+                    for u in e.request.audience}))
         for envelope in batch:
             planned = [planned for user_id in envelope.request.audience
                        for planned in plan_deliveries(envelope, user_id, users.get(user_id),
