@@ -42,6 +42,7 @@ from google.api_core import exceptions
 from google.cloud import firestore
 
 from herald.contracts import ContractError, Envelope
+from ingest_function.write_batcher import WriteBatcher
 
 HEADER = "Idempotency-Key"
 COLLECTION = "idempotency"
@@ -143,7 +144,8 @@ def _now() -> datetime:
 
 class Ledger:
     """The `idempotency` collection. `lease` must cover a claimant's worst case from claim to
-    accept or release; `call` (retry, timeout) bounds every Firestore call, since a sender waits."""
+    accept or release; `call` (retry, timeout) bounds every Firestore call, since a sender waits.
+    Writes go through a WriteBatcher, so concurrent requests share BatchWrite calls."""
 
     def __init__(self, db: firestore.Client, lease: timedelta, call: Mapping[str, Any],
                  ttl: timedelta = TTL) -> None:
@@ -151,6 +153,7 @@ class Ledger:
         self._lease = lease
         self._call = call
         self._ttl = ttl
+        self._writes = WriteBatcher(db, call)
 
     def claim(self, key: Key, body_sha256: str, proposed: Receipt) -> Claim | Receipt:
         """A Claim when this request must be stored (first of its key, or taking over an expired
@@ -164,9 +167,8 @@ class Ledger:
             now = _now()
             if absent:
                 try:
-                    written = ref.create(self._record(key, body_sha256, proposed, now),
-                                         **self._call)
-                    return Claim(ref, proposed, written.update_time)
+                    written = self._writes.create(ref, self._record(key, body_sha256, proposed, now))
+                    return Claim(ref, proposed, written)
                 except exceptions.AlreadyExists:
                     pass
             [snapshot] = self._db.get_all([ref], **self._call)  # drains its stream, unlike ref.get
@@ -190,9 +192,9 @@ class Ledger:
                 continue
             try:
                 unchanged = self._db.write_option(last_update_time=snapshot.update_time)
-                written = ref.update(self._record(key, body_sha256, taking, now), option=unchanged,
-                                     **self._call)
-                return Claim(ref, taking, written.update_time)
+                written = self._writes.update(ref, self._record(key, body_sha256, taking, now),
+                                              unchanged)
+                return Claim(ref, taking, written)
             except exceptions.FailedPrecondition:
                 continue  # someone else changed it first: look again
 
@@ -206,7 +208,7 @@ class Ledger:
         here the record stays pending and a repeat, after the lease, republishes the same trace,
         which the pipeline drops as a redelivery."""
         try:
-            claim.ref.update(_ACCEPTED, option=self._owned(claim), **self._call)
+            self._writes.update(claim.ref, _ACCEPTED, self._owned(claim))
         except exceptions.GoogleAPIError as error:
             log.warning("could not mark trace %s accepted: %s", claim.receipt.trace_id, error)
 
@@ -215,7 +217,7 @@ class Ledger:
         Best effort: a claim that cannot be deleted stays pending (it answers nobody) until its
         lease ends."""
         try:
-            claim.ref.delete(option=self._owned(claim), **self._call)
+            self._writes.delete(claim.ref, self._owned(claim))
         except exceptions.GoogleAPIError as error:
             log.warning("could not release the claim of trace %s: %s", claim.receipt.trace_id,
                         error)
