@@ -16,6 +16,7 @@ import psutil
 
 from herald.bench.load import SEQUENCE_MARKER, ClosedLoopResult, closed_loop
 from herald.bench.memory import CpuWindow, RssSampler
+from herald.bench.profile import Profiler
 from herald.bench.stats import summarize
 from herald.local import processes
 from herald.local.processes import Service, free_port, http_ready
@@ -98,7 +99,7 @@ def _run_one(url: str, bodies: list[bytes], api_key: str, config: IngestConfig,
 
 
 def run(env: dict[str, str], pids: dict[str, int], log_dir: Path, config: IngestConfig,
-        sampler: RssSampler, cleanup: list[Callable[[], None]],
+        sampler: RssSampler, cleanup: list[Callable[[], None]], profiler: Profiler,
         say: Callable[[str], None]) -> dict[str, Any]:
     bodies = bench_bodies(config.users)
     ingest_pid = pids["ingest-function"]
@@ -109,7 +110,13 @@ def run(env: dict[str, str], pids: dict[str, int], log_dir: Path, config: Ingest
     trees = {"function": ingest_pid, "pubsub_emulator": pids["pubsub-emulator"]}
     say(f"ingest: {config.connections} connections, {config.warmup_s:g}s warm-up + "
         f"{config.duration_s:g}s against POST {PATH} ...")
-    out["ingest"] = _run_one(env["HERALD_API_URL"], bodies, env["HERALD_API_KEY"], config, trees)
+    # CPU samples only (no --idle): gunicorn's threads mostly wait for requests.
+    with profiler.record("ingest", "ingest function (gunicorn arbiter, its workers by "
+                         "--subprocesses), during the measured window", ingest_pid,
+                         config.duration_s, delay_s=config.warmup_s, subprocesses=True,
+                         views={"All processes, CPU samples only (no --idle)": None}):
+        out["ingest"] = _run_one(env["HERALD_API_URL"], bodies, env["HERALD_API_KEY"], config,
+                                 trees)
     say(f"  {out['ingest']['requests_per_s']} req/s, p99 {out['ingest']['p99_ms']} ms")
 
     process, url = start_trivial(log_dir)

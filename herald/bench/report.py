@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from herald.bench import profile
+
 GIB = 1 << 30
 
 
@@ -191,6 +193,9 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         f"- Produced by `herald bench{' --quick' if meta.get('mode') == 'quick' else ''}`; "
         "what each figure means: bench/README.md.",
     ]
+    if results.get("profiles"):
+        lines.append(f"- py-spy profiles of this run (where the time goes): "
+                     f"bench/{file_names(meta.get('mode', 'full'))[2]}.")
     if (meta.get("background_busy_cores") or 0) > 0.25:
         lines += ["", f"**Warning:** {meta['background_busy_cores']:.2f} cores were already busy "
                   "with other work when the run started; every figure below shares the machine "
@@ -299,10 +304,21 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(results: Mapping[str, Any], out_dir: Path, stem: str = "results",
-          markdown_name: str = "RESULTS.md") -> tuple[Path, Path]:
+def file_names(mode: str) -> tuple[str, str, str]:
+    """The results JSON, RESULTS and PROFILE Markdown names: a --quick run writes files of its own
+    (ignored by git), so a smoke run never overwrites the committed ones."""
+    suffix = "-quick" if mode == "quick" else ""
+    return f"results{suffix}.json", f"RESULTS{suffix}.md", f"PROFILE{suffix}.md"
+
+
+def write(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """The results JSON and RESULTS Markdown, and PROFILE Markdown when profiles were taken."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / f"{stem}.json", out_dir / markdown_name
-    json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    md_path.write_text(render_markdown(results))
-    return json_path, md_path
+    json_name, markdown_name, profile_name = file_names(results.get("meta", {}).get("mode", "full"))
+    files = {out_dir / json_name: json.dumps(results, indent=2, default=str) + "\n",
+             out_dir / markdown_name: render_markdown(results)}
+    if results.get("profiles"):
+        files[out_dir / profile_name] = profile.render_markdown(results)
+    for path, text in files.items():
+        path.write_text(text)
+    return list(files)

@@ -1,6 +1,6 @@
 from herald.bench.bulk import bulk_bodies, requests_per_thousand
 from herald.contracts import parse_request
-from herald.bench.report import GIB, evaluate, render_markdown
+from herald.bench.report import GIB, evaluate, render_markdown, write
 
 
 def _results() -> dict:
@@ -76,6 +76,31 @@ def test_markdown_has_machine_bars_and_sections() -> None:
     assert "error: no warm-up" in text
     assert "## Bulk email" in text and "## Peak RSS" in text
     assert render_markdown({}).startswith("# Herald benchmark results")
+
+
+def test_profiles_get_their_own_file_and_one_line_in_results(tmp_path) -> None:
+    results = _results()
+    assert "PROFILE" not in render_markdown(results)
+    assert [path.name for path in write(results, tmp_path)] == ["results.json", "RESULTS.md"]
+    results["meta"]["mode"] = "quick"
+    results["profiles"] = {"backlog": {
+        "role": "the pipeline", "pid": 42, "flags": ["--threads", "--idle"], "rate_hz": 100,
+        "duration_s": 15, "recorded_s": 9.5, "raw": str(tmp_path / "profile-backlog.raw"),
+        "command": ["/venv/bin/py-spy", "record", "--pid", "42"], "views": {"Executor": {
+            "thread_filter": "ExecutorServiceWorker", "samples": 950, "threads": 1,
+            "processes": 0, "self": [],
+            "inclusive": [{"function": "f.<locals>.g", "file": "a/b.py", "samples": 475,
+                           "share": 0.5}]}}}}
+    paths = write(results, tmp_path)
+    assert [path.name for path in paths] == ["results-quick.json", "RESULTS-quick.md",
+                                             "PROFILE-quick.md"]
+    assert "profiles of this run (where the time goes): bench/PROFILE-quick.md" in \
+        paths[1].read_text()
+    profile = paths[2].read_text()
+    assert "`herald bench --quick --profile --parts backlog`" in profile
+    assert "`py-spy record --pid 42`" in profile and "`profile-backlog.raw`" in profile
+    assert "### Executor\n\n950 samples, threads: 1." in profile
+    assert "| 50.0% | 475 | `f.<locals>.g` | `a/b.py` |" in profile
 
 
 def test_requests_per_thousand_counts_distinct_request_indexes() -> None:

@@ -66,6 +66,7 @@ class BenchConfig:
     timeout_s: float | None = None
     keep_state: bool = False
     strict: bool = False
+    profile: bool = False
 
     def estimate_s(self) -> float:
         """About the longest the run should take (parts that wait end early when done); the
@@ -120,6 +121,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="exit 2 if any bar fails or is not measured (default: exit 0 when "
                              "the run completed, whatever the verdicts)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy profiles of the ingest function and the backlog pipeline "
+                             "during their windows: bench/profile-<part>.raw and bench/PROFILE.md "
+                             "(PROFILE-quick.md with --quick)")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -144,7 +149,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         rates=tuple(float(rate) for rate in args.rates.split(",") if rate.strip()),
         bulk_recipients=args.bulk_recipients, durations=durations, out_dir=args.out_dir,
         workers=args.workers, threads=args.threads, timeout_s=args.timeout_s,
-        keep_state=args.keep_state, strict=args.strict)
+        keep_state=args.keep_state, strict=args.strict, profile=args.profile)
 
 
 def machine_meta() -> dict[str, Any]:
@@ -183,6 +188,7 @@ def _print_verdicts(verdicts: list[dict[str, Any]], say: Callable[[str], None]) 
 def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
     from herald.bench import bulk, ingest, pipeline, report
     from herald.bench.memory import RssSampler
+    from herald.bench.profile import Profiler
     from herald.local import stack
     from herald.settings import Settings
 
@@ -217,6 +223,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]
     log_dir = state_dir / "logs"
     cleanup: list[Callable[[], None]] = []
     sampler = RssSampler().start()
+    profiler = Profiler(config.out_dir if config.profile else None)
     try:
         say(f"starting a private local stack in {state_dir} (seeding {config.users} users) ...")
         env = stack.up(stack.StackOptions(state_dir=state_dir, seed_users=config.users,
@@ -244,7 +251,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]
                 env, pids, log_dir, ingest.IngestConfig(
                     config.connections, config.durations.ingest_warmup_s,
                     config.durations.ingest_duration_s, config.users),
-                sampler, cleanup, say))
+                sampler, cleanup, profiler, say))
         # Nothing reads the stack's default subscription in the bench; drop what ingest left there.
         pipeline.delete_subscription(settings, settings.requests_subscription)
         pipeline_config = pipeline.PipelineConfig(
@@ -259,7 +266,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]
                                                         pipeline_config, sampler, cleanup, say)))
         if "backlog" in config.parts:
             part("pipeline_backlog", lambda: pipeline.run_backlog(
-                env, settings, log_dir, pipeline_config, sampler, cleanup, say))
+                env, settings, log_dir, pipeline_config, sampler, cleanup, profiler, say))
         if "bulk" in config.parts:
             part("bulk", lambda: bulk.run(
                 env, settings, log_dir, bulk.BulkConfig(
@@ -293,13 +300,17 @@ def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]
                 signal.signal(sig, handler)
             results["memory_peak_bytes"] = {name: peak.bytes for name, peak in
                                             sampler.peaks().items()}
+            if profiler.profiles:
+                results["profiles"] = profiler.profiles
             results["meta"]["wall_s"] = round(time.monotonic() - started, 1)
             results["verdicts"] = report.evaluate(results)
-            stem, markdown = (("results-quick", "RESULTS-quick.md") if config.mode == "quick"
-                              else ("results", "RESULTS.md"))
-            json_path, md_path = report.write(results, config.out_dir, stem, markdown)
-            say(f"wrote {json_path} and {md_path}")
+            say(f"wrote {', '.join(map(str, report.write(results, config.out_dir)))}")
+            for name, taken in profiler.profiles.items():
+                if "error" in taken:
+                    say(f"no {name} profile: {taken['error']}")
+            # A profile that could not be taken is no reason to keep the stack's logs.
             phase_errors = [name for name, value in results.items() if isinstance(value, dict)
+                            and name != "profiles"
                             and ("error" in value or any(isinstance(v, dict) and "error" in v
                                                          for v in value.values()))]
             if not config.keep_state and not results["errors"] and not phase_errors:
