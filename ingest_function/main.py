@@ -48,7 +48,7 @@ def _settings() -> Settings:
 def _publisher() -> pubsub_v1.PublisherClient:
     # A short batching window: senders wait on the publish, so latency matters more than batching.
     return pubsub_v1.PublisherClient(
-        batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.005))
+        batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.001))
 
 
 @lru_cache(maxsize=1)

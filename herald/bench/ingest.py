@@ -36,11 +36,9 @@ class IngestConfig:
 
 
 def server_settings() -> dict[str, Any]:
-    """What functions-framework's gunicorn will use: the env vars it reads, or its defaults."""
-    return {"WORKERS": int(os.environ.get("WORKERS", 1)),
-            "THREADS": int(os.environ.get("THREADS", (os.cpu_count() or 1) * 4)),
-            "WORKERS_from_env": "WORKERS" in os.environ,
-            "THREADS_from_env": "THREADS" in os.environ}
+    """What functions-framework's gunicorn will use: the env vars it reads (the runner always sets
+    THREADS), or its default of one worker."""
+    return {"WORKERS": int(os.environ.get("WORKERS", 1)), "THREADS": int(os.environ["THREADS"])}
 
 
 def describe_server(pid: int) -> dict[str, Any]:

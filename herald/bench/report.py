@@ -217,7 +217,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                   f"warm-up then {_fmt(ingest['duration_s'])} s measured, per target. "
                   f"functions-framework without --debug: {server.get('server', 'n/a')} with "
                   f"WORKERS={settings.get('WORKERS')} THREADS={settings.get('THREADS')} "
-                  f"({'from the environment' if settings.get('WORKERS_from_env') or settings.get('THREADS_from_env') else 'functions-framework defaults'}); "
+                  "(--workers/--threads, else the environment, else one worker and the local "
+                  "stack's threads); "
                   "no pipeline is reading during this part.", "",
                   "| target | req/s | p50 | p99 | non-2xx / errors | function CPU (cores) | "
                   "generator CPU (cores) | machine busy (cores) | of it, not the bench's (cores) |",

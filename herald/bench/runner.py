@@ -108,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "environment's WORKERS, else functions-framework's 1)")
     parser.add_argument("--threads", type=int, default=None,
                         help="gunicorn threads per worker (sets THREADS; default: the "
-                             "environment's THREADS, else functions-framework's 4 x cores)")
+                             "environment's THREADS, else the local stack's 32)")
     parser.add_argument("--users", type=int, default=2000, help="users to seed (default 2000)")
     parser.add_argument("--bulk-recipients", type=int, default=1000)
     parser.add_argument("--bare-messages", type=int, default=None,
@@ -205,8 +205,9 @@ def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]
         "busy before start")
     if config.workers is not None:
         os.environ["WORKERS"] = str(config.workers)
-    if config.threads is not None:
-        os.environ["THREADS"] = str(config.threads)
+    from herald.local.stack import FUNCTION_THREADS
+    # Both functions get the same threads: the flag, else the environment, else the stack's.
+    os.environ["THREADS"] = str(config.threads or os.environ.get("THREADS", FUNCTION_THREADS))
     os.environ.pop("DEBUG", None)  # functions-framework would run Flask's debug server instead
 
     def on_alarm(signum: int, frame: Any) -> None:
