@@ -7,19 +7,14 @@ providers_test.py sends through it end to end.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import firebase_admin
 from firebase_admin import exceptions, messaging
 from google.auth.credentials import AnonymousCredentials
 from requests.adapters import HTTPAdapter
 
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Platform, Priority
-from herald.providers.base import (Outgoing, ProviderError, SendResult, classify_failure,
-                                   is_transient_status, retry_after)
-
-BATCH_LIMIT = 500
-"""The most messages `messaging.send_each` takes per call."""
+from herald.providers.base import (Outgoing, PooledSender, ProviderError, is_transient_status,
+                                   retry_after)
 
 _FCM_ERROR_CODES: tuple[tuple[type[exceptions.FirebaseError], str], ...] = (
     (messaging.UnregisteredError, "UNREGISTERED"),
@@ -64,15 +59,16 @@ def build_message(item: Outgoing) -> messaging.Message:
     return message
 
 
-def _route_service(app: firebase_admin.App, endpoint: str | None) -> messaging._MessagingService:
-    """The app's messaging service, sending to `endpoint` when given, with a pool per batch.
+def _route_service(app: firebase_admin.App, endpoint: str | None,
+                   connections: int) -> messaging._MessagingService:
+    """The app's messaging service, sending to `endpoint` when given, with `connections` pooled.
 
-    Private firebase-admin 7.7.0 internals: `_fcm_url` is the URL `send_each` posts every message
-    to, `_client.session` the requests session it posts with. The SDK's pool (100 connections,
-    and only for fcm.googleapis.com) is smaller than a `send_each` batch, which runs a thread per
-    message, so a pool of BATCH_LIMIT is mounted on the URL. It has no retries: the SDK's would
-    re-POST after a read timeout (a hidden duplicate push) and wait out 429s itself; Herald's
-    RetryPolicy retries instead, with Retry-After, backoff and a deadline it can see.
+    Private firebase-admin 7.7.0 internals: `_fcm_url` is the URL `messaging.send` posts to,
+    `_client.session` the requests session it posts with. The SDK's pool is mounted only for
+    fcm.googleapis.com, so one sized to the sender's threads is mounted on the URL. It has no
+    retries: the SDK's would re-POST after a read timeout (a hidden duplicate push) and wait out
+    429s itself; Herald's RetryPolicy retries instead, with Retry-After, backoff and a deadline it
+    can see.
     """
     service = messaging._get_messaging_service(app)
     if not (hasattr(service, "_fcm_url") and hasattr(service, "_client")):
@@ -81,7 +77,7 @@ def _route_service(app: firebase_admin.App, endpoint: str | None) -> messaging._
     if endpoint:
         service._fcm_url = f"{endpoint.rstrip('/')}/v1/projects/{app.project_id}/messages:send"
     session = service._client.session
-    session.mount(service._fcm_url, HTTPAdapter(pool_maxsize=BATCH_LIMIT, max_retries=0))
+    session.mount(service._fcm_url, HTTPAdapter(pool_maxsize=connections, max_retries=0))
     return service
 
 
@@ -96,14 +92,21 @@ def _classify(error: Exception) -> ProviderError | None:
                          retry_after_s=retry_after(response.headers if response is not None else None))
 
 
-class FcmSender:
-    """Sends push notifications with `messaging.send_each`, which already runs a thread per
-    message, so this sender has no pool of its own."""
+class FcmSender(PooledSender):
+    """One `messaging.send` per push (FCM's HTTP v1 API has no batch send), run on the sender's
+    pool like Twilio's and SendGrid's requests.
+
+    Not `messaging.send_each`: it starts a thread per message on every call (the bench's profile
+    saw over a thousand threads come and go in 10 s), and hands all results back only when the
+    batch's slowest answer arrives, so every push's `sent_at` was that answer's time (the
+    end-to-end test's latency check against the sandbox's ledger caught it).
+    """
 
     provider = PROVIDER_BY_CHANNEL[Channel.PUSH]
 
     def __init__(self, project_id: str, endpoint: str | None = None, app_name: str = "herald",
-                 *, timeout_s: float = 30.0) -> None:
+                 max_workers: int = 64, *, timeout_s: float = 30.0) -> None:
+        super().__init__(max_workers)
         # With an endpoint there is no Google to authenticate to; without one, None makes
         # firebase-admin use Application Default Credentials. initialize_app accepts google-auth
         # credentials as they are (it wraps them itself), so no credentials.Base subclass is needed.
@@ -111,41 +114,18 @@ class FcmSender:
         self._app = firebase_admin.initialize_app(
             credential, {"projectId": project_id, "httpTimeout": timeout_s}, name=app_name)
         try:
-            self._service = _route_service(self._app, endpoint)
+            _route_service(self._app, endpoint, max_workers)
         except Exception:
             firebase_admin.delete_app(self._app)  # or the name stays taken for the next attempt
             raise
 
-    def send(self, batch: Sequence[Outgoing]) -> list[SendResult]:
-        results: dict[int, SendResult] = {}
-        ready: list[tuple[int, messaging.Message]] = []
-        for index, item in enumerate(batch):
-            message = build_message(item)
-            try:
-                # send_each encodes a whole batch up front and raises for one bad message, so
-                # bad ones are found here and fail alone.
-                self._service.encode_message(message)
-            except ValueError as error:
-                results[index] = SendResult.failed(item, classify_failure(error, _classify))
-            else:
-                ready.append((index, message))
-        for start in range(0, len(ready), BATCH_LIMIT):
-            chunk = ready[start:start + BATCH_LIMIT]
-            sent = self._send_chunk([batch[index] for index, _ in chunk],
-                                    [message for _, message in chunk])
-            results.update(zip((index for index, _ in chunk), sent))
-        return [results[index] for index in range(len(batch))]
+    def _send(self, items: list[Outgoing]) -> list[str | None]:
+        (item,) = items
+        return [messaging.send(build_message(item), app=self._app)]
 
-    def _send_chunk(self, items: list[Outgoing],
-                    messages: list[messaging.Message]) -> list[SendResult]:
-        try:
-            responses = messaging.send_each(messages, app=self._app).responses
-        except exceptions.FirebaseError as error:  # the whole call failed (UnknownError)
-            failure = classify_failure(error, _classify)
-            return [SendResult.failed(item, failure) for item in items]
-        return [SendResult.sent(item, response.message_id) if response.success
-                else SendResult.failed(item, classify_failure(response.exception, _classify))
-                for item, response in zip(items, responses)]
+    def _classify(self, error: Exception) -> ProviderError | None:
+        return _classify(error)
 
     def close(self) -> None:
+        super().close()
         firebase_admin.delete_app(self._app)
