@@ -1,9 +1,10 @@
 """The pipeline benchmark's baseline: a bare Beam job that only reads a Pub/Sub subscription and counts.
 
-ReadFromPubSub (with attributes, as Herald's pipeline reads) on the streaming DirectRunner ->
-count. No parsing, no Firestore, no sends, no BigQuery: the rate this reaches on a pre-filled
-subscription is the ceiling the runner and the Pub/Sub read put on any pipeline on this machine,
-and `herald bench` reports Herald's delivered rate as a share of it.
+ReadFromPubSub (with attributes, as Herald's pipeline reads) on the streaming DirectRunner, tuned
+as Herald's pipelines run it (pipelines/direct_runner.py) -> count. No parsing, no Firestore, no
+sends, no BigQuery: the rate this reaches on a pre-filled subscription is the ceiling the runner
+and the Pub/Sub read put on any pipeline on this machine, and `herald bench` reports Herald's
+delivered rate as a share of it.
 
     PUBSUB_EMULATOR_HOST=127.0.0.1:8085 python bench/bare_read_pipeline.py \
         --subscription projects/herald-local/subscriptions/bench-bare-read --expect 20000
@@ -27,6 +28,8 @@ import types
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines import direct_runner
 
 COUNTER_MODULE = "_herald_bare_read_counter"
 """The count lives in a registered module, not in this script's globals: Beam pickles DoFns, and
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     args, beam_args = parser.parse_known_args(argv)
     options = PipelineOptions(beam_args)
     options.view_as(StandardOptions).streaming = True
+    direct_runner.tune()  # the runner as Herald's pipelines run on it (pulls of 100, not 10)
     pipeline = beam.Pipeline(options=options)
     (pipeline
      | "ReadRequests" >> beam.io.ReadFromPubSub(subscription=args.subscription,
