@@ -53,11 +53,11 @@ def _stack_settings(args: argparse.Namespace):
 def _outbox_replay(args: argparse.Namespace) -> None:
     from google.cloud import pubsub_v1
 
-    from herald.clients import firestore_client
+    from herald.clients import state_client
     from ingest_function.outbox import Outbox
 
     settings = _stack_settings(args)
-    report = Outbox(firestore_client(settings)).replay(
+    report = Outbox(state_client(settings)).replay(
         pubsub_v1.PublisherClient(), settings.publish_timeout_s, args.limit)
     print(f"republished {report.published} outbox entries")
     if report.error is not None:

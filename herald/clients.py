@@ -21,5 +21,11 @@ def bigquery_client(settings: Settings) -> bigquery.Client:
 
 
 def firestore_client(settings: Settings) -> firestore.Client:
-    """Firestore for the settings' project (the emulator when FIRESTORE_EMULATOR_HOST is set)."""
+    """The users and devices: the settings' project's `(default)` Firestore database (the
+    emulator when FIRESTORE_EMULATOR_HOST is set)."""
     return firestore.Client(project=settings.project)
+
+
+def state_client(settings: Settings) -> firestore.Client:
+    """Herald's own state: idempotency records, outbox entries, send claims (Settings.state_database)."""
+    return firestore.Client(project=settings.project, database=settings.state_database)

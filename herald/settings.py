@@ -69,6 +69,12 @@ class Settings:
     """How long the edge waits for Pub/Sub before it stores the request in the outbox instead."""
     firestore_timeout_s: float = 5.0
     """How long the edge waits on one Firestore call (idempotency record, outbox entry)."""
+    state_database: str = "herald-state"
+    """The Firestore database of Herald's own state (idempotency records, outbox, send claims),
+    apart from the users and devices in `(default)`: the app owns those and Herald only reads them
+    (and disables dead tokens), while its own state is written on every request, expires by TTL
+    and would otherwise grow the database the pipeline queries for devices (in the emulator,
+    40,000 such records made each device listing 2.5 times slower)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +101,7 @@ class Settings:
             callback_base_url=env.get("HERALD_CALLBACK_BASE_URL") or env.get("HERALD_API_URL"),
             publish_timeout_s=float(env.get("HERALD_PUBLISH_TIMEOUT_S", "10")),
             firestore_timeout_s=float(env.get("HERALD_FIRESTORE_TIMEOUT_S", "5")),
+            state_database=env.get("HERALD_STATE_DATABASE", "herald-state"),
             **{name: env[variable] for name, variable in _PROVIDER_SECRETS.items() if env.get(variable)},
         )
 

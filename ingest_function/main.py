@@ -28,7 +28,7 @@ from google.api_core.exceptions import GoogleAPIError
 from google.api_core.retry import Retry
 from google.cloud import firestore, pubsub_v1
 
-from herald.clients import firestore_client
+from herald.clients import state_client
 from herald.contracts import MAX_BODY_BYTES, ContractError, Envelope, new_envelope, parse_request
 from herald.settings import Settings
 from ingest_function import callbacks, idempotency
@@ -53,7 +53,7 @@ def _publisher() -> pubsub_v1.PublisherClient:
 
 @lru_cache(maxsize=1)
 def _firestore() -> firestore.Client:
-    return firestore_client(_settings())
+    return state_client(_settings())
 
 
 def _firestore_call(settings: Settings) -> dict[str, Any]:

@@ -19,9 +19,11 @@ import pytest
 from functions_framework import create_app
 from google.cloud import firestore, pubsub_v1
 
+from herald.clients import state_client
 from herald.contracts import MAX_BODY_BYTES, Envelope
 from herald.contracts_test import DESIGN_BODY
 from herald.local.processes import free_port
+from herald.settings import Settings
 from ingest_function.idempotency import HEADER, key_for
 from ingest_function.outbox import COLLECTION as OUTBOX
 
@@ -67,7 +69,8 @@ def probe(pubsub_emulator: str) -> Probe:
 
 @pytest.fixture
 def db(firestore_emulator: str) -> firestore.Client:
-    return firestore.Client(project=PROJECT)
+    """Where the app keeps its idempotency records and outbox entries."""
+    return state_client(Settings(project=PROJECT))
 
 
 @pytest.fixture

@@ -14,9 +14,11 @@ import pytest
 from google.cloud import firestore, pubsub_v1
 
 from herald import cli
+from herald.clients import state_client
 from herald.contracts import Envelope, new_envelope, parse_request
 from herald.contracts_test import DESIGN_BODY
 from herald.local.processes import free_port
+from herald.settings import Settings
 from ingest_function.main_test import Probe
 from ingest_function.outbox import COLLECTION, KEEP_PUBLISHED, Outbox
 
@@ -48,7 +50,8 @@ def world(pubsub_emulator: str, firestore_emulator: str) -> World:
     subscriber = pubsub_v1.SubscriberClient()
     subscription = subscriber.create_subscription(
         name=f"projects/{project}/subscriptions/probe", topic=topic).name
-    return World(project, topic, Probe(subscriber, subscription), firestore.Client(project=project))
+    return World(project, topic, Probe(subscriber, subscription),
+                 state_client(Settings(project=project)))
 
 
 def envelope(accepted_at: str | None = None) -> Envelope:

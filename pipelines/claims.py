@@ -40,7 +40,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
 from google.rpc import code_pb2
 
-from herald.clients import firestore_client
+from herald.clients import state_client
 from herald.contracts import Envelope
 from herald.settings import Settings
 
@@ -80,7 +80,7 @@ class SendClaims:
     """Claims keyed by a hash of the delivery's dedupe key (which holds only a recipient hash)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._client = firestore_client(settings)
+        self._client = state_client(settings)
 
     def claim_all(self, requests: Sequence[tuple[str, Envelope, str]]) -> list[Claim]:
         """`claim` for (dedupe_key, envelope, span_id) each, in order: the creates in BatchWrite

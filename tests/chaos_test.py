@@ -33,7 +33,7 @@ import pytest
 import requests
 from google.cloud import bigquery, pubsub_v1
 
-from herald.clients import bigquery_client, firestore_client
+from herald.clients import bigquery_client, state_client
 from herald.events import TERMINAL, Status
 from herald.local import stack
 from herald.local.drain import wait_for_drain
@@ -87,7 +87,7 @@ def freeze_pubsub(state_dir: Path, seconds: float) -> None:
 
 def replay_outbox(settings: Settings) -> int:
     """What the scheduled replayer does, until the outbox is empty (Pub/Sub may need a moment)."""
-    outbox, publisher, total = Outbox(firestore_client(settings)), pubsub_v1.PublisherClient(), 0
+    outbox, publisher, total = Outbox(state_client(settings)), pubsub_v1.PublisherClient(), 0
     for _ in range(30):
         report = outbox.replay(publisher, settings.publish_timeout_s)
         total += report.published
