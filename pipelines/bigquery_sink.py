@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Iterable
 
@@ -26,10 +27,20 @@ from herald.events import EVENTS_TABLE
 from herald.settings import Settings
 from pipelines.resources import ProcessResource
 
-WRITE_BATCH = 500
-WRITE_BUFFER_S = 0.5
 MAX_ATTEMPTS = 8
 log = logging.getLogger("herald.pipeline.bigquery")
+
+
+@dataclass(frozen=True)
+class WriteBatching:
+    """How many rows one insert carries at most, and how long a row waits for its batch to fill."""
+
+    rows: int = 500
+    """BigQuery's recommended most rows per streaming insert."""
+    buffer_s: float = 0.5
+
+    def batch(self) -> beam.GroupIntoBatches:
+        return beam.GroupIntoBatches(self.rows, max_buffering_duration_secs=self.buffer_s)
 
 
 class _InsertRows(beam.DoFn):
@@ -66,16 +77,16 @@ class _InsertRows(beam.DoFn):
 class WriteEvents(beam.PTransform):
     """Events (dicts in the herald.events schema) -> the BigQuery events table."""
 
-    def __init__(self, settings: Settings, shards: int) -> None:
+    def __init__(self, settings: Settings, shards: int, batching: WriteBatching) -> None:
         super().__init__()
         self._settings = settings
         self._shards = shards
+        self._batching = batching
 
     def expand(self, events):
         return (events
                 | "ShardForWrite" >> beam.Map(lambda row: (random.randrange(self._shards), row))
-                | "BatchWrites" >> beam.GroupIntoBatches(
-                    WRITE_BATCH, max_buffering_duration_secs=WRITE_BUFFER_S)
+                | "BatchWrites" >> self._batching.batch()
                 | "InsertRows" >> beam.ParDo(_InsertRows(self._settings, EVENTS_TABLE, "event_id")))
 
 
@@ -111,14 +122,15 @@ class WriteDeadLetters(beam.PTransform):
     """DeadLetters -> the `dead_letters` table and the dead-letter topic (its `-hold`
     subscription keeps them for `herald dlq replay`)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, batching: WriteBatching) -> None:
         super().__init__()
         self._settings = settings
+        self._batching = batching
 
     def expand(self, dead_letters):
         settings = self._settings
         (dead_letters
          | "ToRows" >> beam.Map(lambda dead_letter: (0, dead_letter.to_row()))
-         | "BatchRows" >> beam.GroupIntoBatches(WRITE_BATCH, max_buffering_duration_secs=WRITE_BUFFER_S)
+         | "BatchRows" >> self._batching.batch()
          | "InsertRows" >> beam.ParDo(_InsertRows(settings, DEAD_LETTERS_TABLE, "dead_letter_id")))
         return dead_letters | "Publish" >> beam.ParDo(_PublishDeadLetters(settings))

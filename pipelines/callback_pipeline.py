@@ -28,7 +28,7 @@ from herald.settings import Settings
 from pipelines import launch
 from pipelines.bigquery_sink import WriteDeadLetters, WriteEvents
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
-from pipelines.options import HeraldOptions
+from pipelines.options import HeraldOptions, write_batching
 
 DEAD_LETTERS = "dead_letters"
 
@@ -75,8 +75,9 @@ def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -
                     subscription=settings.subscription_path(settings.callbacks_subscription),
                     with_attributes=True)
                 | "RecordCallbacks" >> RecordCallbacks(settings.callbacks_topic))
-    recorded.events | "WriteEvents" >> WriteEvents(settings, options.batch_shards)
-    recorded[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(settings)
+    batching = write_batching(options)
+    recorded.events | "WriteEvents" >> WriteEvents(settings, options.batch_shards, batching)
+    recorded[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(settings, batching)
 
 
 if __name__ == "__main__":

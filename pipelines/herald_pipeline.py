@@ -25,7 +25,7 @@ from pipelines import dedupe, launch, recipients
 from pipelines.bigquery_sink import WriteDeadLetters, WriteEvents
 from pipelines.dedupe import Bucketing, DedupeDeliveries
 from pipelines.directory import Directory
-from pipelines.options import HeraldOptions, dedupe_buckets, subscription_path
+from pipelines.options import HeraldOptions, dedupe_buckets, subscription_path, write_batching
 from pipelines.parse import ACCEPTED, DEAD_LETTER, DEAD_LETTERS, ParseRequests
 from pipelines.recipients import ResolveRecipients
 from pipelines.resources import ProcessResource
@@ -69,8 +69,9 @@ def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -
                | "ReadRequests" >> beam.io.ReadFromPubSub(subscription=subscription_path(settings),
                                                           with_attributes=True)
                | "DeliverNotifications" >> DeliverNotifications(settings, options))
-    outputs[EVENTS] | "WriteEvents" >> WriteEvents(settings, options.batch_shards)
-    outputs[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(settings)
+    batching = write_batching(options)
+    outputs[EVENTS] | "WriteEvents" >> WriteEvents(settings, options.batch_shards, batching)
+    outputs[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(settings, batching)
 
 
 if __name__ == "__main__":
