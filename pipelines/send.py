@@ -142,11 +142,14 @@ class _SendBatch(beam.DoFn):
                                      provider_code=claim.provider_code)
             else:
                 yield from self._dead_letter(delivery, Reason.OUTCOME_UNKNOWN)
+        claims = self._claims.get()
+
+        def mark(settled: list[tuple[int, Outcome]]) -> None:
+            claims.mark_all([(to_send[index].dedupe_key, mark) for index, outcome in settled
+                             if (mark := _claim_mark(outcome)) is not None])
+
         outcomes = send_with_retries(self._sender.get(), [d.outgoing() for d in to_send],
-                                     self._policy)
-        self._claims.get().mark_all([(delivery.dedupe_key, mark)
-                                     for delivery, outcome in zip(to_send, outcomes, strict=True)
-                                     if (mark := _claim_mark(outcome)) is not None])
+                                     self._policy, on_settled=mark)
         for delivery, outcome in zip(to_send, outcomes, strict=True):
             yield from self._record(delivery, outcome)
 

@@ -50,11 +50,19 @@ class Outcome:
         return not self.result.ok and self.result.transient
 
 
+Settled = Callable[[list[tuple[int, Outcome]]], None]
+"""Told, after each attempt, the (index in the batch, final Outcome) of the messages it settled."""
+
+
 def send_with_retries(sender: Sender, batch: Sequence[Outgoing], policy: RetryPolicy, *,
+                      on_settled: Settled | None = None,
                       sleep: Callable[[float], None] = time.sleep,
                       clock: Callable[[], float] = time.monotonic,
                       rng: random.Random | None = None) -> list[Outcome]:
-    """One Outcome per message, in input order."""
+    """One Outcome per message, in input order. `on_settled` hears of each message as soon as
+    nothing more will be tried for it, before the others' retries wait out their backoff: the
+    pipeline records a send on its claim then, so a crash during a retry's backoff does not leave
+    the batch's already delivered messages with an unknown outcome."""
     rng = rng or random.Random()
     outcomes: dict[int, Outcome] = {}
     pending = list(range(len(batch)))
@@ -66,11 +74,14 @@ def send_with_retries(sender: Sender, batch: Sequence[Outgoing], policy: RetryPo
             outcomes[index] = Outcome(result, attempt)
             if not result.ok and result.transient:
                 retry.append(index)
-        if not retry or attempt == policy.max_attempts:
-            break
-        wait = max(policy.delay(attempt, outcomes[index].result.retry_after_s, rng)
-                   for index in retry)
-        if clock() - started + wait > policy.deadline_s:
+        wait = max((policy.delay(attempt, outcomes[index].result.retry_after_s, rng)
+                    for index in retry), default=0.0)
+        if attempt == policy.max_attempts or clock() - started + wait > policy.deadline_s:
+            retry = []  # given up: the transient failures are final too
+        settled = [(index, outcomes[index]) for index in pending if index not in retry]
+        if on_settled is not None and settled:
+            on_settled(settled)
+        if not retry:
             break
         sleep(wait)
         pending = retry

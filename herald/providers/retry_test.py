@@ -86,3 +86,19 @@ def test_the_deadline_stops_retries_before_a_wait_that_would_cross_it() -> None:
 ])
 def test_retry_after_header_forms(headers, seconds) -> None:
     assert retry_after(headers) == seconds
+
+
+def test_each_message_is_settled_once_as_soon_as_nothing_more_will_be_tried() -> None:
+    settled: list[list[tuple[str, bool, int]]] = []
+    sender, clock = ScriptedSender({"a": [None], "b": [TRANSIENT, TRANSIENT, None],
+                                    "c": [PERMANENT],
+                                    "d": [TRANSIENT, TRANSIENT, TRANSIENT]}), FakeClock()
+
+    def record(done: list) -> None:
+        settled.append([("abcd"[index], o.result.ok, o.attempts) for index, o in done])
+
+    outcomes = send_with_retries(sender, [item(a) for a in "abcd"], RetryPolicy(max_attempts=3),
+                                 on_settled=record, sleep=clock.sleep, clock=lambda: clock.now,
+                                 rng=random.Random(1))
+    assert settled == [[("a", True, 1), ("c", False, 1)], [("b", True, 3), ("d", False, 3)]]
+    assert outcomes[3].exhausted and len(clock.sleeps) == 2
