@@ -6,8 +6,8 @@ Novu sends once and treats 429/503 as final; Herald retries what can pass on ret
 4xx). A batch is retried as a whole step: only its transiently failed messages are sent again.
 
 A retry after a timeout can duplicate: the provider may have accepted the first attempt and the
-answer was lost. For push that is the tolerated case; SMS and email dedupe claims (a later issue)
-bound it.
+answer was lost. The send claims (pipelines/claims.py) stop a second copy of a request from
+sending again, not this: a retry is the claim holder's own attempt.
 """
 
 from __future__ import annotations
