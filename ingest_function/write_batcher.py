@@ -20,21 +20,19 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from google.api_core import exceptions
 from google.cloud import firestore
-from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
 from google.rpc import code_pb2
 
-MAX_WRITES = 500
-"""Firestore's limit of writes per BatchWrite call."""
+from herald import batch_writes
 
 
 @dataclass
 class _Write:
     path: str
-    stage: Callable[[BulkWriteBatch], None]
+    stage: batch_writes.Stage
     result: Future = field(default_factory=Future)
 
 
@@ -54,17 +52,16 @@ class WriteBatcher:
 
     def create(self, ref: firestore.DocumentReference, data: dict[str, Any]) -> datetime:
         """The record's update time."""
-        return self._write(ref, lambda batch: batch.create(ref, data))
+        return self._write(ref, batch_writes.create(ref, data))
 
     def update(self, ref: firestore.DocumentReference, data: dict[str, Any],
                option: Any) -> datetime:
-        return self._write(ref, lambda batch: batch.update(ref, data, option=option))
+        return self._write(ref, batch_writes.update(ref, data, option))
 
     def delete(self, ref: firestore.DocumentReference, option: Any) -> None:
-        self._write(ref, lambda batch: batch.delete(ref, option=option))
+        self._write(ref, batch_writes.delete(ref, option))
 
-    def _write(self, ref: firestore.DocumentReference, stage: Callable[[BulkWriteBatch], None]
-               ) -> datetime:
+    def _write(self, ref: firestore.DocumentReference, stage: batch_writes.Stage) -> datetime:
         write = _Write(ref._document_path, stage)
         with self._lock:
             self._queue.append(write)
@@ -87,13 +84,13 @@ class WriteBatcher:
             self._commit(writes)
 
     def _take(self) -> list[_Write]:
-        """The queued writes that can share one call: up to MAX_WRITES, one per document, in
+        """The queued writes that can share one call: up to batch_writes.LIMIT, one per document, in
         arrival order (a later write to a document stays queued behind the earlier one)."""
         taken: list[_Write] = []
         remaining: list[_Write] = []
         held: set[str] = set()  # documents written by this call or by a write left queued
         for write in self._queue:
-            if len(taken) < MAX_WRITES and write.path not in held:
+            if len(taken) < batch_writes.LIMIT and write.path not in held:
                 taken.append(write)
             else:
                 remaining.append(write)
@@ -102,17 +99,14 @@ class WriteBatcher:
         return taken
 
     def _commit(self, writes: list[_Write]) -> None:
-        batch = BulkWriteBatch(self._db)
-        for write in writes:
-            write.stage(batch)
         try:
-            response = batch.commit(**self._call)
+            answers = batch_writes.write_each(self._db, [write.stage for write in writes],
+                                              **self._call)
         except Exception as error:  # noqa: BLE001 - every waiting request gets it, none hangs
             for write in writes:
                 write.result.set_exception(error)
             return
-        for write, status, result in zip(writes, response.status, response.write_results,
-                                         strict=True):
+        for write, (status, result) in zip(writes, answers, strict=True):
             if status.code == code_pb2.OK:
                 write.result.set_result(result.update_time)
             else:

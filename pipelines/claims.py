@@ -20,8 +20,8 @@ pushes sent twice without (a request published twice, by a timed-out edge publis
 by the outbox, whose second copy reached a restarted pipeline), against a bar of 0.1%; the price is
 two Firestore writes per delivery.
 
-Those writes go out a batch at a time, in Firestore's non-atomic BatchWrite (up to 500 writes per
-call, each succeeding or failing on its own, so a claim already held fails alone): one call to
+Those writes go out a batch at a time, in Firestore's non-atomic BatchWrite (herald/batch_writes.py:
+each write succeeds or fails on its own, so a claim already held fails alone): one call to
 claim a provider batch and one to record its outcomes, where one call per delivery made the
 Firestore emulator the busiest process of the local stack and held each send slot for a round trip
 per delivery.
@@ -33,13 +33,13 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from google.api_core import exceptions
 from google.cloud import firestore
-from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
 from google.rpc import code_pb2
 
+from herald import batch_writes
 from herald.clients import state_client
 from herald.contracts import Envelope
 from herald.settings import Settings
@@ -47,8 +47,6 @@ from herald.settings import Settings
 COLLECTION = "send_claims"
 KEEP = timedelta(days=2)
 """Claims outlive the 24 h idempotency window; `expires_at` is for a Firestore TTL policy."""
-BATCH_WRITE_LIMIT = 500
-"""Writes per Firestore BatchWrite call."""
 
 
 class Verdict(StrEnum):
@@ -73,9 +71,6 @@ class ClaimWriteFailed(Exception):
     """Firestore refused a claim write for another reason than the claim being held already."""
 
 
-Stage = Callable[[BulkWriteBatch, firestore.DocumentReference, dict[str, Any]], None]
-
-
 class SendClaims:
     """Claims keyed by a hash of the delivery's dedupe key (which holds only a recipient hash)."""
 
@@ -92,8 +87,8 @@ class SendClaims:
         for index, doc in enumerate(docs):
             first.setdefault(doc.id, index)
         codes = dict(zip(first.values(), self._write_all(
-            BulkWriteBatch.create,
-            [(docs[i], self._new(requests[i][1], requests[i][2], now)) for i in first.values()])))
+            [batch_writes.create(docs[i], self._new(requests[i][1], requests[i][2], now))
+             for i in first.values()])))
         held = [index for index, code in codes.items() if code == code_pb2.ALREADY_EXISTS]
         snapshots = {snapshot.id: snapshot for snapshot in
                      (self._client.get_all([docs[i] for i in held]) if held else ())}
@@ -175,21 +170,13 @@ class SendClaims:
     def mark_all(self, marks: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Record (dedupe_key, `sent(...)` or `failed(...)`) on each delivery's claim, in BatchWrite
         calls; raises ClaimWriteFailed if any was not written (the claim stays `claimed`)."""
-        codes = self._write_all(BulkWriteBatch.update,
-                                [(self._doc(dedupe_key), mark) for dedupe_key, mark in marks])
+        codes = self._write_all([batch_writes.update(self._doc(dedupe_key), mark)
+                                 for dedupe_key, mark in marks])
         refused = [code for code in codes if code != code_pb2.OK]
         if refused:
             raise ClaimWriteFailed(f"{len(refused)} of {len(codes)} claim marks refused: "
                                    f"statuses {sorted(set(refused))}")
 
-    def _write_all(self, stage: Stage,
-                   writes: Sequence[tuple[firestore.DocumentReference, dict[str, Any]]]) -> list[int]:
-        """Each (document, data) staged by `stage` (BulkWriteBatch.create or .update), committed
-        BATCH_WRITE_LIMIT at a time; each write's status code, in order."""
-        codes: list[int] = []
-        for start in range(0, len(writes), BATCH_WRITE_LIMIT):
-            batch = BulkWriteBatch(self._client)
-            for doc, data in writes[start:start + BATCH_WRITE_LIMIT]:
-                stage(batch, doc, data)
-            codes.extend(status.code for status in batch.commit().status)
-        return codes
+    def _write_all(self, stages: list[batch_writes.Stage]) -> list[int]:
+        """Each write's status code, in order."""
+        return [status.code for status, _ in batch_writes.write_each(self._client, stages)]

@@ -144,17 +144,17 @@ class _SendBatch(beam.DoFn):
                 yield from self._dead_letter(delivery, Reason.OUTCOME_UNKNOWN)
         claims = self._claims.get()
 
-        def mark(settled: list[tuple[int, Outcome]]) -> None:
+        def record_on_claims(settled: list[tuple[int, Outcome]]) -> None:
             claims.mark_all([(to_send[index].dedupe_key, mark) for index, outcome in settled
                              if (mark := _claim_mark(outcome)) is not None])
 
         outcomes = send_with_retries(self._sender.get(), [d.outgoing() for d in to_send],
-                                     self._policy, on_settled=mark)
+                                     self._policy, on_settled=record_on_claims)
         for delivery, outcome in zip(to_send, outcomes, strict=True):
             yield from self._record(delivery, outcome)
 
     def _claim(self, batch: list[Delivery]) -> list[tuple[Delivery, Claim]]:
-        """Durable claims (pipelines/claims.py), concurrently for the whole batch."""
+        """Durable claims (pipelines/claims.py), in one BatchWrite for the whole batch."""
         return list(zip(batch, self._claims.get().claim_all(
             [(d.dedupe_key, d.envelope, d.span_id) for d in batch]), strict=True))
 

@@ -59,9 +59,8 @@ def build_message(item: Outgoing) -> messaging.Message:
     return message
 
 
-def _route_service(app: firebase_admin.App, endpoint: str | None,
-                   connections: int) -> messaging._MessagingService:
-    """The app's messaging service, sending to `endpoint` when given, with `connections` pooled.
+def _route_service(app: firebase_admin.App, endpoint: str | None, connections: int) -> None:
+    """Point the app's messaging service at `endpoint` when given, with `connections` pooled.
 
     Private firebase-admin 7.7.0 internals: `_fcm_url` is the URL `messaging.send` posts to,
     `_client.session` the requests session it posts with. The SDK's pool is mounted only for
@@ -78,7 +77,6 @@ def _route_service(app: firebase_admin.App, endpoint: str | None,
         service._fcm_url = f"{endpoint.rstrip('/')}/v1/projects/{app.project_id}/messages:send"
     session = service._client.session
     session.mount(service._fcm_url, HTTPAdapter(pool_maxsize=connections, max_retries=0))
-    return service
 
 
 def _classify(error: Exception) -> ProviderError | None:
