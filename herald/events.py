@@ -41,13 +41,16 @@ class Status(StrEnum):
     DEFERRED = "deferred"
     OPENED = "opened"
     CLICKED = "clicked"
+    OPTED_OUT = "opted_out"
+    """A provider told Herald the recipient opted out (an SMS STOP, an email unsubscribe or spam
+    report); recorded on the delivery it came from, with the provider's word in `reason`."""
 
 
 TERMINAL = frozenset({Status.SUPPRESSED, Status.DUPLICATE, Status.SENT, Status.FAILED,
                       Status.DEAD_LETTER})
 CALLBACK = frozenset({Status.PROVIDER_ACCEPTED, Status.DELIVERED, Status.UNDELIVERED,
                       Status.BOUNCED, Status.DROPPED, Status.DEFERRED, Status.OPENED,
-                      Status.CLICKED})
+                      Status.CLICKED, Status.OPTED_OUT})
 
 
 class Reason(StrEnum):
@@ -56,6 +59,8 @@ class Reason(StrEnum):
     USER_OPTED_OUT = "user_opted_out"
     CATEGORY_OPTED_OUT = "category_opted_out"
     CHANNEL_OPTED_OUT = "channel_opted_out"
+    PROVIDER_OPTED_OUT = "provider_opted_out"
+    """The recipient opted out of the channel through its provider (see Directory.record_opt_out)."""
     DEVICE_DISABLED = "device_disabled"
     UNKNOWN_USER = "unknown_user"
     NO_ADDRESS = "no_address"

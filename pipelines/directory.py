@@ -8,8 +8,18 @@ from typing import Any
 from google.cloud import firestore
 
 from herald.clients import firestore_client
-from herald.contracts import utc_now_iso
+from herald.contracts import Channel, utc_now_iso
 from herald.settings import Settings
+
+
+PROVIDER_OPT_OUTS = "provider_opt_outs"
+"""User document field: {channel: {"source": provider, "reason": the provider's word, "at": ISO
+time}}, one entry per channel whose provider reported the recipient's opt-out."""
+
+
+def provider_opt_out(user: dict[str, Any], channel: Channel) -> dict[str, Any] | None:
+    """The opt-out a provider reported for `channel` on this user document, if any."""
+    return (user.get(PROVIDER_OPT_OUTS) or {}).get(channel.value)
 
 
 class Directory:
@@ -38,6 +48,14 @@ class Directory:
 
     def _devices(self, user_id: str) -> dict[str, dict[str, Any]]:
         return {doc.id: doc.to_dict() for doc in self._user(user_id).collection("devices").stream()}
+
+    def record_opt_out(self, user_id: str, channel: Channel, source: str, reason: str) -> None:
+        """A provider reported that the user opted out of `channel` (Twilio error 21610 or a STOP
+        reply; SendGrid unsubscribe, group_unsubscribe, spamreport): later notifications on that
+        channel are suppressed (`provider_opted_out`) without calling the provider. A merge, so
+        an unknown user gets no document of its own beyond this field."""
+        self._user(user_id).set({PROVIDER_OPT_OUTS: {channel.value: {
+            "source": source, "reason": reason, "at": utc_now_iso()}}}, merge=True)
 
     def disable_device(self, user_id: str, device_id: str, reason: str) -> None:
         """Token hygiene: later notifications skip the device (it reads as `device_disabled`),

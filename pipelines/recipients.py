@@ -21,7 +21,7 @@ from herald.contracts import Channel, Envelope, Platform
 from herald.events import Reason, Status
 from herald.settings import Settings
 from pipelines.delivery import Delivery
-from pipelines.directory import Directory
+from pipelines.directory import Directory, provider_opt_out
 from pipelines.resources import ProcessResource
 
 EVENTS = "events"
@@ -29,7 +29,8 @@ LOOKUP_BATCH = 100
 
 
 def _opt_out_reason(user: Mapping[str, Any], envelope: Envelope) -> Reason | None:
-    """User, then category, then channel: the broadest switch that is off is the reason."""
+    """User, then category, then channel (the user's switch, then a provider-reported opt-out):
+    the broadest switch that is off is the reason."""
     request = envelope.request
     if user.get("notification_enabled") is False:
         return Reason.USER_OPTED_OUT
@@ -37,6 +38,8 @@ def _opt_out_reason(user: Mapping[str, Any], envelope: Envelope) -> Reason | Non
         return Reason.CATEGORY_OPTED_OUT
     if (user.get("channels") or {}).get(request.channel.value) is False:
         return Reason.CHANNEL_OPTED_OUT
+    if provider_opt_out(user, request.channel) is not None:
+        return Reason.PROVIDER_OPTED_OUT
     return None
 
 

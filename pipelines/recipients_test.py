@@ -39,6 +39,11 @@ def test_push_fans_out_to_every_device_and_suppresses_the_disabled_one() -> None
     ({"categoryType": "marketing"}, {}, Reason.CATEGORY_OPTED_OUT),
     ({"notificationType": "sms"}, {}, Reason.CHANNEL_OPTED_OUT),
     ({"notificationType": "email"}, {"email": None}, Reason.NO_ADDRESS),
+    ({"notificationType": "email"},
+     {"provider_opt_outs": {"email": {"source": "sendgrid", "reason": "unsubscribe"}}},
+     Reason.PROVIDER_OPTED_OUT),
+    ({"notificationType": "email"},
+     {"provider_opt_outs": {"sms": {"source": "twilio", "reason": "21610"}}}, None),
     ({"notificationType": "email"}, {}, None),
 ])
 def test_broadest_switch_is_the_reason(changes, user_changes, expected) -> None:
