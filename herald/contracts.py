@@ -8,6 +8,7 @@ demo workload), so a new channel is added here once.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -109,6 +110,39 @@ class NotificationRequest:
         return body
 
 
+MAX_DOCUMENT_ID_BYTES = 1500
+"""Firestore's limit on a document id, in UTF-8 bytes
+(https://firebase.google.com/docs/firestore/quotas#collections_documents_and_fields)."""
+_RESERVED_DOCUMENT_ID = re.compile(r"__.*__", re.DOTALL)
+
+
+def _unicode_text(value: str, path: str) -> str:
+    """JSON can carry lone UTF-16 surrogates ("\\ud800"), which no UTF-8 system downstream
+    (Pub/Sub attributes, Firestore, BigQuery, the providers) accepts."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ContractError(path, "must be valid Unicode text (no lone surrogates)") from error
+    return value
+
+
+def document_id(value: str, path: str) -> str:
+    """`value` if Firestore can use it as a document id, else ContractError naming `path`.
+
+    Firestore's rules (https://firebase.google.com/docs/firestore/quotas#collections_documents_and_fields):
+    valid UTF-8, at most 1,500 bytes, no forward slash, not `.` or `..`, and not matching `__.*__`.
+    Federated ids such as "auth0|acme/alice" break the slash rule: the sender must encode them."""
+    if "/" in value:
+        raise ContractError(path, "must not contain '/' (a Firestore document id); encode the id")
+    if value in (".", ".."):
+        raise ContractError(path, "must not be '.' or '..' (a Firestore document id)")
+    if _RESERVED_DOCUMENT_ID.fullmatch(value):
+        raise ContractError(path, "must not match __.*__ (reserved by Firestore)")
+    if len(value.encode("utf-8")) > MAX_DOCUMENT_ID_BYTES:
+        raise ContractError(path, f"must be at most {MAX_DOCUMENT_ID_BYTES} bytes of UTF-8")
+    return value
+
+
 def _string(body: Mapping[str, Any], key: str, path: str, *, required: bool = True,
             max_len: int = 256) -> str | None:
     value = body.get(key)
@@ -120,7 +154,7 @@ def _string(body: Mapping[str, Any], key: str, path: str, *, required: bool = Tr
         raise ContractError(path, "must be a non-empty string")
     if len(value) > max_len:
         raise ContractError(path, f"must be at most {max_len} characters")
-    return value
+    return _unicode_text(value, path)
 
 
 def _object(body: Mapping[str, Any], key: str, *, required: bool) -> Mapping[str, Any]:
@@ -166,8 +200,10 @@ def _audience(body: Mapping[str, Any]) -> tuple[str, ...]:
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_AUDIENCE:
         raise ContractError("userIds", f"must be a list of 1 to {MAX_AUDIENCE} user ids")
     for index, user_id in enumerate(value):
+        path = f"userIds[{index}]"
         if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > 256:
-            raise ContractError(f"userIds[{index}]", "must be a non-empty string of at most 256 characters")
+            raise ContractError(path, "must be a non-empty string of at most 256 characters")
+        document_id(_unicode_text(user_id, path), path)
     if len(set(value)) != len(value):
         raise ContractError("userIds", "must not repeat a user id")
     return tuple(value)
@@ -188,9 +224,13 @@ def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest
     if not isinstance(data, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise ContractError("notificationInfo.data", "must be an object of string values")
+    for key, value in data.items():
+        _unicode_text(key, "notificationInfo.data")
+        _unicode_text(value, f"notificationInfo.data.{key}")
     user_ids = _audience(body)
+    user_id = None if user_ids else _string(body, "userId", "userId")
     return NotificationRequest(
-        user_id=None if user_ids else _string(body, "userId", "userId"),
+        user_id=user_id and document_id(user_id, "userId"),
         user_ids=user_ids,
         notification_id=notification_id or str(uuid.uuid4()),
         service_type=_string(body, "serviceType", "serviceType"),

@@ -34,6 +34,11 @@ def test_notification_id_is_generated_only_at_the_edge() -> None:
     assert error.value.field == "notificationId"
 
 
+def test_ids_firestore_accepts_pass() -> None:
+    for user_id in ("auth0|acme_alice", "a.b", "...", "__x", "x__", "\u00e9\u6f22\U0001F600", "a" * 256):
+        assert parse_request({**DESIGN_BODY, "userId": user_id}).user_id == user_id
+
+
 @pytest.mark.parametrize("path, value, field", [
     (("userId",), None, "userId"),
     (("userId",), "", "userId"),
@@ -43,6 +48,19 @@ def test_notification_id_is_generated_only_at_the_edge() -> None:
     (("notificationInfo", "title"), None, "notificationInfo.title"),
     (("metadata", "sendTime"), "yesterday", "metadata.sendTime"),
     (("metadata", "sendTime"), "2024-02-05T12:00:00", "metadata.sendTime"),
+    # Ids that cannot be Firestore document ids (issue 9: "auth0|acme/alice" stopped the pipeline).
+    (("userId",), "auth0|acme/alice", "userId"),
+    (("userId",), ".", "userId"),
+    (("userId",), "..", "userId"),
+    (("userId",), "__users__", "userId"),
+    (("userId",), "\u00e9" * 200 + "/", "userId"),
+    # Text no UTF-8 system downstream accepts.
+    (("userId",), "u-\ud800", "userId"),
+    (("notificationInfo", "title"), "Hi \udfff", "notificationInfo.title"),
+    (("notificationInfo", "content"), "\ud83d", "notificationInfo.content"),
+    (("serviceType",), "svc\udc00", "serviceType"),
+    (("notificationInfo", "data"), {"k": "\ud800"}, "notificationInfo.data.k"),
+    (("notificationInfo", "data"), {"\ud800": "v"}, "notificationInfo.data"),
 ])
 def test_bad_fields_are_named(path: tuple[str, ...], value: object, field: str) -> None:
     body = copy.deepcopy(DESIGN_BODY)
@@ -106,6 +124,9 @@ def test_a_bulk_request_names_its_audience_in_user_ids() -> None:
     ({"userIds": [f"u-{i}" for i in range(1001)]}, "userIds"),
     ({"userIds": ["u-1", "u-1"]}, "userIds"),
     ({"userIds": ["u-1", 7]}, "userIds[1]"),
+    ({"userIds": ["u-1", "auth0|acme/alice"]}, "userIds[1]"),
+    ({"userIds": ["__x__"]}, "userIds[0]"),
+    ({"userIds": ["u-1", "u-\ud800"]}, "userIds[1]"),
     ({"userIds": "u-1"}, "userIds"),
     ({"userIds": ["u-1"], "userId": "u-2"}, "userIds"),
 ])

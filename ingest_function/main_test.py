@@ -157,6 +157,8 @@ def test_unauthenticated_requests_get_401_and_publish_nothing(client, probe, hea
     ("{not json", 400, "body"),
     (json.dumps({k: v for k, v in DESIGN_BODY.items() if k != "userId"}), 400, "userId"),
     (json.dumps({**DESIGN_BODY, "notificationType": "fax"}), 400, "notificationType"),
+    (json.dumps({**DESIGN_BODY, "userId": "auth0|acme/alice"}), 400, "userId"),
+    (json.dumps({**DESIGN_BODY, "userId": "u-\ud800"}), 400, "userId"),
     (json.dumps({**DESIGN_BODY, "notificationInfo": {"title": "t",
                                                       "content": "x" * MAX_BODY_BYTES}}),
      413, "body"),

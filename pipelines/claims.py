@@ -7,7 +7,8 @@ job; a restarted or redeployed pipeline starts empty. Before a delivery goes to 
 - created: send it, then mark the claim `sent` with the provider's id, or `failed` with the
   provider's code when it refused the message (a redelivery of the same request ends `failed`
   again; a later, corrected request may take the claim over);
-- held by another request: `duplicate`;
+- held by another request, or by another delivery of this one (a bulk request whose users share
+  the address): `duplicate`;
 - held by this request and `sent`: a restart replaying the message; its `sent` event is emitted
   again (the same event id) and the provider is not called;
 - held by this request and still `claimed`: the previous run died mid-send and the provider may
@@ -100,7 +101,8 @@ class SendClaims:
             elif code == code_pb2.OK:
                 claims.append(Claim(Verdict.SEND))
             elif code == code_pb2.ALREADY_EXISTS:
-                claims.append(self._judge(docs[index], snapshots[docs[index].id], envelope, now))
+                claims.append(self._judge(docs[index], snapshots[docs[index].id], envelope,
+                                          span_id, now))
             else:
                 raise ClaimWriteFailed(f"claim {docs[index].id}: status {code}")
         return claims
@@ -123,14 +125,16 @@ class SendClaims:
             return Claim(Verdict.SEND)
         except exceptions.AlreadyExists:
             [snapshot] = self._client.get_all([doc])  # drains its stream; doc.get leaves it open
-        return self._judge(doc, snapshot, envelope, now)
+        return self._judge(doc, snapshot, envelope, span_id, now)
 
     def _judge(self, doc: firestore.DocumentReference, snapshot: firestore.DocumentSnapshot,
-               envelope: Envelope, now: datetime) -> Claim:
+               envelope: Envelope, span_id: str, now: datetime) -> Claim:
         """The verdict on a delivery whose claim someone holds already (`snapshot`)."""
         holder = envelope.claim_token
         held = snapshot.to_dict() or {}
         state, same_request = held.get("state"), held.get("trace_id") == envelope.trace_id
+        if same_request and held.get("span_id") != span_id:
+            return Claim(Verdict.DUPLICATE)  # one bulk request, two users sharing the address
         if not same_request:
             if state != "failed":
                 return Claim(Verdict.DUPLICATE)

@@ -92,3 +92,12 @@ def test_mark_all_refuses_to_mark_a_delivery_never_claimed(claims: SendClaims) -
                          ("n-7|sms|h2", SendClaims.sent("SM2"))])
     again = claims.claim("n-7|sms|h1", A, "span-a")  # the one that was claimed is marked anyway
     assert (again.verdict, again.provider_message_id) == (Verdict.ALREADY_SENT, "SM1")
+
+
+def test_another_delivery_of_the_same_request_to_the_address_is_a_duplicate(
+        claims: SendClaims) -> None:
+    """A bulk request whose users share an address: one send, the other delivery a duplicate;
+    the first delivery's own redelivery is still recognised as its own."""
+    assert claims.claim("shared|email|h1", A, "span-user-1").verdict is Verdict.SEND
+    assert claims.claim("shared|email|h1", A, "span-user-2").verdict is Verdict.DUPLICATE
+    assert claims.claim("shared|email|h1", A, "span-user-1").verdict is Verdict.OUTCOME_UNKNOWN

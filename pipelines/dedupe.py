@@ -1,9 +1,11 @@
 """DedupeDeliveries: a (notificationId, channel, address) is decided at most once per TTL.
 
 Follows Beam's `DeduplicatePerKey`: keyed state remembers the first claim and a processing-time
-timer forgets it after the TTL. The claim records the trace id, so a Pub/Sub *redelivery* of the same
-message (same trace) is dropped silently (its events already exist, with the same ids), while a
-second *request* with the same notificationId (another trace) is recorded as `duplicate`.
+timer forgets it after the TTL. The claim records the trace and the delivery's span, so a Pub/Sub
+*redelivery* of the same message (same trace, same span) is dropped silently (its events already
+exist, with the same ids), while a second *request* with the same notificationId (another trace), or
+a second delivery of one bulk request to the same address (two users sharing an email: same trace,
+another span), is recorded as `duplicate`.
 Opted-out deliveries are claimed too and recorded here as `suppressed`, so a redelivery that is
 planned differently (the device was disabled meanwhile) cannot add a second terminal event.
 A replay of a dead-lettered delivery (`herald dlq replay`) holds the claim under its own token
@@ -48,8 +50,9 @@ class Bucketing:
         return key if self._buckets == 0 else str(zlib.crc32(key.encode()) % self._buckets)
 
 
-Claims = dict[str, tuple[str, int]]
-"""dedupe key -> (claim token, expiry in epoch microseconds, as timers count), for one bucket."""
+Claims = dict[str, tuple[str, str, int]]
+"""dedupe key -> (claim token, span id, expiry in epoch microseconds, as timers count), for one
+bucket."""
 
 
 class _FirstClaimWins(beam.DoFn):
@@ -69,13 +72,13 @@ class _FirstClaimWins(beam.DoFn):
         _, delivery = keyed
         claims: Claims = state.read() or {}
         envelope, key = delivery.envelope, delivery.dedupe_key
-        holder = claims[key][0] if key in claims else None  # held until the sweep forgets it
-        if holder is None or (envelope.scope.replay_id and holder != envelope.claim_token
-                              and holder.startswith(envelope.trace_id)):
+        holder, span, _ = claims.get(key, (None, None, None))  # held until the sweep forgets it
+        ours = span == delivery.span_id and holder is not None and holder.startswith(envelope.trace_id)
+        if holder is None or (ours and envelope.scope.replay_id and holder != envelope.claim_token):
             expiry = Timestamp.of(time.time() + self._ttl_s)
             if not claims:  # the bucket's first live claim: it expires first
                 sweep.set(expiry)
-            claims[key] = (envelope.claim_token, expiry.micros)
+            claims[key] = (envelope.claim_token, delivery.span_id, expiry.micros)
             state.write(claims)
             if delivery.skip is not None:
                 self.suppressed.inc()
@@ -84,7 +87,7 @@ class _FirstClaimWins(beam.DoFn):
             else:
                 self.unique.inc()
                 yield self._route(delivery)
-        elif holder.startswith(envelope.trace_id):  # its own claim, or one of its replays
+        elif ours:  # its own claim, or one of its replays
             self.redelivered.inc()
         else:
             self.duplicates.inc()
@@ -97,10 +100,10 @@ class _FirstClaimWins(beam.DoFn):
         """Forget the claims due by the time the timer was set for (the runner's processing
         clock, which a test may drive); wake again when the oldest remaining one is due."""
         live = {key: claim for key, claim in (state.read() or {}).items()
-                if claim[1] > fired.micros}
+                if claim[2] > fired.micros}
         if live:
             state.write(live)
-            sweep.set(Timestamp(micros=min(expiry for _, expiry in live.values())))
+            sweep.set(Timestamp(micros=min(expiry for *_, expiry in live.values())))
         else:
             state.clear()
 

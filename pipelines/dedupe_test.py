@@ -76,3 +76,37 @@ def test_a_claim_is_forgotten_after_its_ttl(buckets: int) -> None:
         assert_that(result.unique | beam.Map(lambda d: d.envelope.trace_id),
                     equal_to([first.trace_id, later.trace_id]), label="both sent")
         assert_that(result[EVENTS], equal_to([]), label="no duplicate")
+
+
+def test_bulk_users_sharing_an_address_end_once_each() -> None:
+    """Issue 9: one bulk request, two users with one email address (a family's): the first is
+    sent, the second is a recorded `duplicate`, not dropped as if it were a redelivery."""
+    bulk = new_envelope(parse_request({**{k: v for k, v in DESIGN_BODY.items() if k != "userId"},
+                                       "userIds": ["u-1", "u-2"], "notificationType": "email"}), "svc")
+    first, second = (Delivery(bulk, user, Channel.EMAIL, "home@example.com", "h-home")
+                     for user in ("u-1", "u-2"))
+    assert first.span_id != second.span_id
+    stream = TestStream().add_elements([(first.dedupe_key, first), (second.dedupe_key, second),
+                                        (first.dedupe_key, first)]).advance_watermark_to_infinity()
+    with TestPipeline(options=streaming()) as p:
+        result = p | stream | DedupeDeliveries(ttl_s=3600, route=to_unique, branches=["unique"])
+        assert_that(result.unique | "Users" >> beam.Map(lambda d: d.user_id), equal_to(["u-1"]),
+                    label="sent")
+        assert_that(result[EVENTS] | beam.Map(lambda e: (e["user_id"], e["status"])),
+                    equal_to([("u-2", "duplicate")]), label="duplicate")
+
+
+def test_two_senders_may_use_the_same_notification_id() -> None:
+    """Issue 9: service A and service B each send their own `welcome-1` to the same user: ids are
+    the sender's own, so both are sent."""
+    body = {**DESIGN_BODY, "notificationType": "email", "notificationId": "welcome-1"}
+    a, b = (Delivery(new_envelope(parse_request(body), sender), "u-1", Channel.EMAIL,
+                     "a@example.com", "h-a") for sender in ("service-a", "service-b"))
+    assert a.dedupe_key != b.dedupe_key
+    stream = TestStream().add_elements([(a.dedupe_key, a), (b.dedupe_key, b)]) \
+        .advance_watermark_to_infinity()
+    with TestPipeline(options=streaming()) as p:
+        result = p | stream | DedupeDeliveries(ttl_s=3600, route=to_unique, branches=["unique"])
+        assert_that(result.unique | beam.Map(lambda d: d.envelope.sender_client),
+                    equal_to(["service-a", "service-b"]), label="both sent")
+        assert_that(result[EVENTS], equal_to([]), label="no duplicate")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +28,21 @@ class Delivery:
 
     @property
     def span_id(self) -> str:
-        return events.span_for(self.envelope.trace_id, self.channel.value,
-                               self.device_id or self.recipient_hash or f"user/{self.user_id}")
+        """The delivery's id: unique per (request, user, channel, device or address). Every user's
+        devices may share names (`dev-0`), and users may share an address, so both the user and
+        the device (or the address's hash) are part of it. The contract keeps `/` out of user ids,
+        so the parts cannot run into one another."""
+        return events.span_for(self.envelope.trace_id, self.channel.value, self.user_id,
+                               self.device_id or self.recipient_hash or "")
 
     @property
     def dedupe_key(self) -> str:
-        """What 'the same notification' means: same sender id, channel and address."""
-        return f"{self.envelope.request.notification_id}|{self.channel.value}|{self.recipient_hash}"
+        """What 'the same notification' means: the same notificationId from the same sender (ids
+        are the sender's own, as the edge's idempotency keys are), on the same channel, to the
+        same address. JSON, so no id can forge another's key with a separator."""
+        request = self.envelope.request
+        return json.dumps([self.envelope.sender_client, request.notification_id, self.channel.value,
+                           self.recipient_hash], separators=(",", ":"))
 
     def event(self, status: Status, **extra: Any) -> dict[str, Any]:
         return events.delivery_event(

@@ -94,3 +94,16 @@ def test_a_device_disabled_by_token_hygiene_after_acceptance_is_still_planned() 
     assert reasons(request, devices=before) == [("d1", Channel.PUSH, Reason.DEVICE_DISABLED)]
     assert reasons(request, devices={"d1": {**DEVICES["d1"], "notification_enabled": False}}) == \
         [("d1", Channel.PUSH, Reason.DEVICE_DISABLED)]  # switched off by its user: always skipped
+
+
+def test_a_bulk_push_has_a_delivery_id_per_user_and_device() -> None:
+    """Issue 9: three users with 2, 3 and 2 devices, all named dev-0, dev-1, ...: 7 deliveries,
+    7 distinct ids (they were 3 when the id ignored the user)."""
+    bulk = new_envelope(parse_request({**{k: v for k, v in DESIGN_BODY.items() if k != "userId"},
+                                       "userIds": ["u-1", "u-2", "u-3"]}), "svc")
+    counts = {"u-1": 2, "u-2": 3, "u-3": 2}
+    spans = [delivery.span_id for user_id, n in counts.items()
+             for delivery, _ in plan_deliveries(bulk, user_id, USER, {
+                 f"dev-{i}": {"platform": "android", "token": f"{user_id}-tok-{i}"}
+                 for i in range(n)}, KEY)]
+    assert len(spans) == len(set(spans)) == 7
