@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from herald.contracts import Envelope, Scope, utc_now_iso
-from herald.events import Field
+from herald.events import Field, Reason
 
 DEAD_LETTERS_TABLE = "dead_letters"
 HOLD_SUFFIX = "-hold"
@@ -34,9 +34,11 @@ DEAD_LETTER_FIELDS: tuple[Field, ...] = (
           "Deterministic id (source topic, span or message digest, replay): one per parked item."),
     Field("dead_lettered_at", "TIMESTAMP", "REQUIRED", "When it was parked (partitioning column)."),
     Field("source_topic", "STRING", "REQUIRED",
-          "The topic the message came from, and where `herald dlq replay` sends it back."),
+          "The topic the message came from, and where `herald dlq replay` sends it back (for "
+          "a row_rejected item, the table that refused the row)."),
     Field("reason", "STRING", "REQUIRED",
-          "invalid_message, retries_exhausted or outcome_unknown (herald.events.Reason)."),
+          "invalid_message, unprocessable, retries_exhausted, outcome_unknown, unreconciled or "
+          "row_rejected (herald.events.Reason)."),
     Field("detail", "STRING", "NULLABLE", "The parse error or the provider's last error message."),
     Field("provider_code", "STRING", "NULLABLE", "The provider's last error code, if any."),
     Field("attempts", "INTEGER", "NULLABLE", "Provider attempts made before it was parked."),
@@ -129,6 +131,11 @@ class DeadLetter:
                    reason=attributes[_PREFIX + "reason"], data=data, attributes=original,
                    span_id=attributes.get(_PREFIX + "span_id"),
                    dead_lettered_at=attributes.get(_PREFIX + "dead_lettered_at", ""))
+
+    @property
+    def replayable(self) -> bool:
+        """An event row BigQuery refused came from no topic: it is fixed and inserted by hand."""
+        return self.reason != Reason.ROW_REJECTED
 
     def replay(self) -> tuple[str, bytes, dict[str, str]]:
         """(topic, data, attributes) that send it back through: a delivery scoped to its span

@@ -51,7 +51,7 @@ def replay(settings: Settings, subscriber: pubsub_v1.SubscriberClient,
                 except KeyError:  # not parked by Herald: not ours to send anywhere
                     left.append(item.ack_id)
                     continue
-                wanted = not reasons or dead_letter.reason in reasons
+                wanted = dead_letter.replayable and (not reasons or dead_letter.reason in reasons)
                 if not wanted or (limit is not None and report.replayed >= limit):
                     left.append(item.ack_id)
                     continue

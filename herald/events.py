@@ -70,6 +70,12 @@ class Reason(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"
     OUTCOME_UNKNOWN = "outcome_unknown"
     UNRECONCILED = "unreconciled"
+    ROW_REJECTED = "row_rejected"
+    """BigQuery refused an event row (the dead letter holds the row and BigQuery's error); not
+    replayable through Pub/Sub: fix the cause and insert the row from `dead_letters`."""
+    UNPROCESSABLE = "unprocessable"
+    """A request the pipeline failed on after parsing it (a value its lookups refused, a bug):
+    parked whole, with the error, so one request never stops the others."""
 
 
 @dataclass(frozen=True)

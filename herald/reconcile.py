@@ -60,24 +60,30 @@ class _Audited:
 
 def progress(client: bigquery.Client, settings: Settings,
              trace_ids: Iterable[str]) -> dict[str, tuple[int | None, frozenset[str]]]:
-    """trace -> (deliveries planned, or None before its `resolved` event; spans that ended)."""
+    """trace -> (deliveries planned, or None before its `resolved` event; spans that ended).
+    A request the pipeline parked whole (a request-level `dead_letter`) has nothing left to
+    finish: 0 planned."""
     terminal = ", ".join(f"'{status.value}'" for status in TERMINAL)
     query = f"""
-        SELECT trace_id, status, span_id, deliveries
+        SELECT trace_id, status, span_id, deliveries, parent_span_id
         FROM `{settings.events_table}`
         WHERE trace_id IN UNNEST(@trace_ids)
-          AND (status = '{Status.RESOLVED.value}'
+          AND (status IN ('{Status.RESOLVED.value}', '{Status.DEAD_LETTER.value}')
                OR (status IN ({terminal}) AND parent_span_id IS NOT NULL))
     """
     config = bigquery.QueryJobConfig(query_parameters=[
         bigquery.ArrayQueryParameter("trace_ids", "STRING", sorted(set(trace_ids)))])
     planned: dict[str, int] = {}
     ended: dict[str, set[str]] = {}
+    parked: set[str] = set()
     for row in client.query(query, job_config=config).result():
         if row["status"] == Status.RESOLVED.value:
             planned[row["trace_id"]] = max(planned.get(row["trace_id"], 0), row["deliveries"] or 0)
+        elif row["parent_span_id"] is None:
+            parked.add(row["trace_id"])
         else:
             ended.setdefault(row["trace_id"], set()).add(row["span_id"])
+    planned.update(dict.fromkeys(parked, 0))
     return {trace: (planned.get(trace), frozenset(ended.get(trace, ())))
             for trace in set(planned) | set(ended)}
 

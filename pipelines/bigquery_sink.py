@@ -9,21 +9,24 @@ the dead-letter topic (herald.dead_letters).
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from google.cloud import pubsub_v1
+import requests
+from google.api_core import exceptions
+from google.cloud import bigquery, pubsub_v1
 
 from herald.clients import bigquery_client
 from herald.dead_letters import DEAD_LETTERS_TABLE, DeadLetter
-from herald.events import EVENTS_TABLE
+from herald.events import EVENTS_TABLE, Reason
 from herald.settings import Settings
 from pipelines.resources import ProcessResource
 
@@ -42,9 +45,84 @@ class WriteBatching:
     def batch(self) -> beam.GroupIntoBatches:
         return beam.GroupIntoBatches(self.rows, max_buffering_duration_secs=self.buffer_s)
 
+RETRY_ROW_REASONS = frozenset({"stopped", "backendError", "internalError", "timeout",
+                               "rateLimitExceeded"})
+"""Per-row insertAll errors that say nothing about the row itself: `stopped` (a valid row BigQuery
+did not insert because another row of its request was invalid) and the transient reasons of
+https://cloud.google.com/bigquery/docs/error-messages. Any other reason (`invalid`, ...) rejects
+the row."""
+RETRY_REQUEST_ERRORS = (exceptions.ServiceUnavailable, exceptions.TooManyRequests,
+                        exceptions.BadGateway, exceptions.GatewayTimeout, exceptions.Forbidden)
+"""Whole-request answers of an unavailable or rate-limiting BigQuery (403 is its quota answer):
+retried, then raised for the runner to retry the bundle. Other request errors (400, 500, a
+dropped connection: how the local emulator answers a row it cannot store) split the request."""
+
+Rejected = tuple[dict[str, Any], str]
+"""A row BigQuery refused, and its error."""
+
+
+def _backoff(attempt: int) -> float:
+    return min(30.0, 0.2 * 2 ** attempt) * random.uniform(0.5, 1.0)
+
+
+def insert_all(client: bigquery.Client, table: str, rows: list[dict[str, Any]], id_field: str,
+               sleep: Callable[[float], None] = time.sleep) -> list[Rejected]:
+    """Insert `rows` (`id_field` as insertId) so that every row BigQuery accepts is written and
+    every row it refuses comes back with its error; nothing is dropped.
+
+    - Per-row errors (insertAll's `insertErrors`): refused rows are returned; rows stopped by them
+      or failed transiently are inserted again.
+    - A whole request refused (400, 500, a dropped connection) after `MAX_ATTEMPTS` tries is split
+      in halves, down to the one row it is about.
+    - An unavailable or rate-limiting BigQuery (RETRY_REQUEST_ERRORS) is retried, then raised.
+
+    Raises the last error when a row still fails transiently after MAX_ATTEMPTS."""
+    rejected: list[Rejected] = []
+    groups = [rows]
+    while groups:
+        group, attempt = groups.pop(), 0
+        while group:
+            attempt += 1
+            try:
+                errors = client.insert_rows_json(table, group, row_ids=[r[id_field] for r in group],
+                                                  retry=None, timeout=60)
+            except RETRY_REQUEST_ERRORS:
+                if attempt >= MAX_ATTEMPTS:
+                    raise
+                sleep(_backoff(attempt))
+                continue
+            except (exceptions.GoogleAPICallError, requests.RequestException) as error:
+                if attempt < MAX_ATTEMPTS // 2:
+                    sleep(_backoff(attempt))
+                elif len(group) > 1:
+                    groups += [group[:len(group) // 2], group[len(group) // 2:]]
+                    group = []
+                else:
+                    rejected.append((group[0], f"{type(error).__name__}: {error}"))
+                    group = []
+                continue
+            by_index = {error["index"]: error["errors"] for error in errors}
+            again = []
+            for index, row in enumerate(group):
+                row_errors = by_index.get(index)
+                if not row_errors:
+                    continue
+                if {error.get("reason") for error in row_errors} <= RETRY_ROW_REASONS:
+                    again.append(row)
+                else:
+                    rejected.append((row, json.dumps(row_errors)))
+            if again and attempt >= MAX_ATTEMPTS:
+                raise RuntimeError(f"{len(again)} rows of {table} still failing: {errors}")
+            if any(e.get("reason") != "stopped" for errs in by_index.values() for e in errs
+                   if e.get("reason") in RETRY_ROW_REASONS):
+                sleep(_backoff(attempt))
+            group = again
+    return rejected
+
 
 class _InsertRows(beam.DoFn):
-    """Inserts a batch of rows with their `id_field` as insertId, retrying transport errors."""
+    """Inserts a batch of rows (`insert_all`); outputs a DeadLetter for each row BigQuery refused,
+    with its error (`row_rejected`), so a refused event is parked whole instead of lost."""
 
     def __init__(self, settings: Settings, table: str, id_field: str) -> None:
         self._table = settings.table(table)
@@ -53,29 +131,21 @@ class _InsertRows(beam.DoFn):
         self.written = Metrics.counter("herald", f"{table}_written")
         self.rejected = Metrics.counter("herald", f"{table}_rejected")
 
-    def process(self, keyed_batch: tuple[int, Iterable[dict[str, Any]]]) -> None:
+    def process(self, keyed_batch: tuple[int, Iterable[dict[str, Any]]]) -> Iterator[DeadLetter]:
         rows = list(keyed_batch[1])
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                errors = self._client.get().insert_rows_json(
-                    self._table, rows, row_ids=[row[self._id_field] for row in rows])
-                break
-            except Exception as error:  # noqa: BLE001 - transport errors are retried, then raised
-                if attempt == MAX_ATTEMPTS:
-                    raise
-                delay = min(30.0, 0.2 * 2 ** attempt) * random.uniform(0.5, 1.0)
-                log.warning("insert of %d rows into %s failed (%s); retrying in %.1fs",
-                            len(rows), self._table, error, delay)
-                time.sleep(delay)
-        rejected = {error["index"] for error in errors}
-        for index in sorted(rejected):
-            log.error("BigQuery rejected %s %s: %s", self._table, rows[index][self._id_field], errors)
-        self.rejected.inc(len(rejected))
+        rejected = insert_all(self._client.get(), self._table, rows, self._id_field)
         self.written.inc(len(rows) - len(rejected))
+        self.rejected.inc(len(rejected))
+        for row, error in rejected:
+            log.error("BigQuery refused %s row %s: %s", self._table, row.get(self._id_field), error)
+            yield DeadLetter(self._table, Reason.ROW_REJECTED.value,
+                             json.dumps(row, sort_keys=True, default=str).encode(), {},
+                             detail=error)
 
 
 class WriteEvents(beam.PTransform):
-    """Events (dicts in the herald.events schema) -> the BigQuery events table."""
+    """Events (dicts in the herald.events schema) -> the BigQuery events table; returns the
+    DeadLetters of rows BigQuery refused, for WriteDeadLetters."""
 
     def __init__(self, settings: Settings, shards: int, batching: WriteBatching) -> None:
         super().__init__()
@@ -120,7 +190,8 @@ class _PublishDeadLetters(beam.DoFn):
 
 class WriteDeadLetters(beam.PTransform):
     """DeadLetters -> the `dead_letters` table and the dead-letter topic (its `-hold`
-    subscription keeps them for `herald dlq replay`)."""
+    subscription keeps them for `herald dlq replay`). A dead letter whose row the table refuses
+    is logged and counted (`dead_letters_rejected`); its topic message still keeps it."""
 
     def __init__(self, settings: Settings, batching: WriteBatching) -> None:
         super().__init__()
@@ -134,3 +205,21 @@ class WriteDeadLetters(beam.PTransform):
          | "BatchRows" >> self._batching.batch()
          | "InsertRows" >> beam.ParDo(_InsertRows(settings, DEAD_LETTERS_TABLE, "dead_letter_id")))
         return dead_letters | "Publish" >> beam.ParDo(_PublishDeadLetters(settings))
+
+
+class WriteRecords(beam.PTransform):
+    """A pipeline's two outputs to BigQuery and the dead-letter topic: events through WriteEvents,
+    dead letters, and the event rows BigQuery refused, through WriteDeadLetters."""
+
+    def __init__(self, settings: Settings, shards: int, batching: WriteBatching) -> None:
+        super().__init__()
+        self._settings = settings
+        self._shards = shards
+        self._batching = batching
+
+    def expand(self, outputs: tuple[beam.PCollection, beam.PCollection]):
+        events, dead_letters = outputs
+        refused = events | "WriteEvents" >> WriteEvents(self._settings, self._shards,
+                                                        self._batching)
+        return ((dead_letters, refused) | "WithRefusedRows" >> beam.Flatten()
+                | "WriteDeadLetters" >> WriteDeadLetters(self._settings, self._batching))

@@ -26,7 +26,7 @@ from herald.dead_letters import DeadLetter
 from herald.events import Reason, dead_letter_event
 from herald.settings import Settings
 from pipelines import launch
-from pipelines.bigquery_sink import WriteDeadLetters, WriteEvents
+from pipelines.bigquery_sink import WriteRecords
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 from pipelines.options import HeraldOptions, write_batching
 
@@ -75,9 +75,8 @@ def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -
                     subscription=settings.subscription_path(settings.callbacks_subscription),
                     with_attributes=True)
                 | "RecordCallbacks" >> RecordCallbacks(settings.callbacks_topic))
-    batching = write_batching(options)
-    recorded.events | "WriteEvents" >> WriteEvents(settings, options.batch_shards, batching)
-    recorded[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(settings, batching)
+    ((recorded.events, recorded[DEAD_LETTERS])
+     | "Write" >> WriteRecords(settings, options.batch_shards, write_batching(options)))
 
 
 if __name__ == "__main__":

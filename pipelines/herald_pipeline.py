@@ -22,7 +22,7 @@ import apache_beam as beam
 
 from herald.settings import Settings
 from pipelines import dedupe, launch, recipients
-from pipelines.bigquery_sink import WriteDeadLetters, WriteEvents
+from pipelines.bigquery_sink import WriteRecords
 from pipelines.dedupe import Bucketing, DedupeDeliveries
 from pipelines.directory import Directory
 from pipelines.options import HeraldOptions, dedupe_buckets, subscription_path, write_batching
@@ -58,7 +58,8 @@ class DeliverNotifications(beam.PTransform):
         events = ((parsed[DEAD_LETTER], parsed[ACCEPTED], resolved[recipients.EVENTS],
                    deduped[dedupe.EVENTS], sent.events)
                   | "AllEvents" >> beam.Flatten())
-        dead_letters = ((parsed[DEAD_LETTERS], sent[DEAD_LETTERS])
+        dead_letters = ((parsed[DEAD_LETTERS], resolved[recipients.DEAD_LETTERS],
+                         sent[DEAD_LETTERS])
                         | "AllDeadLetters" >> beam.Flatten())
         return {EVENTS: events, DEAD_LETTERS: dead_letters}
 
@@ -69,9 +70,8 @@ def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -
                | "ReadRequests" >> beam.io.ReadFromPubSub(subscription=subscription_path(settings),
                                                           with_attributes=True)
                | "DeliverNotifications" >> DeliverNotifications(settings, options))
-    batching = write_batching(options)
-    outputs[EVENTS] | "WriteEvents" >> WriteEvents(settings, options.batch_shards, batching)
-    outputs[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(settings, batching)
+    ((outputs[EVENTS], outputs[DEAD_LETTERS])
+     | "Write" >> WriteRecords(settings, options.batch_shards, write_batching(options)))
 
 
 if __name__ == "__main__":

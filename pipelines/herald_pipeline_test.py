@@ -599,3 +599,66 @@ def test_a_restarted_pipeline_does_not_resend_sms_or_email(
     assert set(ledger) == sendable and set(ledger.values()) == {1}
     sent_ids = [{e["event_id"] for e in run if e["status"] == "sent"} for run in (first, second)]
     assert sent_ids[0] == sent_ids[1] and len(sent_ids[0]) == len(sendable)
+
+
+# --- hostile input (issue 9) -----------------------------------------------------------------------
+
+HOSTILE_VALUES = ("auth0|acme/alice", ".", "..", "__users__", "u-\ud800", "", " ", None, 12, [], {},
+                  "x" * 100_000, "\x00", "ctrl\x07\x1b[31m", "\U0001F600", "' OR 1=1 --")
+"""Values users of other notification systems reported breaking them: federated ids with slashes,
+Firestore's reserved ids, lone surrogates, wrong types, huge, control characters, injection."""
+SENDER_FIELDS = (("userId",), ("userIds",), ("notificationId",), ("serviceType",), ("categoryType",),
+                 ("notificationType",), ("templateType",), ("priority",), ("notificationInfo",),
+                 ("notificationInfo", "title"), ("notificationInfo", "content"),
+                 ("notificationInfo", "data"), ("metadata",), ("metadata", "deviceInfo"),
+                 ("metadata", "sendTime"))
+ENVELOPE_FIELDS = ("traceId", "senderClient", "acceptedAt")
+
+
+def hostile_messages() -> list[PubsubMessage]:
+    """Every field a sender controls, and the envelope's own fields (a message published by other
+    means than the edge), set to every hostile value; a bulk request's ids too."""
+    template = json.loads(envelope_message(
+        Request(user(3), "push", "high", "delivery", "hostile")).pubsub.data)
+    messages = []
+    for index, (path, value) in enumerate(itertools.product(
+            [("request", *path) for path in SENDER_FIELDS] + [(f,) for f in ENVELOPE_FIELDS],
+            HOSTILE_VALUES)):
+        data = json.loads(json.dumps(template))
+        data["traceId"] = f"hostile-{index}"
+        data["request"]["notificationId"] = f"hostile-{index}"
+        target = data
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        if path == ("request", "userIds"):
+            del data["request"]["userId"]
+            target[path[-1]] = [user(4), value]
+        messages.append(PubsubMessage(json.dumps(data).encode(), {"channel": "push"},
+                                      message_id=f"m-{next(_ids)}"))
+    return messages
+
+
+def test_hostile_values_in_any_field_never_stop_the_pipeline(
+        seeded_users, sandbox, fresh_resources, tmp_path) -> None:
+    """Issue 9: no value of any field a sender controls stops the pipeline or loses another
+    request: each hostile message is parked with its reason, or planned and ended like any
+    other request; a valid request in the same bundle is sent."""
+    valid = envelope_message(Request(user(1), "email", "high", "delivery", "after-hostile"))
+    hostile = hostile_messages()
+    steps = [[Message(m, "hostile") for m in hostile] + [valid]]
+    _, events = run_pipeline(steps, sandbox, tmp_path / "events.json", CLOCK_LEAD_S)
+
+    sent = [e for e in events if e["status"] == "sent"]
+    assert [e["notification_id"] for e in sent if e["trace_id"] == valid.envelope.trace_id] == \
+        ["after-hostile"]
+    dead = [e for e in events if e["status"] == "dead_letter"]
+    assert {e["reason"] for e in dead} <= {"invalid_message", "unprocessable"}
+    resolved = {e["trace_id"] for e in events if e["status"] == "resolved"}
+    # Each hostile message either was parked whole or was planned (resolved) like a request.
+    assert len(dead) + len(resolved - {valid.envelope.trace_id}) == len(hostile)
+    ended = Counter(e["trace_id"] for e in events
+                    if e["parent_span_id"] is not None and e["status"] in
+                    ("suppressed", "duplicate", "sent", "failed", "dead_letter"))
+    planned = {e["trace_id"]: e["deliveries"] for e in events if e["status"] == "resolved"}
+    assert {trace: ended[trace] for trace in planned} == planned

@@ -9,7 +9,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.pvalue import TaggedOutput
 
-from herald.contracts import ContractError, Envelope
+from herald.contracts import Envelope
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status, dead_letter_event, request_event
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
@@ -33,7 +33,7 @@ class _ParseEnvelope(beam.DoFn):
         data, attributes = message.data, dict(message.attributes or {})
         try:
             envelope = Envelope.from_pubsub(data, attributes)
-        except (ContractError, ValueError, TypeError) as error:
+        except Exception as error:  # noqa: BLE001 - whatever a message holds, it is parked, never raised
             self.invalid.inc()
             yield TaggedOutput(DEAD_LETTER, dead_letter_event(data, Reason.INVALID_MESSAGE, str(error)))
             yield TaggedOutput(DEAD_LETTERS, DeadLetter(self._source_topic, Reason.INVALID_MESSAGE,

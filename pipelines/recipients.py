@@ -9,15 +9,18 @@ device opted out); the dedupe claim records that outcome once. Deliveries with n
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import datetime
 from typing import Any, Callable, Iterator, Mapping
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
+from google.api_core import exceptions
 
 from herald import events
 from herald.contracts import Channel, Envelope, Platform
+from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status
 from herald.settings import Settings
 from pipelines.delivery import Delivery
@@ -25,7 +28,29 @@ from pipelines.directory import Directory, provider_opt_out
 from pipelines.resources import ProcessResource
 
 EVENTS = "events"
+DEAD_LETTERS = "dead_letters"
 LOOKUP_BATCH = 100
+TRANSIENT_ERRORS = (exceptions.ServiceUnavailable, exceptions.DeadlineExceeded,
+                    exceptions.InternalServerError, exceptions.TooManyRequests, exceptions.Aborted,
+                    ConnectionError, TimeoutError)
+"""Firestore errors that say nothing about the request: the runner retries the bundle."""
+log = logging.getLogger("herald.pipeline.recipients")
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A map field of an app-written document; anything else (absent, a list, a string) reads as
+    empty, so a malformed document can only make a switch read as unset."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _text(value: Any) -> str | None:
+    """A contact field (token, phone, email): a non-empty string, else no address."""
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _platform(value: Any) -> Platform | None:
+    """A device's platform; an unknown one sends a plain FCM message, without platform settings."""
+    return Platform(value) if value in Platform._value2member_map_ else None
 
 
 def _opt_out_reason(user: Mapping[str, Any], envelope: Envelope) -> Reason | None:
@@ -34,9 +59,9 @@ def _opt_out_reason(user: Mapping[str, Any], envelope: Envelope) -> Reason | Non
     request = envelope.request
     if user.get("notification_enabled") is False:
         return Reason.USER_OPTED_OUT
-    if (user.get("categories") or {}).get(request.category_type) is False:
+    if _mapping(user.get("categories")).get(request.category_type) is False:
         return Reason.CATEGORY_OPTED_OUT
-    if (user.get("channels") or {}).get(request.channel.value) is False:
+    if _mapping(user.get("channels")).get(request.channel.value) is False:
         return Reason.CHANNEL_OPTED_OUT
     if provider_opt_out(user, request.channel) is not None:
         return Reason.PROVIDER_OPTED_OUT
@@ -54,9 +79,12 @@ def _disabled_for(device: Mapping[str, Any], envelope: Envelope) -> bool:
     a delivery a second way (`failed` UNREGISTERED, then `suppressed`)."""
     if device.get("notification_enabled") is not False:
         return False
-    disabled_at = device.get("disabled_at")
-    return not (device.get("disabled_reason") and disabled_at
-                and _instant(disabled_at) >= _instant(envelope.accepted_at))
+    disabled_at = _text(device.get("disabled_at"))
+    try:
+        disabled_later = disabled_at is not None and _instant(disabled_at) >= _instant(envelope.accepted_at)
+    except ValueError:  # not Herald's timestamp: the app disabled it
+        disabled_later = False
+    return not (device.get("disabled_reason") and disabled_later)
 
 
 def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | None,
@@ -77,10 +105,10 @@ def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | 
         if not devices:
             yield Delivery(envelope, user_id, channel, None, None), reason or Reason.NO_ADDRESS
         for device_id, device in sorted(devices.items()):
-            token = device.get("token")
+            token = _text(device.get("token"))
             delivery = Delivery(envelope, user_id, channel, token,
                                 events.recipient_hash(token, hash_key) if token else None,
-                                Platform(device.get("platform", "android")), device_id)
+                                _platform(device.get("platform")), device_id)
             if reason is None and _disabled_for(device, envelope):
                 yield delivery, Reason.DEVICE_DISABLED
             elif reason is None and not token:
@@ -88,7 +116,7 @@ def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | 
             else:
                 yield delivery, reason
         return
-    address = user.get("phone") if channel is Channel.SMS else user.get("email")
+    address = _text(user.get("phone") if channel is Channel.SMS else user.get("email"))
     delivery = Delivery(envelope, user_id, channel, address,
                         events.recipient_hash(address, hash_key) if address else None)
     if reason is None and not address:
@@ -107,14 +135,46 @@ class _LookupAndPlan(beam.DoFn):
     address at all. Only the deliveries the envelope's scope covers go on (see Scope)."""
 
     def __init__(self, hash_key: bytes, directory: ProcessResource[Directory],
-                 state_key: Callable[[Delivery], str]) -> None:
+                 state_key: Callable[[Delivery], str], source_topic: str) -> None:
         self._hash_key = hash_key
         self._directory = directory
         self._state_key = state_key
+        self._source_topic = source_topic
+        self.unprocessable = Metrics.counter("herald", "requests_unprocessable")
         self.planned = Metrics.counter("herald", "deliveries_planned")
         self.undeliverable = Metrics.counter("herald", "deliveries_undeliverable")
 
     def process(self, batch: list[Envelope]) -> Iterator[Any]:
+        """Plans the whole batch with one set of reads; if that fails for anything but a
+        transient error (which the runner retries), each request is planned alone, and one that
+        still fails is parked (`unprocessable`) so the others, and the pipeline, go on. Outputs
+        are collected before any is emitted, so a request is never half planned."""
+        try:
+            outputs = list(self._plan(batch))
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:  # noqa: BLE001 - find the request it was, below
+            outputs = [output for envelope in batch for output in self._plan_alone(envelope)]
+        yield from outputs
+
+    def _plan_alone(self, envelope: Envelope) -> list[Any]:
+        try:
+            return list(self._plan([envelope]))
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as error:  # noqa: BLE001 - parked with its error, never raised
+            self.unprocessable.inc()
+            log.exception("parking request %s: %s", envelope.trace_id, error)
+            detail = f"{type(error).__name__}: {error}"
+            data, attributes = envelope.to_pubsub()
+            return [TaggedOutput(EVENTS, events.request_event(
+                        envelope, Status.DEAD_LETTER, reason=Reason.UNPROCESSABLE.value,
+                        detail=detail)),
+                    TaggedOutput(DEAD_LETTERS, DeadLetter(
+                        self._source_topic, Reason.UNPROCESSABLE.value, data, attributes,
+                        detail=detail))]
+
+    def _plan(self, batch: list[Envelope]) -> Iterator[Any]:
         users, devices = self._directory.get().users_and_devices(
             sorted({u for e in batch for u in e.request.audience}),
             sorted({u for e in batch if e.request.channel is Channel.PUSH
@@ -140,7 +200,8 @@ class _LookupAndPlan(beam.DoFn):
 class ResolveRecipients(beam.PTransform):
     """Envelopes -> (main) (state key, Delivery) pairs for the dedupe step (`state_key`: see
     pipelines.dedupe.Bucketing), (`events`) each request's `resolved` event and the events of
-    deliveries with no address (unknown user, no phone/email/device)."""
+    deliveries with no address (unknown user, no phone/email/device), and (`dead_letters`) the
+    requests that could not be planned (with their `dead_letter` event in `events`)."""
 
     def __init__(self, settings: Settings, directory: ProcessResource[Directory],
                  state_key: Callable[[Delivery], str]) -> None:
@@ -153,6 +214,6 @@ class ResolveRecipients(beam.PTransform):
         return (envelopes
                 | "BatchLookups" >> beam.BatchElements(min_batch_size=1, max_batch_size=LOOKUP_BATCH)
                 | "LookupAndPlan" >> beam.ParDo(
-                    _LookupAndPlan(self._settings.hash_key, self._directory,
-                                   self._state_key)).with_outputs(
-                    EVENTS, main="deliveries"))
+                    _LookupAndPlan(self._settings.hash_key, self._directory, self._state_key,
+                                   self._settings.requests_topic)).with_outputs(
+                    EVENTS, DEAD_LETTERS, main="deliveries"))

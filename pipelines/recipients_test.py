@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+import apache_beam as beam
 import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
 
 from herald.contracts import Channel, new_envelope, parse_request
 from herald.contracts_test import DESIGN_BODY
 from herald.events import Reason, Status
-from pipelines.recipients import plan_deliveries
+from herald.settings import Settings
+from pipelines.directory import Directory
+from pipelines.recipients import DEAD_LETTERS, EVENTS, ResolveRecipients, plan_deliveries
+from pipelines.resources import ProcessResource
 
 KEY = b"k"
 USER = {"notification_enabled": True, "categories": {"marketing": False},
@@ -107,3 +115,49 @@ def test_a_bulk_push_has_a_delivery_id_per_user_and_device() -> None:
                  f"dev-{i}": {"platform": "android", "token": f"{user_id}-tok-{i}"}
                  for i in range(n)}, KEY)]
     assert len(spans) == len(set(spans)) == 7
+
+
+def test_malformed_app_documents_read_as_unset_never_raise() -> None:
+    """The user and device documents are the app's: a list where a map belongs, a number for a
+    token or phone, an unknown platform, a foreign timestamp. None of them may fail the request."""
+    user = {"categories": ["marketing"], "channels": "all", "phone": 15550000001,
+            "email": "a@example.com"}
+    devices = {"d1": {"platform": "windows", "token": "tok-1"},
+               "d2": {"platform": "ios", "token": 42},
+               "d3": {"platform": "android", "token": "tok-3", "notification_enabled": False,
+                      "disabled_reason": "UNREGISTERED", "disabled_at": "yesterday"}}
+    assert reasons(envelope(), user, devices) == [("d1", Channel.PUSH, None),
+                                                  ("d2", Channel.PUSH, Reason.NO_ADDRESS),
+                                                  ("d3", Channel.PUSH, Reason.DEVICE_DISABLED)]
+    [(d1, _), *_] = plan_deliveries(envelope(), "u-1", user, devices, KEY)
+    assert d1.platform is None
+    assert reasons(envelope(notificationType="sms"), user) == [(None, Channel.SMS, Reason.NO_ADDRESS)]
+
+
+class _BuggyDirectory(Directory):
+    """The real Directory on the emulator, failing (like a bug would) on one user's lookup."""
+
+    def users_and_devices(self, user_ids, push_user_ids):
+        if "poison" in user_ids:
+            raise ValueError("a bug reading user 'poison'")
+        return super().users_and_devices(user_ids, push_user_ids)
+
+
+def test_a_request_that_fails_its_lookup_is_parked_and_its_batch_goes_on(firestore_emulator) -> None:
+    """Issue 9: one request's failure while looking it up parks that request (`unprocessable`,
+    with the error) instead of failing the batch it shares with others, or the pipeline."""
+    settings = Settings(project="resolve-isolation")
+    poison = envelope(userId="poison")
+    good = envelope(userId="someone", notificationType="email")
+    with BeamTestPipeline() as p:
+        resolved = (p | beam.Create([poison, good])
+                    | ResolveRecipients(settings, ProcessResource(partial(_BuggyDirectory, settings)),
+                                        lambda delivery: delivery.dedupe_key))
+        assert_that(resolved[EVENTS] | "Events" >> beam.Map(
+                        lambda e: (e["user_id"], e["status"], e["reason"])),
+                    equal_to([("poison", "dead_letter", "unprocessable"),
+                              ("someone", "resolved", None),
+                              ("someone", "failed", "unknown_user")]), label="events")
+        assert_that(resolved[DEAD_LETTERS] | "Parked" >> beam.Map(
+                        lambda d: (d.reason, d.attributes["trace_id"], "a bug" in d.detail)),
+                    equal_to([("unprocessable", poison.trace_id, True)]), label="parked")

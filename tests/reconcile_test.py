@@ -76,6 +76,17 @@ def test_a_finished_request_is_acknowledged(settings: Settings) -> None:
     assert unacknowledged(settings, settings.audit_subscription) == []
 
 
+def test_a_request_the_pipeline_parked_whole_is_not_republished(settings: Settings) -> None:
+    """Issue 9: a request the pipeline could not plan is parked (`unprocessable`) with a
+    request-level dead_letter event; republishing it would only park it again."""
+    [envelope] = accept(settings)
+    row = events.request_event(envelope, Status.DEAD_LETTER, reason="unprocessable", detail="x")
+    assert bigquery_client(settings).insert_rows_json(settings.events_table, [row]) == []
+    report = reconcile(settings)
+    assert (report.finished, report.republished, report.parked) == (1, 0, 0)
+    assert pull(settings, settings.requests_subscription) == []
+
+
 def test_a_request_with_no_events_is_republished_whole(settings: Settings) -> None:
     [envelope] = accept(settings)
     report = reconcile(settings)
