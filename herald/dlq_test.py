@@ -105,3 +105,17 @@ def test_limit_caps_a_run_and_the_next_run_takes_the_rest(settings: Settings) ->
     replayed |= {m.attributes["replay_id"] for m in pull(settings, settings.requests_subscription)}
     assert replayed == {d.dead_letter_id for d in parked}
     assert unacknowledged(settings, settings.dead_letter_topic + HOLD_SUFFIX) == []
+
+
+def test_a_refused_event_row_stays_parked_even_when_everything_is_replayed(
+        settings: Settings) -> None:
+    """An event row BigQuery refused has no topic to go back to: a replay of everything leaves
+    it parked (it is fixed and inserted from the dead_letters table) and replays the rest."""
+    row = DeadLetter(f"{settings.project}.herald.events", "row_rejected", b'{"event_id": "e"}',
+                     detail='[{"reason": "invalid"}]')
+    retried = delivery(settings, "retries_exhausted")
+    park(settings, row, retried)
+    report = replay(settings)
+    assert (report.replayed, report.left, report.by_reason) == (1, 1, {"retries_exhausted": 1})
+    [kept] = pull(settings, settings.dead_letter_topic + HOLD_SUFFIX)
+    assert kept.attributes["dlq_reason"] == "row_rejected"

@@ -48,6 +48,7 @@ from google.cloud import firestore
 
 from herald.contracts import Envelope, new_envelope, parse_request
 from herald.local.seed import SeedUser, demo_users, seed
+from herald.workload import hostile_messages
 from herald.sandbox import server as sandbox_server
 from herald.settings import Settings
 from pipelines import resources
@@ -603,40 +604,11 @@ def test_a_restarted_pipeline_does_not_resend_sms_or_email(
 
 # --- hostile input (issue 9) -----------------------------------------------------------------------
 
-HOSTILE_VALUES = ("auth0|acme/alice", ".", "..", "__users__", "u-\ud800", "", " ", None, 12, [], {},
-                  "x" * 100_000, "\x00", "ctrl\x07\x1b[31m", "\U0001F600", "' OR 1=1 --")
-"""Values users of other notification systems reported breaking them: federated ids with slashes,
-Firestore's reserved ids, lone surrogates, wrong types, huge, control characters, injection."""
-SENDER_FIELDS = (("userId",), ("userIds",), ("notificationId",), ("serviceType",), ("categoryType",),
-                 ("notificationType",), ("templateType",), ("priority",), ("notificationInfo",),
-                 ("notificationInfo", "title"), ("notificationInfo", "content"),
-                 ("notificationInfo", "data"), ("metadata",), ("metadata", "deviceInfo"),
-                 ("metadata", "sendTime"))
-ENVELOPE_FIELDS = ("traceId", "senderClient", "acceptedAt")
-
-
-def hostile_messages() -> list[PubsubMessage]:
-    """Every field a sender controls, and the envelope's own fields (a message published by other
-    means than the edge), set to every hostile value; a bulk request's ids too."""
+def hostile_stream() -> list[PubsubMessage]:
     template = json.loads(envelope_message(
         Request(user(3), "push", "high", "delivery", "hostile")).pubsub.data)
-    messages = []
-    for index, (path, value) in enumerate(itertools.product(
-            [("request", *path) for path in SENDER_FIELDS] + [(f,) for f in ENVELOPE_FIELDS],
-            HOSTILE_VALUES)):
-        data = json.loads(json.dumps(template))
-        data["traceId"] = f"hostile-{index}"
-        data["request"]["notificationId"] = f"hostile-{index}"
-        target = data
-        for key in path[:-1]:
-            target = target[key]
-        target[path[-1]] = value
-        if path == ("request", "userIds"):
-            del data["request"]["userId"]
-            target[path[-1]] = [user(4), value]
-        messages.append(PubsubMessage(json.dumps(data).encode(), {"channel": "push"},
-                                      message_id=f"m-{next(_ids)}"))
-    return messages
+    return [PubsubMessage(data, {"channel": "push"}, message_id=f"m-{next(_ids)}")
+            for data in hostile_messages(template)]
 
 
 def test_hostile_values_in_any_field_never_stop_the_pipeline(
@@ -645,7 +617,7 @@ def test_hostile_values_in_any_field_never_stop_the_pipeline(
     request: each hostile message is parked with its reason, or planned and ended like any
     other request; a valid request in the same bundle is sent."""
     valid = envelope_message(Request(user(1), "email", "high", "delivery", "after-hostile"))
-    hostile = hostile_messages()
+    hostile = hostile_stream()
     steps = [[Message(m, "hostile") for m in hostile] + [valid]]
     _, events = run_pipeline(steps, sandbox, tmp_path / "events.json", CLOCK_LEAD_S)
 

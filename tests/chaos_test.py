@@ -1,6 +1,10 @@
 """Chaos on the whole local stack: nothing accepted is lost, nothing is sent twice, every outcome recorded.
 
-5,000 notifications over all channels go through the HTTP API of a private stack while
+5,000 notifications over all channels go through the HTTP API of a private stack (3% of them bulk
+requests whose users share device ids, and half of those a household sharing a phone, an email and
+a device), beside hostile requests (every sender field set to values users of other systems
+reported breaking them: 4xx at the edge) and the same hostile values published straight to the
+requests topic (dead letters inside the pipeline, which must never stop), while
 - the provider sandbox fails 20% of provider requests transiently (429 with Retry-After, 500,
   503, dropped connections) and 2% permanently;
 - the Pub/Sub emulator is frozen for 10 s (SIGSTOP, then SIGCONT): Pub/Sub unavailable with its
@@ -34,19 +38,23 @@ import requests
 from google.cloud import bigquery, pubsub_v1
 
 from herald.clients import bigquery_client, state_client
+from herald.contracts import new_envelope, parse_request
+from herald.dead_letters import DEAD_LETTERS_TABLE
 from herald.events import TERMINAL, Status
 from herald.local import stack
 from herald.local.drain import wait_for_drain
 from herald.local.seed import demo_users, expected_deliveries
 from herald.reconcile import Reconciler
 from herald.settings import Settings
-from herald.workload import Sent, make_requests, send_all
+from herald.workload import (HOSTILE_VALUES, SENDER_FIELDS, Sent, hostile_messages,
+                             hostile_variant, make_requests, send_all)
 from ingest_function.outbox import Outbox
 
 pytestmark = pytest.mark.slow
 
 REQUESTS = 5_000
 SEED_USERS = 300
+BULK_RATE = 0.03
 TRANSIENT = {"rate_limited": 0.08, "server_error": 0.04, "unavailable": 0.05, "timeout": 0.03}
 PERMANENT = 0.02
 FAULTS = {"seed": 11, **{provider: {**TRANSIENT, "permanent": PERMANENT, "retry_after_s": 1,
@@ -74,6 +82,44 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
     state_dir: Path = tmp_path_factory.mktemp("chaos-state")
     with stack.running(state_dir, HERALD_PUBLISH_TIMEOUT_S="2") as env:
         yield state_dir, env
+
+
+def post_hostile(env: dict[str, str]) -> list[int]:
+    """Every sender field set to every hostile value, through the HTTP API: each must be a 4xx
+    naming the field (or the body); returns the statuses."""
+    [base] = make_requests(1, SEED_USERS, seed=99)
+    session, statuses = requests.Session(), []
+    session.headers["Authorization"] = f"Bearer {env['HERALD_API_KEY']}"
+    for path in SENDER_FIELDS:
+        for value in HOSTILE_VALUES:
+            body = hostile_variant(base, path, value)
+            response = session.post(f"{env['HERALD_API_URL']}/v1/notifications",
+                                    data=json.dumps(body), timeout=30,
+                                    headers={"Content-Type": "application/json"})
+            if response.status_code == 202:  # a value the contract accepts (an odd but valid id)
+                continue
+            assert 400 <= response.status_code < 500 and response.json()["error"]["field"], \
+                (path, repr(value)[:40], response.status_code, response.text[:200])
+            statuses.append(response.status_code)
+    return statuses
+
+
+def publish_hostile(settings: Settings, sent: list[Sent]) -> list[bytes]:
+    """The hostile values published to the requests topic by other means than the edge, in the
+    middle of the run; returns the message data. Addressed to a user who does not exist, so the
+    ones that are valid after all end `unknown_user` and reach no provider."""
+    body = {**{k: v for k, v in sent[0].body.items() if k != "userIds"}, "userId": "ghost-hostile"}
+    template = json.loads(new_envelope(parse_request(body), "chaos").to_pubsub()[0])
+    messages = hostile_messages(template)
+    publisher, topic = pubsub_v1.PublisherClient(), settings.topic_path(settings.requests_topic)
+    for future in [publisher.publish(topic, data, channel="push") for data in messages]:
+        future.result(timeout=60)
+    return messages
+
+
+def poison_traces(messages: list[bytes]) -> set[str]:
+    return {trace for trace in (json.loads(data).get("traceId") for data in messages)
+            if isinstance(trace, str)}
 
 
 def freeze_pubsub(state_dir: Path, seconds: float) -> None:
@@ -131,10 +177,11 @@ def chaos(chaos_stack: tuple[Path, dict[str, str]], tmp_path_factory) -> Chaos:
     freezer = threading.Thread(target=freeze_when_due)
     freezer.start()
 
+    refused = post_hostile(env)
     sent: list[Sent] = []
     sender = threading.Thread(target=lambda: sent.extend(send_all(
-        env["HERALD_API_URL"], env["HERALD_API_KEY"], make_requests(REQUESTS, SEED_USERS, seed=5),
-        on_done=on_done)))
+        env["HERALD_API_URL"], env["HERALD_API_KEY"],
+        make_requests(REQUESTS, SEED_USERS, seed=5, bulk_rate=BULK_RATE), on_done=on_done)))
     started = time.monotonic()
     sender.start()
     client, deadline = bigquery_client(settings), time.monotonic() + 600
@@ -147,7 +194,9 @@ def chaos(chaos_stack: tuple[Path, dict[str, str]], tmp_path_factory) -> Chaos:
             break
     else:
         pytest.fail(f"the pipeline accepted only {accepted} requests in 10 minutes")
+    poison = publish_hostile(settings, sent)
     stack.kill_and_restart_pipeline(state_dir, report=lambda _: None)
+    restarted = stack.running_pids(state_dir)["pipeline"]
     sender.join()
     freezer.join()
     traces = sorted({s.trace_id for s in sent})
@@ -162,7 +211,20 @@ def chaos(chaos_stack: tuple[Path, dict[str, str]], tmp_path_factory) -> Chaos:
                         job_config=config).result()
     events = list({row["event_id"]: dict(row.items()) for row in rows}.values())
     ledger = requests.get(f"{env['HERALD_SANDBOX_URL']}/_ledger", timeout=30).json()["entries"]
+    parked = {row["data"] for row in client.query(
+        f"SELECT data FROM `{settings.table(DEAD_LETTERS_TABLE)}` "
+        f"WHERE reason IN ('invalid_message', 'unprocessable')").result()}
     figures = {
+        "bulk_requests": sum("userIds" in s.body for s in sent),
+        "hostile_refused_at_edge": dict(collections.Counter(refused)),
+        "hostile_published": len(poison),
+        "hostile_parked": len({data.decode() for data in poison} & parked),
+        "hostile_planned": len({row["trace_id"] for row in client.query(
+            f"SELECT DISTINCT trace_id FROM `{settings.events_table}` "
+            f"WHERE status = 'resolved' AND trace_id IN UNNEST(@traces)",
+            job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ArrayQueryParameter(
+                "traces", "STRING", sorted(poison_traces(poison)))])).result()}),
+        "pipeline_processes": [restarted, stack.running_pids(state_dir)["pipeline"]],
         "posted": len(sent), "accepted_requests": len(traces),
         "outbox_republished": from_outbox, "reconciler_republished_per_round": rounds,
         "wall_s": round(elapsed, 1),
@@ -185,6 +247,17 @@ def test_no_accepted_request_is_missing(chaos: Chaos) -> None:
         seen = {e["trace_id"] for e in chaos.events if e["status"] == status}
         assert seen == {s.trace_id for s in chaos.sent}, status
     assert chaos.figures["outbox_republished"] > 0, "the Pub/Sub freeze sent nothing to the outbox"
+
+
+def test_hostile_input_is_refused_or_parked_and_never_stops_the_pipeline(chaos: Chaos) -> None:
+    figures = chaos.figures
+    assert sum(figures["hostile_refused_at_edge"].values()) > 100
+    # Each hostile message was parked whole, or was a valid (if odd) request and was planned.
+    assert figures["hostile_parked"] + figures["hostile_planned"] == figures["hostile_published"]
+    assert figures["hostile_parked"] > 100
+    restarted, last = figures["pipeline_processes"]
+    assert restarted == last, "the pipeline process died and was restarted during the run"
+    assert figures["bulk_requests"] > 50
 
 
 def test_every_delivery_has_exactly_one_terminal_outcome(chaos: Chaos) -> None:

@@ -32,6 +32,9 @@ pytestmark = pytest.mark.slow
 
 SEED_USERS = 300  # as the `local_stack` fixture seeds
 REQUESTS = 800
+BULK_RATE = 0.05
+"""Bulk requests (`userIds`) whose users share device ids, half with a household sharing a
+phone, an email and a device: each delivery still ends once, each address gets one send."""
 TERMINAL = {"suppressed", "duplicate", "sent", "failed", "dead_letter"}
 
 
@@ -47,7 +50,7 @@ class Run:
 def run(local_stack: dict[str, str]) -> Run:
     settings = Settings.from_env(local_stack)
     sent = send_all(local_stack["HERALD_API_URL"], local_stack["HERALD_API_KEY"],
-                    make_requests(REQUESTS, SEED_USERS, seed=42))
+                    make_requests(REQUESTS, SEED_USERS, seed=42, bulk_rate=BULK_RATE))
     client = bigquery_client(settings)
     wait_for_drain(client, settings, [s.trace_id for s in sent], timeout_s=600)
     config = bigquery.QueryJobConfig(query_parameters=[
@@ -87,22 +90,28 @@ def test_ledger_and_sent_events_match_one_to_one(run: Run) -> None:
 
 def test_opted_out_users_and_disabled_devices_receive_nothing(run: Run) -> None:
     users = {u.user_id: u for u in demo_users(SEED_USERS)}
-    by_token = {d["token"]: (u, d) for u in users.values() for d in u.devices.values()}
-    by_address = {**{u.document["email"]: u for u in users.values()},
-                  **{u.document["phone"]: u for u in users.values() if u.document["phone"]}}
+    owners: dict[str, list] = collections.defaultdict(list)  # address or token -> (user, device)
+    for user in users.values():
+        for device in user.devices.values():
+            owners[device["token"]].append((user, device))
+        for field in ("email", "phone"):
+            if user.document[field]:
+                owners[user.document[field]].append((user, None))
     bodies = {s.body["notificationId"]: s.body for s in run.sent}
+    assert any("userIds" in body for body in bodies.values()), "the workload has no bulk request"
     for entry in run.ledger:
         body = bodies[entry["notification_id"]]
-        if entry["channel"] == "push":
-            user, device = by_token[entry["recipient"]]
-            assert device["notification_enabled"], entry
-            assert not entry["recipient"].startswith("unregistered-"), entry
-        else:
-            user = by_address[entry["recipient"]]
-        assert user.user_id == body["userId"]
-        assert user.document["notification_enabled"], entry
-        assert user.document["categories"][body["categoryType"]], entry
-        assert user.document["channels"][body["notificationType"]], entry
+        audience = body.get("userIds") or [body["userId"]]
+        # A household shares the address: one of the request's users who own it took it.
+        takers = [(user, device) for user, device in owners[entry["recipient"]]
+                  if user.user_id in audience]
+        assert takers, entry
+        assert any((device is None or device["notification_enabled"])
+                   and user.document["notification_enabled"]
+                   and user.document["categories"][body["categoryType"]]
+                   and user.document["channels"][body["notificationType"]]
+                   for user, device in takers), entry
+        assert not entry["recipient"].startswith("unregistered-"), entry
     suppressed = collections.Counter(e["reason"] for e in run.events if e["status"] == "suppressed")
     assert {"user_opted_out", "category_opted_out", "channel_opted_out",
             "device_disabled"} <= set(suppressed), "the workload no longer covers every opt-out"

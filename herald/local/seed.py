@@ -38,10 +38,38 @@ def expected_deliveries(body: Mapping[str, Any], users: Mapping[str, SeedUser]) 
     return sum(per_user(user_id) for user_id in body.get("userIds") or [body["userId"]])
 
 
+HOUSEHOLDS = 5
+"""Pairs of users who share one phone, one email and one device (`household-N-a` / `-b`): real
+address books have them, and a bulk request to both must still end each delivery once."""
+
+
+def household(index: int) -> tuple[str, str]:
+    """The user ids of household `index`."""
+    return f"household-{index}-a", f"household-{index}-b"
+
+
 def demo_users(count: int) -> Iterator[SeedUser]:
     """Deterministic users: every 10th opted out entirely, every 7th opted out of marketing,
     every 9th of SMS, every 5th with one disabled device, every 13th with an unregistered token,
-    every 17th with no phone."""
+    every 17th with no phone; then the HOUSEHOLDS pairs sharing contacts and a device (every
+    user's devices are named dev-0, dev-1, ...)."""
+    yield from _individuals(count)
+    for index in range(HOUSEHOLDS):
+        shared = f"home-{index}"
+        for user_id in household(index):
+            yield SeedUser(user_id, {
+                "notification_enabled": True,
+                "categories": dict.fromkeys(DEMO_CATEGORIES, True),
+                "channels": {channel.value: True for channel in Channel},
+                "email": f"{shared}@example.com", "phone": f"+1666{index:07d}",
+                "locale": "en-US", "timezone": "America/New_York",
+            }, {"dev-0": {"platform": Platform.ANDROID.value, "token": f"tok-{shared}-tablet",
+                          "notification_enabled": True},
+                "dev-1": {"platform": Platform.IOS.value, "token": f"tok-{user_id}-phone",
+                          "notification_enabled": True}})
+
+
+def _individuals(count: int) -> Iterator[SeedUser]:
     for index in range(count):
         user_id = f"user-{index:05d}"
         document = {
