@@ -22,10 +22,10 @@ from herald.contracts import Channel, Priority
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status
 from herald.providers.base import Sender
-from herald.providers.fcm import FcmSender
+from herald.providers.fcm.sender import FcmSender
 from herald.providers.retry import Outcome, RetryPolicy, send_with_retries
-from herald.providers.sendgrid_email import SendGridSender
-from herald.providers.twilio_sms import TwilioSender
+from herald.providers.sendgrid.sender import SendGridSender
+from herald.providers.twilio.sender import TwilioSender
 from herald.settings import Settings
 from pipelines.claims import Claim, SendClaims, Verdict
 from pipelines.delivery import Delivery

@@ -16,9 +16,10 @@ import requests
 from firebase_admin import messaging
 
 from herald.contracts import Channel, Platform, Priority
-from herald.providers import FcmSender, Outgoing, SendGridSender, Sender, TwilioSender
-from herald.providers.base import is_transient_status
-from herald.providers.fcm import build_message
+from herald.providers.base import ErrorClass, Outgoing, Sender, class_of_status
+from herald.providers.fcm.sender import FcmSender, build_message
+from herald.providers.sendgrid.sender import SendGridSender
+from herald.providers.twilio.sender import TwilioSender
 from herald.sandbox import SandboxServer
 
 PROJECT = "herald-local"
@@ -26,7 +27,7 @@ GOOD_ADDRESS = {Channel.PUSH: "tok-{i}", Channel.SMS: "+1555000{i:04d}",
                 Channel.EMAIL: "user{i}@example.com"}
 BAD_ADDRESS = {Channel.PUSH: ("unregistered-{i}", "UNREGISTERED"),
                Channel.SMS: ("555-{i}", "21211"),
-               Channel.EMAIL: ("", "400")}
+               Channel.EMAIL: ("user {i}@example.com", "INVALID_ADDRESS")}
 
 SenderFactory = Callable[..., Sender]
 
@@ -237,7 +238,9 @@ def test_fcm_message_carries_platform_priority_and_ids(platform, priority, expec
     assert {key: encoded[key] for key in ("apns", "android", "webpush") if key in encoded} == expected
 
 
-@pytest.mark.parametrize(("status", "transient"), [
-    (None, False), (400, False), (404, False), (429, True), (500, True), (503, True)])
-def test_transient_statuses(status, transient):
-    assert is_transient_status(status) is transient
+@pytest.mark.parametrize(("status", "error_class"), [
+    (None, ErrorClass.TRANSIENT), (400, ErrorClass.PERMANENT), (401, ErrorClass.CONFIGURATION),
+    (403, ErrorClass.CONFIGURATION), (404, ErrorClass.PERMANENT), (429, ErrorClass.RATE_LIMITED),
+    (500, ErrorClass.TRANSIENT), (503, ErrorClass.TRANSIENT)])
+def test_an_undocumented_code_is_classified_by_its_http_status(status, error_class):
+    assert class_of_status(status) is error_class

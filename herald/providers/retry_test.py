@@ -8,11 +8,11 @@ from typing import Sequence
 import pytest
 
 from herald.contracts import Channel
-from herald.providers.base import Outgoing, ProviderError, SendResult, retry_after
+from herald.providers.base import ErrorClass, Outgoing, ProviderError, SendResult, retry_after
 from herald.providers.retry import RetryPolicy, send_with_retries
 
-TRANSIENT = ProviderError("429", "slow down", transient=True, retry_after_s=2.0)
-PERMANENT = ProviderError("21211", "invalid number", transient=False)
+TRANSIENT = ProviderError("429", "slow down", ErrorClass.RATE_LIMITED, retry_after_s=2.0)
+PERMANENT = ProviderError("21211", "invalid number", ErrorClass.UNREACHABLE)
 
 
 class ScriptedSender:
@@ -68,14 +68,14 @@ def test_only_transient_failures_are_retried_and_retry_after_is_honoured() -> No
 
 
 def test_backoff_grows_and_gives_up_after_max_attempts() -> None:
-    no_hint = ProviderError("503", "unavailable", transient=True)
+    no_hint = ProviderError("503", "unavailable", ErrorClass.TRANSIENT)
     outcomes, sender, clock = run({"a": [no_hint] * 4}, RetryPolicy(max_attempts=4))
     assert len(sender.calls) == 4 and outcomes[0].attempts == 4 and outcomes[0].exhausted
     assert all(later > earlier for earlier, later in zip(clock.sleeps, clock.sleeps[1:]))
 
 
 def test_the_deadline_stops_retries_before_a_wait_that_would_cross_it() -> None:
-    long_wait = ProviderError("429", "later", transient=True, retry_after_s=30.0)
+    long_wait = ProviderError("429", "later", ErrorClass.RATE_LIMITED, retry_after_s=30.0)
     outcomes, sender, clock = run({"a": [long_wait, None]}, RetryPolicy(deadline_s=10.0))
     assert len(sender.calls) == 1 and outcomes[0].exhausted and clock.sleeps == []
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel
+from herald.providers.sendgrid.limits import MAX_PERSONALIZATIONS
 from herald.sandbox.callbacks import (DEFAULT_TWILIO_AUTH_TOKEN, CallbackDispatcher, SendGridMail,
                                       SendGridRecipient, SendGridSigner, TwilioMessage)
 from herald.sandbox.faults import Dice, Fault, ProviderFaults, SandboxSettings
@@ -34,8 +35,6 @@ from herald.sandbox.ledger import Delivery, Ledger
 logger = logging.getLogger(__name__)
 
 E164 = re.compile(r"\+[1-9]\d{6,14}")
-MAX_PERSONALIZATIONS = 1000
-"""SendGrid's limit per mail/send request; the SDK does not check it, so the sandbox must."""
 
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 
