@@ -101,8 +101,9 @@ class FcmSender(PooledSender):
     provider = PROVIDER_BY_CHANNEL[Channel.PUSH]
 
     def __init__(self, project_id: str, endpoint: str | None = None, app_name: str = "herald",
-                 max_workers: int = 64, *, timeout_s: float = 30.0) -> None:
-        super().__init__(max_workers)
+                 max_workers: int = 64, *, timeout_s: float = 30.0,
+                 max_per_s: float | None = None) -> None:
+        super().__init__(max_workers, max_per_s)
         # With an endpoint there is no Google to authenticate to; without one, None makes
         # firebase-admin use Application Default Credentials. initialize_app accepts google-auth
         # credentials as they are (it wraps them itself), so no credentials.Base subclass is needed.
