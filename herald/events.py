@@ -39,6 +39,10 @@ class Status(StrEnum):
     BOUNCED = "bounced"
     DROPPED = "dropped"
     DEFERRED = "deferred"
+    """SendGrid's callback: the receiving server asked it to try again later. Also Herald's own:
+    the provider asked Herald to wait (a 429 or 503 with Retry-After / X-RateLimit-Reset, FCM
+    QUOTA_EXCEEDED): `provider` and `provider_code` say who and why, `not_before` when the
+    delivery will be sent again (from the Firestore outbox, so the wait survives a restart)."""
     OPENED = "opened"
     CLICKED = "clicked"
     OPTED_OUT = "opted_out"
@@ -67,6 +71,11 @@ class Reason(StrEnum):
     DUPLICATE_NOTIFICATION = "duplicate_notification"
     INVALID_MESSAGE = "invalid_message"
     PROVIDER_ERROR = "provider_error"
+    PROVIDER_CONFIGURATION = "provider_configuration"
+    """The provider refused Herald's credentials, project or sender (FCM SENDER_ID_MISMATCH,
+    Twilio 20003): nothing is disabled, the delivery is parked for replay once it is fixed."""
+    PROVIDER_WAIT = "provider_wait"
+    """The provider asked Herald to wait before sending (a `deferred` event's reason)."""
     RETRIES_EXHAUSTED = "retries_exhausted"
     OUTCOME_UNKNOWN = "outcome_unknown"
     UNRECONCILED = "unreconciled"
@@ -122,6 +131,9 @@ EVENT_FIELDS: tuple[Field, ...] = (
           "whose every delivery has a terminal event is known to be complete."),
     Field("detail", "STRING", "NULLABLE",
           "Free text: the provider's error message, or the raw message of a dead letter."),
+    Field("not_before", "TIMESTAMP", "NULLABLE",
+          "On Herald's own `deferred` event: when the delivery will be sent again, as long as "
+          "its provider asked Herald to wait."),
 )
 
 PARTITION_FIELD = "event_ts"

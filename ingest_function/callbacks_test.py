@@ -22,7 +22,9 @@ from werkzeug.serving import make_server
 from herald.callbacks import DeliveryCallback
 from herald.contracts import Channel
 from herald.local.processes import free_port
-from herald.providers import Outgoing, SendGridSender, TwilioSender
+from herald.providers.base import Outgoing
+from herald.providers.sendgrid.sender import SendGridSender
+from herald.providers.twilio.sender import TwilioSender
 from herald.sandbox import SandboxServer, SendGridSigner
 from herald.sandbox.callbacks import twilio_signature
 

@@ -159,6 +159,14 @@ def test_unauthenticated_requests_get_401_and_publish_nothing(client, probe, hea
     (json.dumps({**DESIGN_BODY, "notificationType": "fax"}), 400, "notificationType"),
     (json.dumps({**DESIGN_BODY, "userId": "auth0|acme/alice"}), 400, "userId"),
     (json.dumps({**DESIGN_BODY, "userId": "u-\ud800"}), 400, "userId"),
+    (json.dumps({**DESIGN_BODY, "notificationInfo": {"title": "t", "content": "x" * 5000}}),
+     400, "notificationInfo"),  # over FCM's 4,096-byte payload
+    (json.dumps({**DESIGN_BODY, "notificationInfo": {"title": "t", "content": "c",
+                                                      "data": {"google.sent_time": "1"}}}),
+     400, "notificationInfo.data.google.sent_time"),  # a key FCM reserves
+    (json.dumps({**DESIGN_BODY, "notificationType": "sms",
+                 "notificationInfo": {"title": "t", "content": "x" * 2000}}),
+     400, "notificationInfo.content"),  # over Twilio's 1,600 characters
     (json.dumps({**DESIGN_BODY, "notificationInfo": {"title": "t",
                                                       "content": "x" * MAX_BODY_BYTES}}),
      413, "body"),

@@ -36,6 +36,10 @@ class Delivery:
                                self.device_id or self.recipient_hash or "")
 
     @property
+    def provider(self) -> str:
+        return PROVIDER_BY_CHANNEL[self.channel]
+
+    @property
     def dedupe_key(self) -> str:
         """What 'the same notification' means: the same notificationId from the same sender (ids
         are the sender's own, as the edge's idempotency keys are), on the same channel, to the

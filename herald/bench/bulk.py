@@ -23,10 +23,10 @@ from herald.bench.memory import RssSampler
 from herald.bench.pipeline import fresh_pipeline, wait_for_ledger, warm_up
 from herald.contracts import MAX_AUDIENCE
 from herald.local.seed import demo_users
+from herald.providers.sendgrid.limits import MAX_PERSONALIZATIONS
 from herald.settings import Settings
 
 CATEGORY, TEMPLATE = "account", "password_changed"
-SENDGRID_MAX_PERSONALIZATIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def requests_per_thousand(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
     """Distinct provider requests among ledger entries, per 1,000 recipients (pure)."""
     recipients = len({entry["recipient"] for entry in entries})
     requests = len({entry["request_index"] for entry in entries})
-    floor = math.ceil(recipients / SENDGRID_MAX_PERSONALIZATIONS) if recipients else 0
+    floor = math.ceil(recipients / MAX_PERSONALIZATIONS) if recipients else 0
     return {
         "recipients_delivered": recipients,
         "ledger_entries": len(entries),

@@ -1,13 +1,9 @@
-"""Provider senders: the official FCM, Twilio and SendGrid SDKs behind one `Sender` protocol.
+"""Everything Herald knows about each provider, one package per provider.
 
-Each sender takes an optional endpoint (the sandbox locally, the provider's own when None), so the
-pipeline's code is the same everywhere.
+`base.py` holds what every sender takes and returns and the `ErrorClass` every documented error is
+classified into. Each provider package (`fcm/`, `twilio/`, `sendgrid/`) holds its SDK-backed
+`sender.py` (endpoint set by configuration only: the sandbox locally, the provider's own when
+None), its `limits.py` (imported by herald/contracts.py and the sandbox) and its `errors.py`, the
+table of every documented error code with the page it comes from. Nothing is imported here, so
+contracts.py can import a limits module without pulling the SDKs in.
 """
-
-from herald.providers.base import Outgoing, ProviderError, Sender, SendResult
-from herald.providers.fcm import FcmSender
-from herald.providers.sendgrid_email import SendGridSender
-from herald.providers.twilio_sms import TwilioSender
-
-__all__ = ["FcmSender", "Outgoing", "ProviderError", "SendGridSender", "SendResult", "Sender",
-           "TwilioSender"]

@@ -16,9 +16,10 @@ import requests
 from firebase_admin import messaging
 
 from herald.contracts import Channel, Platform, Priority
-from herald.providers import FcmSender, Outgoing, SendGridSender, Sender, TwilioSender
-from herald.providers.base import is_transient_status
-from herald.providers.fcm import build_message
+from herald.providers.base import ErrorClass, Outgoing, Sender, class_of_status
+from herald.providers.fcm.sender import FcmSender, build_message
+from herald.providers.sendgrid.sender import SendGridSender
+from herald.providers.twilio.sender import TwilioSender
 from herald.sandbox import SandboxServer
 
 PROJECT = "herald-local"
@@ -26,7 +27,7 @@ GOOD_ADDRESS = {Channel.PUSH: "tok-{i}", Channel.SMS: "+1555000{i:04d}",
                 Channel.EMAIL: "user{i}@example.com"}
 BAD_ADDRESS = {Channel.PUSH: ("unregistered-{i}", "UNREGISTERED"),
                Channel.SMS: ("555-{i}", "21211"),
-               Channel.EMAIL: ("", "400")}
+               Channel.EMAIL: ("user {i}@example.com", "INVALID_ADDRESS")}
 
 SenderFactory = Callable[..., Sender]
 
@@ -237,7 +238,28 @@ def test_fcm_message_carries_platform_priority_and_ids(platform, priority, expec
     assert {key: encoded[key] for key in ("apns", "android", "webpush") if key in encoded} == expected
 
 
-@pytest.mark.parametrize(("status", "transient"), [
-    (None, False), (400, False), (404, False), (429, True), (500, True), (503, True)])
-def test_transient_statuses(status, transient):
-    assert is_transient_status(status) is transient
+@pytest.mark.parametrize(("status", "error_class"), [
+    (None, ErrorClass.TRANSIENT), (400, ErrorClass.PERMANENT), (401, ErrorClass.CONFIGURATION),
+    (403, ErrorClass.CONFIGURATION), (404, ErrorClass.PERMANENT), (429, ErrorClass.RATE_LIMITED),
+    (500, ErrorClass.TRANSIENT), (503, ErrorClass.TRANSIENT)])
+def test_an_undocumented_code_is_classified_by_its_http_status(status, error_class):
+    assert class_of_status(status) is error_class
+
+
+def test_sendgrid_bad_addresses_in_a_bulk_of_1000_fail_alone_and_the_rest_go_once(sandbox,
+                                                                                sender_for):
+    bad = {500: ("bad@invalid", "400", ErrorClass.UNREACHABLE),  # SendGrid refuses it
+           700: ("user 700@example.com", "INVALID_ADDRESS", ErrorClass.UNREACHABLE),  # a space
+           800: ("Ann <ann@example.com>", "INVALID_ADDRESS", ErrorClass.UNREACHABLE)}  # a name
+    bulk = [dataclasses.replace(
+        outgoing(Channel.EMAIL, bad[i][0] if i in bad else f"r{i}@example.com", i),
+        notification_id="bulk-1") for i in range(1000)]
+
+    results = sender_for(Channel.EMAIL, sandbox.url).send(bulk)
+
+    assert {i: (r.error_code, r.error_class) for i, r in enumerate(results) if not r.ok} == {
+        i: (code, error_class) for i, (_, code, error_class) in bad.items()}
+    entries = requests.get(f"{sandbox.url}/_ledger", timeout=5).json()["entries"]
+    sent = [entry["span_id"] for entry in entries]
+    assert sorted(sent) == sorted(item.span_id for i, item in enumerate(bulk) if i not in bad)
+    assert {entry["recipient"] for entry in entries} & {"ann@example.com", "user700@example.com"} == set()

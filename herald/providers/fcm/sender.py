@@ -1,4 +1,4 @@
-"""Push through firebase-admin's own send path, pointed at an endpoint by configuration only.
+"""FCM: push through firebase-admin's own send path, pointed at an endpoint by configuration only.
 
 firebase-admin has no public FCM endpoint option, so `_route_service` reaches into the app's
 messaging service. That is private API, which is why pyproject pins firebase-admin==7.7.0 and
@@ -13,22 +13,22 @@ from google.auth.credentials import AnonymousCredentials
 from requests.adapters import HTTPAdapter
 
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Platform, Priority
-from herald.providers.base import (Outgoing, PooledSender, ProviderError, is_transient_status,
-                                   retry_after)
+from herald.providers.base import Outgoing, PooledSender, ProviderError, retry_after
+from herald.providers.fcm.errors import classify_body, decode, fcm_error_code
 
-_FCM_ERROR_CODES: tuple[tuple[type[exceptions.FirebaseError], str], ...] = (
-    (messaging.UnregisteredError, "UNREGISTERED"),
-    (messaging.SenderIdMismatchError, "SENDER_ID_MISMATCH"),
-    (messaging.QuotaExceededError, "QUOTA_EXCEEDED"),
-    (messaging.ThirdPartyAuthError, "THIRD_PARTY_AUTH_ERROR"),
-)
-"""FCM's own error codes, which firebase-admin turns into classes; other errors keep the
-canonical gRPC code the SDK gives them (INVALID_ARGUMENT, PERMISSION_DENIED, ...)."""
+QUOTA_EXCEEDED_MIN_WAIT_S = 60.0
+"""FCM asks for backoff of at least a minute after QUOTA_EXCEEDED when it sends no Retry-After
+(https://firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode, QUOTA_EXCEEDED;
+https://firebase.google.com/docs/cloud-messaging/scale-fcm#throttling-and-quotas)."""
 
-_TRANSIENT_CODES = frozenset({exceptions.RESOURCE_EXHAUSTED, exceptions.UNAVAILABLE,
-                              exceptions.INTERNAL, exceptions.DEADLINE_EXCEEDED})
-"""Includes timeouts and connection errors, which firebase-admin reports as DEADLINE_EXCEEDED
-and UNAVAILABLE."""
+
+class _NoAuth(AnonymousCredentials):
+    """No credentials, for an endpoint that takes any (the sandbox): nothing to refresh either,
+    so a 401 it answers reaches Herald as FCM's own error (after google-auth's one retry with
+    "refreshed" credentials) instead of as AnonymousCredentials' refusal to refresh."""
+
+    def refresh(self, request: object) -> None:
+        pass
 
 
 def build_message(item: Outgoing) -> messaging.Message:
@@ -48,6 +48,7 @@ def build_message(item: Outgoing) -> messaging.Message:
     message = messaging.Message(
         notification=messaging.Notification(title=item.title, body=item.content),
         data={**item.data, "notification_id": item.notification_id, "span_id": item.span_id},
+        # the keys of herald.providers.fcm.limits.HERALD_DATA_KEYS, which the edge counts
         android=(messaging.AndroidConfig(priority="high" if high else "normal")
                  if targets(Platform.ANDROID) else None),
         apns=(messaging.APNSConfig(headers={"apns-priority": "10" if high else "5"})
@@ -72,7 +73,7 @@ def _route_service(app: firebase_admin.App, endpoint: str | None, connections: i
     service = messaging._get_messaging_service(app)
     if not (hasattr(service, "_fcm_url") and hasattr(service, "_client")):
         raise RuntimeError(f"firebase-admin {firebase_admin.__version__} moved its FCM URL; "
-                           "herald.providers.fcm needs firebase-admin==7.7.0")
+                           "herald.providers.fcm.sender needs firebase-admin==7.7.0")
     if endpoint:
         service._fcm_url = f"{endpoint.rstrip('/')}/v1/projects/{app.project_id}/messages:send"
     session = service._client.session
@@ -80,14 +81,20 @@ def _route_service(app: firebase_admin.App, endpoint: str | None, connections: i
 
 
 def _classify(error: Exception) -> ProviderError | None:
+    """FCM's own errorCode when the answer has one, else the canonical status firebase-admin
+    read (it reports its own timeouts and connection failures as DEADLINE_EXCEEDED and
+    UNAVAILABLE, without a response), classified by herald/providers/fcm/errors.py."""
     if not isinstance(error, exceptions.FirebaseError):
         return None
-    code = next((name for kind, name in _FCM_ERROR_CODES if isinstance(error, kind)), error.code)
     response = error.http_response
     status = response.status_code if response is not None else None
-    return ProviderError(code, str(error),
-                         transient=error.code in _TRANSIENT_CODES or is_transient_status(status),
-                         retry_after_s=retry_after(response.headers if response is not None else None))
+    body = decode(response.content) if response is not None else None
+    code = (fcm_error_code(body) or error.code).upper()
+    error_class = classify_body(code, status, body)
+    wait = retry_after(response.headers if response is not None else None)
+    if code == "QUOTA_EXCEEDED" and wait is None:
+        wait = QUOTA_EXCEEDED_MIN_WAIT_S
+    return ProviderError(code, str(error), error_class, retry_after_s=wait)
 
 
 class FcmSender(PooledSender):
@@ -103,12 +110,13 @@ class FcmSender(PooledSender):
     provider = PROVIDER_BY_CHANNEL[Channel.PUSH]
 
     def __init__(self, project_id: str, endpoint: str | None = None, app_name: str = "herald",
-                 max_workers: int = 64, *, timeout_s: float = 30.0) -> None:
-        super().__init__(max_workers)
+                 max_workers: int = 64, *, timeout_s: float = 30.0,
+                 max_per_s: float | None = None) -> None:
+        super().__init__(max_workers, max_per_s)
         # With an endpoint there is no Google to authenticate to; without one, None makes
         # firebase-admin use Application Default Credentials. initialize_app accepts google-auth
         # credentials as they are (it wraps them itself), so no credentials.Base subclass is needed.
-        credential = AnonymousCredentials() if endpoint else None
+        credential = _NoAuth() if endpoint else None
         self._app = firebase_admin.initialize_app(
             credential, {"projectId": project_id, "httpTimeout": timeout_s}, name=app_name)
         try:

@@ -1,4 +1,4 @@
-"""SMS through the official twilio SDK, pointed at an endpoint by configuration only."""
+"""Twilio: SMS through the official twilio SDK, pointed at an endpoint by configuration only."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel
-from herald.providers.base import Outgoing, PooledSender, ProviderError, is_transient_status
+from herald.providers.base import Outgoing, PooledSender, ProviderError
+from herald.providers.twilio.errors import classify
+from herald.providers.twilio.limits import sms_body
 
 
 class TwilioSender(PooledSender):
@@ -20,8 +22,9 @@ class TwilioSender(PooledSender):
 
     def __init__(self, account_sid: str, auth_token: str, from_number: str,
                  endpoint: str | None = None, status_callback_base: str | None = None,
-                 max_workers: int = 32, *, timeout_s: float = 30.0) -> None:
-        super().__init__(max_workers)
+                 max_workers: int = 32, *, timeout_s: float = 30.0,
+                 max_per_s: float | None = None) -> None:
+        super().__init__(max_workers, max_per_s)
         http_client = TwilioHttpClient(timeout=timeout_s)
         self._client = Client(account_sid, auth_token, http_client=http_client)
         if endpoint:
@@ -41,7 +44,7 @@ class TwilioSender(PooledSender):
             ids = urlencode({"notification_id": item.notification_id, "span_id": item.span_id})
             options["status_callback"] = f"{self._callback_base}/v1/callbacks/twilio?{ids}"
         message = self._client.messages.create(
-            to=item.address, from_=self._from, body=f"{item.title}: {item.content}", **options)
+            to=item.address, from_=self._from, body=sms_body(item.title, item.content), **options)
         return [message.sid]
 
     def _classify(self, error: Exception) -> ProviderError | None:
@@ -52,4 +55,4 @@ class TwilioSender(PooledSender):
         else:
             return None
         return ProviderError(str(error.code or error.status), message,
-                             transient=is_transient_status(error.status))
+                             classify(error.code, error.status))

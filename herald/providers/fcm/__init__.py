@@ -1,0 +1,1 @@
+"""fcm: see herald/providers/__init__.py for the layout."""

@@ -1,0 +1,1 @@
+"""sendgrid: see herald/providers/__init__.py for the layout."""

@@ -1,0 +1,1 @@
+"""twilio: see herald/providers/__init__.py for the layout."""
