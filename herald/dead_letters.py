@@ -37,8 +37,8 @@ DEAD_LETTER_FIELDS: tuple[Field, ...] = (
           "The topic the message came from, and where `herald dlq replay` sends it back (for "
           "a row_rejected item, the table that refused the row)."),
     Field("reason", "STRING", "REQUIRED",
-          "invalid_message, unprocessable, retries_exhausted, outcome_unknown, unreconciled or "
-          "row_rejected (herald.events.Reason)."),
+          "invalid_message, unprocessable, retries_exhausted, outcome_unknown, "
+          "provider_configuration, unreconciled or row_rejected (herald.events.Reason)."),
     Field("detail", "STRING", "NULLABLE", "The parse error or the provider's last error message."),
     Field("provider_code", "STRING", "NULLABLE", "The provider's last error code, if any."),
     Field("attempts", "INTEGER", "NULLABLE", "Provider attempts made before it was parked."),
