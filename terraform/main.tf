@@ -68,19 +68,20 @@ module "service_accounts" {
 module "pubsub" {
   source = "./modules/pubsub"
 
-  project_id                            = var.project_id
-  project_number                        = data.google_project.this.number
-  topics                                = local.topics
-  subscriptions                         = local.subscriptions
-  dead_letter_topic_key                 = "dead_letter"
-  hold_subscription_key                 = "dead_letter_hold"
-  ack_deadline_seconds                  = local.herald.pubsub.ack_deadline_seconds
-  max_delivery_attempts                 = var.max_delivery_attempts
-  max_delivery_attempts_by_subscription = { requests_audit = var.audit_max_delivery_attempts }
-  message_retention_duration            = var.message_retention_duration
-  retry_minimum_backoff                 = var.retry_minimum_backoff
-  retry_maximum_backoff                 = var.retry_maximum_backoff
-  labels                                = var.labels
+  project_id                  = var.project_id
+  project_number              = data.google_project.this.number
+  topics                      = local.topics
+  subscriptions               = local.subscriptions
+  dead_letter_topic_key       = "dead_letter"
+  hold_subscription_key       = "dead_letter_hold"
+  ack_deadline_seconds        = local.herald.pubsub.ack_deadline_seconds
+  max_delivery_attempts       = var.max_delivery_attempts
+  audit_subscription_key      = "requests_audit"
+  audit_max_delivery_attempts = var.audit_max_delivery_attempts
+  message_retention_duration  = var.message_retention_duration
+  retry_minimum_backoff       = var.retry_minimum_backoff
+  retry_maximum_backoff       = var.retry_maximum_backoff
+  labels                      = var.labels
 
   publishers = {
     requests    = { for account in ["function", "reconciler"] : account => local.members[account] }

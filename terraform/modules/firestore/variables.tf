@@ -16,6 +16,11 @@ variable "location" {
 variable "ttl_fields" {
   type        = map(string)
   description = "Collection -> the timestamp field its TTL policy deletes documents by (generated/names.json firestore.ttl)."
+
+  validation {
+    condition     = alltrue([for field in values(var.ttl_fields) : field == "expires_at"])
+    error_message = "Every TTL field must be expires_at, the field this module sets the TTL policy on."
+  }
 }
 
 variable "indexes" {

@@ -7,6 +7,11 @@ locals {
 
   dead_lettered = { for key, subscription in var.subscriptions : key => subscription if key != var.hold_subscription_key }
 
+  subscription_names = merge(
+    { for key, subscription in google_pubsub_subscription.this : key => subscription.name },
+    { (var.hold_subscription_key) = google_pubsub_subscription.hold.name },
+  )
+
   # Keyed by names known at plan time: the members' emails are not, until their accounts exist.
   publisher_members = merge([
     for topic, members in var.publishers : { for grantee, member in members : "${topic}/${grantee}" => { topic = topic, member = member } }
@@ -27,7 +32,7 @@ resource "google_pubsub_topic" "this" {
 }
 
 resource "google_pubsub_subscription" "this" {
-  for_each = var.subscriptions
+  for_each = local.dead_lettered
 
   project                    = var.project_id
   name                       = each.value.name
@@ -46,12 +51,32 @@ resource "google_pubsub_subscription" "this" {
     maximum_backoff = var.retry_maximum_backoff
   }
 
-  dynamic "dead_letter_policy" {
-    for_each = contains(keys(local.dead_lettered), each.key) ? [each.key] : []
-    content {
-      dead_letter_topic     = google_pubsub_topic.this[var.dead_letter_topic_key].id
-      max_delivery_attempts = lookup(var.max_delivery_attempts_by_subscription, each.key, var.max_delivery_attempts)
-    }
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.this[var.dead_letter_topic_key].id
+    max_delivery_attempts = each.key == var.audit_subscription_key ? var.audit_max_delivery_attempts : var.max_delivery_attempts
+  }
+}
+
+# The dead-letter topic's own subscription: it keeps dead letters until `herald dlq replay` takes
+# them, and `herald dlq replay` hands back (nacks) the ones its filter leaves out, so it must never
+# dead-letter them in turn.
+resource "google_pubsub_subscription" "hold" {
+  # checkov:skip=CKV2_HERALD_1:The dead-letter topic's own subscription; its dead letters would go back to its own topic.
+  project                    = var.project_id
+  name                       = var.subscriptions[var.hold_subscription_key].name
+  topic                      = google_pubsub_topic.this[var.dead_letter_topic_key].id
+  labels                     = var.labels
+  ack_deadline_seconds       = var.ack_deadline_seconds
+  message_retention_duration = var.message_retention_duration
+  retain_acked_messages      = false
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  retry_policy {
+    minimum_backoff = var.retry_minimum_backoff
+    maximum_backoff = var.retry_maximum_backoff
   }
 }
 
@@ -66,7 +91,7 @@ resource "google_pubsub_topic_iam_member" "dead_letter_agent" {
 }
 
 resource "google_pubsub_subscription_iam_member" "dead_letter_agent" {
-  for_each = local.dead_lettered
+  for_each = var.subscriptions
 
   project      = var.project_id
   subscription = google_pubsub_subscription.this[each.key].name
@@ -87,7 +112,7 @@ resource "google_pubsub_subscription_iam_member" "subscribers" {
   for_each = local.subscriber_members
 
   project      = var.project_id
-  subscription = google_pubsub_subscription.this[each.value.subscription].name
+  subscription = local.subscription_names[each.value.subscription]
   role         = "roles/pubsub.subscriber"
   member       = each.value.member
 }
@@ -97,7 +122,7 @@ resource "google_pubsub_subscription_iam_member" "viewers" {
   for_each = local.subscriber_members
 
   project      = var.project_id
-  subscription = google_pubsub_subscription.this[each.value.subscription].name
+  subscription = local.subscription_names[each.value.subscription]
   role         = "roles/pubsub.viewer"
   member       = each.value.member
 }

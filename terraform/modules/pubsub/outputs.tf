@@ -5,5 +5,8 @@ output "topic_ids" {
 
 output "subscription_ids" {
   description = "Subscription key -> subscription id (projects/P/subscriptions/NAME)."
-  value       = { for key, subscription in google_pubsub_subscription.this : key => subscription.id }
+  value = merge(
+    { for key, subscription in google_pubsub_subscription.this : key => subscription.id },
+    { (var.hold_subscription_key) = google_pubsub_subscription.hold.id },
+  )
 }

@@ -46,10 +46,19 @@ variable "max_delivery_attempts" {
   }
 }
 
-variable "max_delivery_attempts_by_subscription" {
-  type        = map(number)
-  description = "Subscription key -> its own max_delivery_attempts, where it differs."
-  default     = {}
+variable "audit_subscription_key" {
+  type        = string
+  description = "Key, in subscriptions, of the subscription whose messages are pulled repeatedly on purpose (the reconciler's audit subscription): it dead-letters after audit_max_delivery_attempts instead."
+}
+
+variable "audit_max_delivery_attempts" {
+  type        = number
+  description = "Deliveries before a message on the audit subscription is dead-lettered (5 to 100)."
+
+  validation {
+    condition     = var.audit_max_delivery_attempts >= 5 && var.audit_max_delivery_attempts <= 100
+    error_message = "Pub/Sub accepts 5 to 100 delivery attempts."
+  }
 }
 
 variable "message_retention_duration" {
