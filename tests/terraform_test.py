@@ -230,6 +230,12 @@ def test_dataflow_parameters_are_the_pipelines_options() -> None:
     assert resolve(delivery["dataset"].strip("${}")) == settings.dataset
 
 
+def test_secret_readers_are_the_service_accounts_components() -> None:
+    [accounts] = parse(TERRAFORM / "modules" / "service_accounts" / "main.tf")["locals"]
+    for variable, secret in names()["secrets"].items():
+        assert secret["readers"] and set(secret["readers"]) <= set(accounts["accounts"]), variable
+
+
 def test_no_basic_roles() -> None:
     for path in tf_files():
         for text in strings(parse(path)):
