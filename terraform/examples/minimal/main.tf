@@ -43,6 +43,12 @@ variable "deploy" {
   default     = true
 }
 
+variable "function_source_object" {
+  type        = string
+  description = "Object name of the function's source zip in artifact_bucket (a new name per build redeploys)."
+  default     = "functions/herald.zip"
+}
+
 provider "google" {
   project = var.project_id
   region  = var.region
@@ -61,6 +67,8 @@ module "herald" {
   artifact_bucket  = var.artifact_bucket
   deploy_functions = var.deploy
   deploy_pipelines = var.deploy
+
+  function_source_object = var.function_source_object
 }
 
 output "ingest_url" {
