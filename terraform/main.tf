@@ -237,14 +237,14 @@ module "scheduler" {
     outbox-replay = {
       description = "Republish the ingest outbox's pending entries (ingest_function/outbox.py)."
       schedule    = var.outbox_replay_schedule
-      uri         = module.functions[0].uris.replay_outbox
-      audience    = module.functions[0].uris.replay_outbox
+      uri         = module.functions[0].service_uris.replay_outbox
+      audience    = module.functions[0].service_uris.replay_outbox
     }
     reconcile = {
       description = "Check every accepted request finished; republish what did not (herald/reconcile.py)."
       schedule    = var.reconcile_schedule
-      uri         = "${module.functions[0].uris.reconcile}?grace_s=${var.reconcile_grace_s}"
-      audience    = module.functions[0].uris.reconcile
+      uri         = "${module.functions[0].service_uris.reconcile}?grace_s=${var.reconcile_grace_s}"
+      audience    = module.functions[0].service_uris.reconcile
     }
   }
   name_prefix = var.name_prefix

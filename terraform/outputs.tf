@@ -1,6 +1,6 @@
 output "ingest_url" {
   description = "The ingest function's URL: POST /v1/notifications (empty until deploy_functions)."
-  value       = var.deploy_functions ? module.functions[0].uris.ingest : ""
+  value       = var.deploy_functions ? module.functions[0].urls.ingest : ""
 }
 
 output "callback_base_url" {

@@ -128,18 +128,6 @@ variable "callback_base_url" {
   default     = ""
 }
 
-variable "twilio_from_number" {
-  type        = string
-  description = "Twilio sender number (TWILIO_FROM_NUMBER), E.164."
-  default     = ""
-}
-
-variable "sendgrid_from_email" {
-  type        = string
-  description = "SendGrid sender address (SENDGRID_FROM_EMAIL)."
-  default     = ""
-}
-
 variable "outbox_replay_schedule" {
   type        = string
   description = "Cron schedule of the outbox replay (Cloud Scheduler's unix-cron format; every minute is its finest)."

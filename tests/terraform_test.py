@@ -206,6 +206,46 @@ def test_the_hcl_spells_no_name_the_code_owns() -> None:
         assert not typed, f"{path} spells {typed}"
 
 
+def module_dirs() -> list[Path]:
+    return [TERRAFORM, *sorted(p for p in TERRAFORM.glob("modules/*") if p.is_dir()),
+            *sorted(p for p in TERRAFORM.glob("examples/*") if p.is_dir())]
+
+
+def module_blocks(directory: Path, kind: str) -> dict[str, Any]:
+    return {name: body for path in sorted(directory.glob("*.tf"))
+            for name, body in blocks(parse(path), kind).items()}
+
+
+META_ARGUMENTS = {"source", "count", "for_each", "depends_on", "providers", "version"}
+
+
+def test_module_calls_pass_exactly_the_modules_inputs() -> None:
+    """What `terraform validate` would say of the wiring: no unknown argument, no required input
+    missing, and every `module.X.Y` read is an output of X."""
+    for directory in module_dirs():
+        for name, call in module_blocks(directory, "module").items():
+            called = (directory / call["source"]).resolve()
+            inputs = module_blocks(called, "variable")
+            arguments = {key for key in call if not key.startswith("__")} - META_ARGUMENTS
+            assert arguments <= set(inputs), f"{directory}: module {name}: {arguments - set(inputs)}"
+            required = {key for key, body in inputs.items() if "default" not in body}
+            assert required <= arguments, f"{directory}: module {name} lacks {required - arguments}"
+            outputs = set(module_blocks(called, "output"))
+            texts = [text for path in directory.glob("*.tf") for text in strings(parse(path))]
+            read = {match for text in texts
+                    for match in re.findall(rf"module\.{name}(?:\[0\])?\.(\w+)", text)}
+            assert read <= outputs, f"{directory}: module.{name}.{read - outputs}"
+
+
+def test_every_input_is_declared_and_used() -> None:
+    for directory in module_dirs():
+        declared = set(module_blocks(directory, "variable"))
+        used = {match for path in directory.glob("*.tf") for text in strings(parse(path))
+                for match in re.findall(r"\bvar\.(\w+)", text)}
+        assert used <= declared, f"{directory}: undeclared {used - declared}"
+        assert declared <= used, f"{directory}: unused {declared - used}"
+
+
 def test_every_generated_name_the_root_module_uses_exists() -> None:
     pattern = re.compile(rf"local\.(?:{'|'.join(LOCAL_ALIASES)})(?:\.[a-z_]+)+")
     references = {match for text in strings(parse(TERRAFORM / "main.tf"))
