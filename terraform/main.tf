@@ -26,6 +26,9 @@ locals {
     "secretmanager.googleapis.com",
   ]
 
+  # The functions Cloud Scheduler calls -> the component whose service account runs them.
+  scheduled_functions = { replay_outbox = "function", reconcile = "reconciler" }
+
   function_names = {
     for key in keys(local.function.entry_points) : key => "${var.name_prefix}-${replace(key, "_", "-")}"
   }
@@ -172,54 +175,44 @@ module "functions" {
   source_object = var.function_source_object
   labels        = var.labels
 
-  functions = {
-    ingest = {
-      name                  = local.function_names.ingest
-      entry_point           = local.function.entry_points.ingest
-      service_account_email = module.service_accounts.emails.function
-      public                = true
-      timeout_seconds       = 60
-      min_instances         = var.ingest_min_instances
-      max_instances         = var.ingest_max_instances
-      concurrency           = local.function.max_instance_request_concurrency
-      environment = merge(local.function.environment, {
-        HERALD_PROJECT           = var.project_id
-        HERALD_CALLBACK_BASE_URL = local.callback_base_url
-      })
-      secrets = {
-        for variable, secret in local.secrets : variable => module.secrets.secret_ids[variable]
-        if contains(secret.readers, "function")
+  functions = merge(
+    {
+      ingest = {
+        name                  = local.function_names.ingest
+        entry_point           = local.function.entry_points.ingest
+        service_account_email = module.service_accounts.emails.function
+        public                = true
+        timeout_seconds       = 60
+        min_instances         = var.ingest_min_instances
+        max_instances         = var.ingest_max_instances
+        concurrency           = local.function.max_instance_request_concurrency
+        environment = merge(local.function.environment, {
+          HERALD_PROJECT           = var.project_id
+          HERALD_CALLBACK_BASE_URL = local.callback_base_url
+        })
+        secrets = {
+          for variable, secret in local.secrets : variable => module.secrets.secret_ids[variable]
+          if contains(secret.readers, "function")
+        }
       }
-    }
-    replay_outbox = {
-      name                  = local.function_names.replay_outbox
-      entry_point           = local.function.entry_points.replay_outbox
-      service_account_email = module.service_accounts.emails.function
-      public                = false
-      timeout_seconds       = 540
-      min_instances         = 0
-      max_instances         = 1
-      concurrency           = 1
-      environment           = merge(local.function.environment, { HERALD_PROJECT = var.project_id })
-      secrets               = {}
-    }
-    reconcile = {
-      name                  = local.function_names.reconcile
-      entry_point           = local.function.entry_points.reconcile
-      service_account_email = module.service_accounts.emails.reconciler
-      public                = false
-      timeout_seconds       = 540
-      min_instances         = 0
-      max_instances         = 1
-      concurrency           = 1
-      environment           = merge(local.function.environment, { HERALD_PROJECT = var.project_id })
-      secrets               = {}
-    }
-  }
-  invokers = {
-    replay_outbox = { scheduler = local.members.scheduler }
-    reconcile     = { scheduler = local.members.scheduler }
-  }
+    },
+    {
+      # Called by Cloud Scheduler alone, one run at a time, each within the job's attempt deadline.
+      for key, account in local.scheduled_functions : key => {
+        name                  = local.function_names[key]
+        entry_point           = local.function.entry_points[key]
+        service_account_email = module.service_accounts.emails[account]
+        public                = false
+        timeout_seconds       = 540
+        min_instances         = 0
+        max_instances         = 1
+        concurrency           = 1
+        environment           = merge(local.function.environment, { HERALD_PROJECT = var.project_id })
+        secrets               = {}
+      }
+    },
+  )
+  invokers = { for key in keys(local.scheduled_functions) : key => { scheduler = local.members.scheduler } }
 
   depends_on = [google_project_service.apis, module.secrets]
 }

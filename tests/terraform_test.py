@@ -126,8 +126,8 @@ def test_bigquery_schema_files_are_bigquery_json_schemas() -> None:
 def test_every_variable_the_function_gets_is_read_by_settings() -> None:
     """The function's environment (generated, explicit in main.tf, and from secrets) only holds
     variables `Settings.from_env` reads: a renamed variable would silently fall back to a default."""
-    ingest = root_module("functions")["functions"]["ingest"]
-    explicit = re.findall(r"\b([A-Z][A-Z0-9_]+)\s*=", ingest["environment"])
+    functions = root_module("functions")["functions"]
+    explicit = re.findall(r"\b([A-Z][A-Z0-9_]+)\s*=", functions)
     generated = names()
     variables = {*explicit, *generated["function"]["environment"], *generated["secrets"]}
     assert {"HERALD_PROJECT", "HERALD_CALLBACK_BASE_URL"} <= set(explicit)
@@ -244,6 +244,31 @@ def test_every_input_is_declared_and_used() -> None:
                 for match in re.findall(r"\bvar\.(\w+)", text)}
         assert used <= declared, f"{directory}: undeclared {used - declared}"
         assert declared <= used, f"{directory}: unused {declared - used}"
+
+
+def iterated(for_each: str | None) -> str | None:
+    """The map a for_each iterates over: `{for k, v in MAP : k => v if ...}` keeps MAP's keys."""
+    if for_each is None:
+        return None
+    inner = for_each.removeprefix("${").removesuffix("}")
+    kept = re.fullmatch(r"\{for (\w+), \w+ in (\S+) : \1 => .*\}", inner)
+    return kept.group(2) if kept else inner
+
+
+def test_each_key_indexes_a_resource_with_the_same_keys() -> None:
+    """`other.name[each.key]` only exists for every key if `other` iterates over the same map (or
+    this resource over a filtered copy of it)."""
+    for directory in module_dirs():
+        bodies = {f"{kind}.{name}": body for path in directory.glob("*.tf")
+                  for block in parse(path).get("resource", []) for kind, named in block.items()
+                  for name, body in named.items()}
+        for address, body in bodies.items():
+            for text in strings(body):
+                for indexed in re.findall(r"(\w+\.\w+)\[each\.key\]", text):
+                    if indexed in bodies:
+                        assert iterated(bodies[indexed].get("for_each")) == \
+                            iterated(body.get("for_each")), \
+                            f"{directory}: {address} indexes {indexed} by each.key"
 
 
 def test_every_generated_name_the_root_module_uses_exists() -> None:

@@ -38,22 +38,16 @@ resource "google_bigquery_table" "this" {
   }
 }
 
-resource "google_bigquery_dataset_iam_member" "editors" {
-  for_each = var.data_editors
+resource "google_bigquery_dataset_iam_member" "this" {
+  for_each = merge(
+    { for grantee, member in var.data_editors : "editor/${grantee}" => { role = "roles/bigquery.dataEditor", member = member } },
+    { for grantee, member in var.data_viewers : "viewer/${grantee}" => { role = "roles/bigquery.dataViewer", member = member } },
+  )
 
   project    = var.project_id
   dataset_id = google_bigquery_dataset.this.dataset_id
-  role       = "roles/bigquery.dataEditor"
-  member     = each.value
-}
-
-resource "google_bigquery_dataset_iam_member" "viewers" {
-  for_each = var.data_viewers
-
-  project    = var.project_id
-  dataset_id = google_bigquery_dataset.this.dataset_id
-  role       = "roles/bigquery.dataViewer"
-  member     = each.value
+  role       = each.value.role
+  member     = each.value.member
 }
 
 resource "google_bigquery_table_iam_member" "editors" {

@@ -91,7 +91,7 @@ resource "google_pubsub_topic_iam_member" "dead_letter_agent" {
 }
 
 resource "google_pubsub_subscription_iam_member" "dead_letter_agent" {
-  for_each = var.subscriptions
+  for_each = local.dead_lettered
 
   project      = var.project_id
   subscription = google_pubsub_subscription.this[each.key].name
@@ -108,21 +108,15 @@ resource "google_pubsub_topic_iam_member" "publishers" {
   member  = each.value.member
 }
 
-resource "google_pubsub_subscription_iam_member" "subscribers" {
-  for_each = local.subscriber_members
-
-  project      = var.project_id
-  subscription = local.subscription_names[each.value.subscription]
-  role         = "roles/pubsub.subscriber"
-  member       = each.value.member
-}
-
 # Dataflow's Pub/Sub source also reads the subscription's configuration (pubsub.subscriptions.get).
-resource "google_pubsub_subscription_iam_member" "viewers" {
-  for_each = local.subscriber_members
+resource "google_pubsub_subscription_iam_member" "subscribers" {
+  for_each = {
+    for pair in setproduct(keys(local.subscriber_members), ["roles/pubsub.subscriber", "roles/pubsub.viewer"]) :
+    "${pair[0]}/${pair[1]}" => merge(local.subscriber_members[pair[0]], { role = pair[1] })
+  }
 
   project      = var.project_id
   subscription = local.subscription_names[each.value.subscription]
-  role         = "roles/pubsub.viewer"
+  role         = each.value.role
   member       = each.value.member
 }
