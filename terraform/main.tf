@@ -39,9 +39,7 @@ locals {
     delivery  = coalesce(var.delivery_template_gcs_path, "gs://${var.artifact_bucket}/templates/delivery.json")
     callbacks = coalesce(var.callbacks_template_gcs_path, "gs://${var.artifact_bucket}/templates/callbacks.json")
   }
-}
 
-locals {
   members = module.service_accounts.members
 }
 
@@ -173,6 +171,7 @@ module "functions" {
   runtime       = var.function_runtime
   source_bucket = var.artifact_bucket
   source_object = var.function_source_object
+  builder       = module.service_accounts.ids.builder
   labels        = var.labels
 
   functions = merge(

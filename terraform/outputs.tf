@@ -9,7 +9,7 @@ output "callback_base_url" {
 }
 
 output "service_accounts" {
-  description = "Component (function, reconciler, pipelines, scheduler) -> service account email."
+  description = "Component (function, reconciler, pipelines, scheduler, builder) -> service account email."
   value       = module.service_accounts.emails
 }
 

@@ -246,10 +246,10 @@ def test_every_input_is_declared_and_used() -> None:
         assert declared <= used, f"{directory}: unused {declared - used}"
 
 
-def iterated(for_each: str | None) -> str | None:
+def iterated(for_each: str | dict | None) -> str | None:
     """The map a for_each iterates over: `{for k, v in MAP : k => v if ...}` keeps MAP's keys."""
-    if for_each is None:
-        return None
+    if not isinstance(for_each, str):
+        return None if for_each is None else json.dumps(for_each, sort_keys=True)
     inner = for_each.removeprefix("${").removesuffix("}")
     kept = re.fullmatch(r"\{for (\w+), \w+ in (\S+) : \1 => .*\}", inner)
     return kept.group(2) if kept else inner
@@ -281,6 +281,19 @@ def test_every_generated_name_the_root_module_uses_exists() -> None:
             resolve(reference)
         except KeyError:
             pytest.fail(f"{reference} is not in generated/names.json")
+
+
+def test_keys_into_the_generated_maps_exist() -> None:
+    """The keys main.tf names (which topic dead-letters, who may publish where) are names.json's."""
+    generated = names()
+    topics, subscriptions = generated["pubsub"]["topics"], generated["pubsub"]["subscriptions"]
+    pubsub = root_module("pubsub")
+    assert pubsub["dead_letter_topic_key"] in topics
+    assert {pubsub["hold_subscription_key"], pubsub["audit_subscription_key"]} <= set(subscriptions)
+    assert subscriptions[pubsub["hold_subscription_key"]]["topic"] == pubsub["dead_letter_topic_key"]
+    assert set(pubsub["publishers"]) <= set(topics)
+    assert set(pubsub["subscribers"]) <= set(subscriptions)
+    assert set(root_module("bigquery")["table_editors"]) <= set(generated["bigquery"]["tables"])
 
 
 def test_dataflow_parameters_are_the_pipelines_options() -> None:

@@ -18,8 +18,9 @@ resource "google_cloudfunctions2_function" "this" {
   labels      = var.labels
 
   build_config {
-    runtime     = var.runtime
-    entry_point = each.value.entry_point
+    runtime         = var.runtime
+    entry_point     = each.value.entry_point
+    service_account = var.builder
 
     source {
       storage_source {

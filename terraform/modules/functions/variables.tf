@@ -23,6 +23,11 @@ variable "source_object" {
   description = "Object name of the source zip in source_bucket."
 }
 
+variable "builder" {
+  type        = string
+  description = "Service account the builds run as (projects/P/serviceAccounts/EMAIL), rather than the project's default compute account."
+}
+
 variable "labels" {
   type        = map(string)
   description = "Labels of the functions."

@@ -8,6 +8,7 @@ locals {
     reconciler = "Herald reconciler (herald/reconcile.py)"
     pipelines  = "Herald Dataflow workers and Flex Template launchers (pipelines/)"
     scheduler  = "Herald Cloud Scheduler jobs (invokes replay_outbox and reconcile)"
+    builder    = "Herald Cloud Functions builds (Cloud Build)"
   }
 
   state_database_condition = "resource.name == \"projects/${var.project_id}/databases/${var.state_database}\""
@@ -25,6 +26,10 @@ locals {
     pipelines_firestore = { account = "pipelines", role = "roles/datastore.user", condition = null }
     # FCM HTTP v1 sends (cloudmessaging.messages.create).
     pipelines_fcm = { account = "pipelines", role = "roles/firebasecloudmessaging.admin", condition = null }
+    # Function builds: their logs, and the image Cloud Functions keeps in its gcf-artifacts repository
+    # (https://cloud.google.com/functions/docs/securing/build-custom-sa).
+    builder_logs   = { account = "builder", role = "roles/logging.logWriter", condition = null }
+    builder_images = { account = "builder", role = "roles/artifactregistry.writer", condition = null }
   }
 }
 
@@ -52,9 +57,12 @@ resource "google_project_iam_member" "this" {
   }
 }
 
-# The Dataflow jobs' temp and staging files, and the Flex Template specs they launch from.
-resource "google_storage_bucket_iam_member" "pipelines_artifacts" {
+# The Dataflow jobs' temp and staging files and the Flex Template specs they launch from; the
+# function source zip the builds read.
+resource "google_storage_bucket_iam_member" "artifacts" {
+  for_each = { pipelines = "roles/storage.objectAdmin", builder = "roles/storage.objectViewer" }
+
   bucket = var.artifact_bucket
-  role   = "roles/storage.objectAdmin"
-  member = google_service_account.this["pipelines"].member
+  role   = each.value
+  member = google_service_account.this[each.key].member
 }

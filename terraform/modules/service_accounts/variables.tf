@@ -5,7 +5,7 @@ variable "project_id" {
 
 variable "name_prefix" {
   type        = string
-  description = "Service account ids are <name_prefix>-function, -reconciler, -pipelines and -scheduler."
+  description = "Service account ids are <name_prefix>-function, -reconciler, -pipelines, -scheduler and -builder."
 }
 
 variable "state_database" {
@@ -15,5 +15,5 @@ variable "state_database" {
 
 variable "artifact_bucket" {
   type        = string
-  description = "Bucket of the Dataflow temp/staging files and Flex Template specs: the pipelines' account gets object access to it."
+  description = "Bucket of the Dataflow temp/staging files, Flex Template specs and function source: the pipelines' account gets object access to it, the builder's read access."
 }
