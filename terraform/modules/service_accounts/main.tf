@@ -60,9 +60,12 @@ resource "google_project_iam_member" "this" {
 # The Dataflow jobs' temp and staging files and the Flex Template specs they launch from; the
 # function source zip the builds read.
 resource "google_storage_bucket_iam_member" "artifacts" {
-  for_each = { pipelines = "roles/storage.objectAdmin", builder = "roles/storage.objectViewer" }
+  for_each = {
+    pipelines_files = { account = "pipelines", role = "roles/storage.objectAdmin" }
+    builder_source  = { account = "builder", role = "roles/storage.objectViewer" }
+  }
 
   bucket = var.artifact_bucket
-  role   = each.value
-  member = google_service_account.this[each.key].member
+  role   = each.value.role
+  member = google_service_account.this[each.value.account].member
 }
