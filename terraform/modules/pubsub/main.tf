@@ -22,7 +22,7 @@ locals {
 }
 
 resource "google_pubsub_topic" "this" {
-  # checkov:skip=CKV_GCP_83:Google-managed encryption keys; Herald's messages hold no secrets (contact data is hashed in analytics, and a CMEK needs a KMS key this module does not own).
+  # checkov:skip=CKV_GCP_83:Encrypted at rest with Google-managed keys; customer-managed keys need a KMS key ring and service agent grants this module does not create.
   for_each = var.topics
 
   project                    = var.project_id
