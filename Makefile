@@ -4,6 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# checkov installs its own fork of the hcl2 module, which shadows python-hcl2 (the dev extra,
+# used by tests/terraform_test.py): it gets a virtualenv of its own, which the tests call.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
 .PHONY: demo test up down clean bench
 
@@ -14,10 +19,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+$(CHECKOV_STAMP):
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	@touch $(CHECKOV_STAMP)
+
 demo: $(STAMP)
 	$(VENV)/bin/herald demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHECKOV_STAMP)
 	$(PY) -m pytest
 
 up: $(STAMP)
@@ -30,4 +42,4 @@ bench: $(STAMP)
 	$(VENV)/bin/herald bench
 
 clean:
-	rm -rf $(VENV) .herald dbt/target dbt/logs
+	rm -rf $(VENV) $(CHECKOV_VENV) .herald dbt/target dbt/logs

@@ -101,9 +101,11 @@ def _report(args: argparse.Namespace) -> None:
 
 def _schema(args: argparse.Namespace) -> None:
     from herald.dbt_project import render_sources_yaml, write_sources_yaml
+    from herald.infrastructure import write_files
 
     if args.write:
-        write_sources_yaml()
+        for path in (write_sources_yaml(), *write_files()):
+            print(f"wrote {path}")
     else:
         print(render_sources_yaml())
 
@@ -174,7 +176,8 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--out-dir", type=Path, default=Path("reports"))
     report.set_defaults(handler=_report)
 
-    schema = commands.add_parser("schema", help="print (or --write) dbt sources from herald.events")
+    schema = commands.add_parser("schema", help="print dbt sources from herald.events; --write them, "
+                                 "and terraform/generated/ (names, table schemas: herald.infrastructure)")
     schema.add_argument("--write", action="store_true")
     schema.set_defaults(handler=_schema)
 

@@ -28,8 +28,9 @@ from google.api_core.exceptions import GoogleAPIError
 from google.api_core.retry import Retry
 from google.cloud import firestore, pubsub_v1
 
-from herald.clients import state_client
+from herald.clients import bigquery_client, state_client
 from herald.contracts import MAX_BODY_BYTES, ContractError, Envelope, new_envelope, parse_request
+from herald.reconcile import DEFAULT_GRACE_S, Reconciler
 from herald.settings import Settings
 from ingest_function import callbacks, idempotency
 from ingest_function.idempotency import Claim, Ledger, Receipt
@@ -204,3 +205,20 @@ def replay_outbox(request: flask.Request) -> flask.Response:
     report = _outbox().replay(_publisher(), _settings().publish_timeout_s, limit)
     return flask.Response(json.dumps(report.to_json()), status=200 if report.error is None else 503,
                           mimetype="application/json")
+
+
+@functions_framework.http
+def reconcile(request: flask.Request) -> flask.Response:
+    """Entry point for Cloud Scheduler (authenticated, like `replay_outbox`): one `herald
+    reconcile` pass (herald/reconcile.py) over the audit subscription, checking requests published
+    at least `?grace_s=S` seconds ago (default DEFAULT_GRACE_S). Answers the run's counts."""
+    grace_s = request.args.get("grace_s", DEFAULT_GRACE_S, type=float)
+    if grace_s < 0:
+        return _error(400, "grace_s", "must be a number of seconds, 0 or more")
+    settings = _settings()
+    with pubsub_v1.SubscriberClient() as subscriber:
+        report = Reconciler(settings, bigquery_client(settings), subscriber, _publisher(),
+                            grace_s).run()
+    return flask.Response(json.dumps({"finished": report.finished, "republished": report.republished,
+                                      "parked": report.parked, "waiting": report.waiting}),
+                          status=200, mimetype="application/json")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from pathlib import Path
 
 import pytest
+from functions_framework import create_app
 from google.cloud import pubsub_v1
 
 from herald import events
@@ -19,11 +21,13 @@ from herald.contracts_test import DESIGN_BODY
 from herald.dead_letters import DEAD_LETTERS_TABLE, HOLD_SUFFIX
 from herald.dlq_test import pull, unacknowledged
 from herald.events import Status
+from herald.infrastructure import RESOURCE_VARIABLES
 from herald.local.provision import create_topics
 from herald.reconcile import MAX_REPUBLISHES, Reconciler
 from herald.settings import Settings
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 
+FUNCTION_SOURCE = Path(__file__).resolve().parents[1] / "ingest_function" / "main.py"
 pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag:DeprecationWarning")
 
 
@@ -165,3 +169,23 @@ def test_heartbeats_garbage_and_replays_are_just_acknowledged(settings: Settings
     assert pull(settings, settings.requests_subscription) == []
     assert pull(settings, settings.dead_letter_topic + HOLD_SUFFIX) == []
     assert unacknowledged(settings, settings.audit_subscription) == []
+
+
+def test_the_scheduled_function_runs_one_pass(settings: Settings,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """ingest_function/main.py `reconcile`, which Cloud Scheduler calls, configured as terraform
+    configures it: the settings' names in the variables herald.infrastructure gives terraform."""
+    [finished] = accept(settings)
+    record(settings, finished, deliveries=1, ended=1)
+    [lost] = accept(settings)
+    env = {variable: getattr(settings, field) for variable, field in RESOURCE_VARIABLES.items()}
+    for name, value in {**env, "HERALD_PROJECT": settings.project,
+                        "BIGQUERY_API_ENDPOINT": settings.bigquery_endpoint}.items():
+        monkeypatch.setenv(name, value)
+    client = create_app(target="reconcile", source=str(FUNCTION_SOURCE)).test_client()
+
+    assert client.post("/?grace_s=-1").status_code == 400
+    assert client.post("/?grace_s=0").get_json() == {
+        "finished": 1, "republished": 1, "parked": 0, "waiting": 0}
+    [republished] = pull(settings, settings.requests_subscription)
+    assert republished.attributes["trace_id"] == lost.trace_id

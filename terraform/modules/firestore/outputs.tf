@@ -1,0 +1,4 @@
+output "database" {
+  description = "The state database's name."
+  value       = google_firestore_database.state.name
+}
