@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from herald.contracts import Envelope, Scope, utc_now_iso
-from herald.events import Field, Reason
+from herald.events import Field, Reason, utf8_text
 
 DEAD_LETTERS_TABLE = "dead_letters"
 HOLD_SUFFIX = "-hold"
@@ -97,8 +97,9 @@ class DeadLetter:
         return hashlib.sha256("/".join(parts).encode()).hexdigest()[:32]
 
     def to_row(self) -> dict[str, Any]:
-        """The `dead_letters` table row."""
-        return {
+        """The `dead_letters` table row (text made valid UTF-8: a poison message may carry lone
+        surrogates in what is read out of it)."""
+        row = {
             "dead_letter_id": self.dead_letter_id,
             "dead_lettered_at": self.dead_lettered_at,
             "source_topic": self.source_topic,
@@ -114,6 +115,7 @@ class DeadLetter:
             "data": self.data.decode("utf-8", "replace"),
             "attributes": json.dumps(dict(self.attributes), sort_keys=True),
         }
+        return {name: utf8_text(value) for name, value in row.items()}
 
     def to_pubsub(self) -> tuple[bytes, dict[str, str]]:
         """The dead-letter topic's message: the original bytes, its attributes and `dlq_*`."""
@@ -148,8 +150,11 @@ class DeadLetter:
 
 
 def _notification_id(data: bytes) -> str | None:
+    """The request's notificationId if the message has a string one (a poison message may hold
+    anything there, and the column is a STRING)."""
     try:
         request = json.loads(data).get("request")
-        return request.get("notificationId") if isinstance(request, dict) else None
+        value = request.get("notificationId") if isinstance(request, dict) else None
     except (ValueError, AttributeError):
         return None
+    return value if isinstance(value, str) else None

@@ -235,8 +235,20 @@ def callback_event(*, span_id: str | None, status: Status, occurred_at: str,
 _NAMES = tuple(f.name for f in EVENT_FIELDS)
 
 
+def utf8_text(value: Any) -> Any:
+    """`value`, with any lone UTF-16 surrogate (which JSON can carry, from a sender or a provider)
+    replaced, when it is a string: a row must encode as UTF-8, for Beam's coders and BigQuery."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
 def _complete(row: dict[str, Any]) -> dict[str, Any]:
     unknown = set(row) - set(_NAMES)
     if unknown:
         raise KeyError(f"not in the event schema: {sorted(unknown)}")
-    return {name: row.get(name) for name in _NAMES}
+    return {name: utf8_text(row.get(name)) for name in _NAMES}

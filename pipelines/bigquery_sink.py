@@ -57,6 +57,10 @@ RETRY_REQUEST_ERRORS = (exceptions.ServiceUnavailable, exceptions.TooManyRequest
 retried, then raised for the runner to retry the bundle. Other request errors (400, 500, a
 dropped connection: how the local emulator answers a row it cannot store) split the request."""
 
+SINGLE_ROW_ATTEMPTS = 3
+"""Tries of one row alone (after its request was split down to it) before it is refused: a
+transient 500 gets two more chances, quickly, and a bad row does not hold the writer for long."""
+
 Rejected = tuple[dict[str, Any], str]
 """A row BigQuery refused, and its error."""
 
@@ -72,8 +76,8 @@ def insert_all(client: bigquery.Client, table: str, rows: list[dict[str, Any]], 
 
     - Per-row errors (insertAll's `insertErrors`): refused rows are returned; rows stopped by them
       or failed transiently are inserted again.
-    - A whole request refused (400, 500, a dropped connection) after `MAX_ATTEMPTS` tries is split
-      in halves, down to the one row it is about.
+    - A whole request refused (400, 500, a dropped connection) is split in halves, down to the
+      one row it is about, which is tried SINGLE_ROW_ATTEMPTS times.
     - An unavailable or rate-limiting BigQuery (RETRY_REQUEST_ERRORS) is retried, then raised.
 
     Raises the last error when a row still fails transiently after MAX_ATTEMPTS."""
@@ -92,11 +96,11 @@ def insert_all(client: bigquery.Client, table: str, rows: list[dict[str, Any]], 
                 sleep(_backoff(attempt))
                 continue
             except (exceptions.GoogleAPICallError, requests.RequestException) as error:
-                if attempt < MAX_ATTEMPTS // 2:
-                    sleep(_backoff(attempt))
-                elif len(group) > 1:
+                if len(group) > 1:  # halves at once: a batch with k bad rows costs ~k log n calls
                     groups += [group[:len(group) // 2], group[len(group) // 2:]]
                     group = []
+                elif attempt < SINGLE_ROW_ATTEMPTS:
+                    sleep(_backoff(attempt) / 10)
                 else:
                     rejected.append((group[0], f"{type(error).__name__}: {error}"))
                     group = []

@@ -47,11 +47,13 @@ from apache_beam.transforms.async_dofn import AsyncWrapper
 from google.cloud import firestore
 
 from herald.contracts import Envelope, new_envelope, parse_request
+from herald.dead_letters import DeadLetter
 from herald.local.seed import SeedUser, demo_users, seed
 from herald.workload import hostile_messages
 from herald.sandbox import server as sandbox_server
 from herald.settings import Settings
 from pipelines import resources
+from pipelines.bigquery_sink import WriteBatching
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 from pipelines.herald_pipeline import DeliverNotifications
 from pipelines.options import HeraldOptions
@@ -426,12 +428,19 @@ def _provider_result(event: dict) -> tuple:
 
 
 def run_pipeline(steps, sandbox, events_file: Path, clock_lead_s: float | None,
-                 expectation: Expectation | None = None):
+                 expectation: Expectation | None = None, batch_rows: bool = False):
+    """`batch_rows`: batch the event and dead-letter rows as the BigQuery sink does (its state
+    encodes every row), without writing them."""
     pipeline = streaming_pipeline()
     outputs = (pipeline
                | "Requests" >> request_stream(steps, clock_lead_s)
                | "DeliverNotifications" >> DeliverNotifications(settings_for(sandbox), herald_options()))
     events = outputs["events"]
+    if batch_rows:
+        rows = (events, outputs["dead_letters"] | "DeadLetterRows" >> beam.Map(DeadLetter.to_row))
+        for name, pcoll in zip(("Events", "DeadLetters"), rows):
+            _ = (pcoll | f"Key{name}" >> beam.Map(lambda row: (0, row))
+                 | f"Batch{name}" >> WriteBatching(rows=50, buffer_s=0.1).batch())
     if expectation is not None:
         # Every garbage message is parked whole for replay (nothing here exhausts its retries).
         assert_that(outputs["dead_letters"] | "DeadLetterReasons" >> beam.Map(
@@ -619,7 +628,8 @@ def test_hostile_values_in_any_field_never_stop_the_pipeline(
     valid = envelope_message(Request(user(1), "email", "high", "delivery", "after-hostile"))
     hostile = hostile_stream()
     steps = [[Message(m, "hostile") for m in hostile] + [valid]]
-    _, events = run_pipeline(steps, sandbox, tmp_path / "events.json", CLOCK_LEAD_S)
+    _, events = run_pipeline(steps, sandbox, tmp_path / "events.json", CLOCK_LEAD_S,
+                             batch_rows=True)
 
     sent = [e for e in events if e["status"] == "sent"]
     assert [e["notification_id"] for e in sent if e["trace_id"] == valid.envelope.trace_id] == \
