@@ -25,11 +25,10 @@ from typing import Iterable
 from google.api_core import exceptions
 from google.cloud import bigquery, pubsub_v1
 
-from herald.contracts import ContractError, Envelope, Scope
+from herald.contracts import HEARTBEAT_ATTRIBUTE, ContractError, Envelope, Scope
 from herald.dead_letters import DEAD_LETTERS_TABLE, DeadLetter
 from herald.events import TERMINAL, Reason, Status
 from herald.settings import Settings
-from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 
 DEFAULT_GRACE_S = 600.0
 """Far above the 10 s delivery bound: a request this old and unfinished was lost, not slow."""
