@@ -3,9 +3,9 @@
 5,000 notifications over all channels go through the HTTP API of a private stack while
 - the provider sandbox fails 20% of provider requests transiently (429 with Retry-After, 500,
   503, dropped connections) and 2% permanently;
-- the Pub/Sub emulator is frozen for 10 s (SIGSTOP, then SIGCONT): Pub/Sub unavailable with its
-  messages kept, which is what a Pub/Sub outage is. (Killing the in-memory emulator would model a
-  data loss Pub/Sub does not have.) The ingest function answers from its outbox meanwhile;
+- the Pub/Sub emulator is frozen for 10 s (`stack.frozen`: SIGSTOP, then SIGCONT): Pub/Sub
+  unavailable with its messages kept, which is what a Pub/Sub outage is. The ingest function
+  answers from its outbox meanwhile;
 - the delivery pipeline process is SIGKILLed once, mid-backlog, and its supervisor restarts it.
 The stack's scheduler replays the outbox, as Cloud Scheduler does in production; the test runs the
 reconciler itself (its scheduled run is off here), with no grace, once the pipeline is quiet,
@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -77,15 +75,6 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
         yield state_dir, env
 
 
-def freeze_pubsub(state_dir: Path, seconds: float) -> None:
-    group = stack.running_pids(state_dir)["pubsub-emulator"]
-    os.killpg(group, signal.SIGSTOP)
-    try:
-        time.sleep(seconds)
-    finally:
-        os.killpg(group, signal.SIGCONT)
-
-
 def outbox_replayed(settings: Settings, timeout_s: float = 60) -> int:
     """Wait until the stack's scheduled replayer has published every outbox entry; how many."""
     entries, deadline = state_client(settings).collection(OUTBOX), time.monotonic() + timeout_s
@@ -122,7 +111,8 @@ def chaos(chaos_stack: tuple[Path, dict[str, str]], tmp_path_factory) -> Chaos:
 
     def freeze_when_due() -> None:
         pause_due.wait()
-        freeze_pubsub(state_dir, PAUSE_S)
+        with stack.frozen(state_dir):
+            time.sleep(PAUSE_S)
 
     def on_done() -> None:
         posted["n"] += 1

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -228,6 +229,19 @@ def running(state_dir: Path, seed_users: int = 300, **environ: str) -> Iterator[
         down(state_dir, report=lambda _: None)
         os.environ.clear()
         os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def frozen(state_dir: Path, name: str = "pubsub-emulator") -> Iterator[None]:
+    """One of the stack's services stopped (SIGSTOP) for the length of a with-block, then resumed
+    (SIGCONT): unavailable with its state kept, which is what a Pub/Sub outage is (killing the
+    in-memory emulator would model a data loss Pub/Sub does not have)."""
+    group = running_pids(state_dir)[name]
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(group, signal.SIGCONT)
 
 
 def crash_pipeline(state_dir: Path, name: str = "pipeline", timeout_s: float = 120.0) -> int:
