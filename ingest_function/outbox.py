@@ -16,9 +16,10 @@ One entry per accepted request, `outbox/{traceId}`:
     expires_at    timestamp, set only once published: a Firestore TTL policy deletes published
                   entries a week later; a pending entry has none, so it is never deleted
 
-A replayer (`herald outbox replay`, or the `replay_outbox` function that Cloud Scheduler calls)
-reads pending entries oldest first, leases each with a write conditional on the entry's update
-time (two replayers cannot both lease one), publishes, then marks them published.
+A replayer (the `replay_outbox` function that Cloud Scheduler calls, the local stack's scheduler,
+or `herald outbox replay`) reads pending entries oldest first, leases each with a write conditional
+on the entry's update time (two replayers cannot both lease one), publishes, then marks them
+published.
 
 Delivery into Pub/Sub is at-least-once, not exactly-once: a replayer that dies between publishing
 and marking leaves a lease that runs out, and the next replayer publishes the entry again; a publish
