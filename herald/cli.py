@@ -86,8 +86,7 @@ def _reconcile(args: argparse.Namespace) -> None:
     settings = _stack_settings(args)
     report = Reconciler(settings, bigquery_client(settings), pubsub_v1.SubscriberClient(),
                         pubsub_v1.PublisherClient(), args.grace_s).run()
-    print(f"finished {report.finished}, republished {report.republished}, "
-          f"parked {report.parked}, not yet due {report.waiting}")
+    print(report.summary())
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -306,6 +306,13 @@ class Scope:
                    replay_id=attributes.get("replay_id") or None)
 
 
+HEARTBEAT_ATTRIBUTE = "herald_heartbeat"
+"""Marks a message on a Herald topic that carries nothing to deliver: the DirectRunner's heartbeat
+(`pipelines/heartbeat.py`) and the edge's probe of Pub/Sub while its circuit breaker is open
+(`ingest_function/breaker.py`). The pipelines drop it (counted) and `herald reconcile` acknowledges
+it."""
+
+
 @dataclass(frozen=True)
 class Envelope:
     """What the ingest function publishes: the request plus who sent it, when, and its trace id.

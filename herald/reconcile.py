@@ -25,11 +25,10 @@ from typing import Iterable
 from google.api_core import exceptions
 from google.cloud import bigquery, pubsub_v1
 
-from herald.contracts import ContractError, Envelope, Scope
+from herald.contracts import HEARTBEAT_ATTRIBUTE, ContractError, Envelope, Scope
 from herald.dead_letters import DEAD_LETTERS_TABLE, DeadLetter
 from herald.events import TERMINAL, Reason, Status
 from herald.settings import Settings
-from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 
 DEFAULT_GRACE_S = 600.0
 """Far above the 10 s delivery bound: a request this old and unfinished was lost, not slow."""
@@ -50,6 +49,10 @@ class Report:
     parked: int = 0
     waiting: int = 0
     republished_traces: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"finished {self.finished}, republished {self.republished}, "
+                f"parked {self.parked}, not yet due {self.waiting}")
 
 
 @dataclass(frozen=True)
@@ -169,9 +172,12 @@ class Reconciler:
             due.append(_Audited(received, envelope))
         if done:
             self._subscriber.acknowledge(subscription=self._subscription, ack_ids=done)
-        for ack_id, seconds in not_due.items():  # back once it is due, not within this run
+        by_deadline: dict[int, list[str]] = {}
+        for ack_id, seconds in not_due.items():
+            by_deadline.setdefault(seconds, []).append(ack_id)
+        for seconds, ack_ids in by_deadline.items():  # back once due, not within this run
             self._subscriber.modify_ack_deadline(subscription=self._subscription,
-                                                 ack_ids=[ack_id], ack_deadline_seconds=seconds)
+                                                 ack_ids=ack_ids, ack_deadline_seconds=seconds)
         return due
 
     def _settle(self, due: list[_Audited], report: Report) -> None:

@@ -69,6 +69,14 @@ class Settings:
     sendgrid_from_email: str = "notifications@herald.local"
     publish_timeout_s: float = 10.0
     """How long the edge waits for Pub/Sub before it stores the request in the outbox instead."""
+    publish_slow_s: float = 1.0
+    """A publish not acknowledged within this counts as failed for the edge's circuit breaker
+    (`ingest_function/breaker.py`); Pub/Sub's publish latency is normally tens of milliseconds."""
+    breaker_failures: int = 3
+    """Consecutive failed or slow publishes after which the edge stops waiting for Pub/Sub and
+    writes requests straight to the outbox, until a background probe publishes again."""
+    breaker_probe_s: float = 1.0
+    """While the breaker is open, the pause between probes of Pub/Sub."""
     firestore_timeout_s: float = 5.0
     """How long the edge waits on one Firestore call (idempotency record, outbox entry)."""
     provider_wait_s: float = 60.0
@@ -109,6 +117,9 @@ class Settings:
             sendgrid_endpoint=env.get("HERALD_SENDGRID_ENDPOINT") or sandbox,
             callback_base_url=env.get("HERALD_CALLBACK_BASE_URL") or env.get("HERALD_API_URL"),
             publish_timeout_s=float(env.get("HERALD_PUBLISH_TIMEOUT_S", "10")),
+            publish_slow_s=float(env.get("HERALD_PUBLISH_SLOW_S", "1")),
+            breaker_failures=int(env.get("HERALD_BREAKER_FAILURES", "3")),
+            breaker_probe_s=float(env.get("HERALD_BREAKER_PROBE_S", "1")),
             firestore_timeout_s=float(env.get("HERALD_FIRESTORE_TIMEOUT_S", "5")),
             state_database=env.get("HERALD_STATE_DATABASE", "herald-state"),
             provider_wait_s=float(env.get("HERALD_PROVIDER_WAIT_S", "60")),

@@ -5,9 +5,11 @@ Deployed as a Cloud Function (functions-framework), run locally by `herald local
 
 A request is answered 202 only once it is stored: acknowledged by Pub/Sub or, when Pub/Sub does not
 answer within HERALD_PUBLISH_TIMEOUT_S, written to the Firestore outbox (`outbox.py`) that
-`replay_outbox` republishes. A repeat of a request (same Idempotency-Key, or same notificationId,
-from the same sender, within 24 h) gets the original answer and is not published again
-(`idempotency.py`). Errors are JSON `{"error": {"field": ..., "message": ...}}`.
+`replay_outbox` republishes. After a few failed or slow publishes a circuit breaker (`breaker.py`)
+sends requests to the outbox without waiting for Pub/Sub, until a background probe publishes
+again. A repeat of a request (same Idempotency-Key, or same notificationId, from the same sender,
+within 24 h) gets the original answer and is not published again (`idempotency.py`). Errors are
+JSON `{"error": {"field": ..., "message": ...}}`.
 
 Clients are created on first use and kept for the life of the loaded module. functions-framework's
 `create_app` loads the source afresh, so each app has its own: a test that needs other endpoints
@@ -29,10 +31,12 @@ from google.api_core.retry import Retry
 from google.cloud import firestore, pubsub_v1
 
 from herald.clients import bigquery_client, state_client
-from herald.contracts import MAX_BODY_BYTES, ContractError, Envelope, new_envelope, parse_request
+from herald.contracts import (HEARTBEAT_ATTRIBUTE, MAX_BODY_BYTES, ContractError, Envelope,
+                              new_envelope, parse_request)
 from herald.reconcile import DEFAULT_GRACE_S, Reconciler
 from herald.settings import Settings
 from ingest_function import callbacks, idempotency
+from ingest_function.breaker import CircuitBreaker, CircuitOpen
 from ingest_function.idempotency import Claim, Ledger, Receipt
 from ingest_function.outbox import (DEFAULT_REPLAY_LIMIT, PUBLISH_ERRORS, Message, Outbox,
                                     publish)
@@ -50,6 +54,19 @@ def _publisher() -> pubsub_v1.PublisherClient:
     # A short batching window: senders wait on the publish, so latency matters more than batching.
     return pubsub_v1.PublisherClient(
         batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.001))
+
+
+@lru_cache(maxsize=1)
+def _breaker() -> CircuitBreaker:
+    """Guards publishes to the requests topic; its probe is a heartbeat on that topic, which the
+    pipeline drops and the reconciler acknowledges (publishing is all the function may do)."""
+    settings = _settings()
+    probe = Message(settings.topic_path(settings.requests_topic), b"{}", {HEARTBEAT_ATTRIBUTE: "1"})
+    return CircuitBreaker(
+        "Pub/Sub", failure_threshold=settings.breaker_failures,
+        slow_call_s=settings.publish_slow_s, probe_interval_s=settings.breaker_probe_s,
+        probe=lambda: publish(_publisher(), probe, settings.publish_timeout_s),
+        probe_timeout_s=settings.publish_timeout_s)
 
 
 @lru_cache(maxsize=1)
@@ -152,16 +169,21 @@ def accept_notification(request: flask.Request) -> flask.Response:
 
 
 def _store(envelope: Envelope, claim: Claim | None) -> flask.Response:
-    """Publish; if Pub/Sub does not ack in time, write the outbox entry (with the claim's
-    acceptance, in one commit). 202 only if one of them took it; else release the claim, 503."""
+    """Publish; if Pub/Sub does not ack in time or the breaker is open, write the outbox entry
+    (with the claim's acceptance, in one commit). 202 only if one of them took it; else release
+    the claim, 503."""
     settings = _settings()
     topic = settings.topic_path(settings.requests_topic)
+    message = Message.of(envelope, topic)
     try:
-        publish(_publisher(), Message.of(envelope, topic),
-                settings.publish_timeout_s).result(timeout=settings.publish_timeout_s)
-    except PUBLISH_ERRORS as publish_error:
-        log.warning("publish failed for trace %s, writing it to the outbox: %s",
-                    envelope.trace_id, publish_error)
+        _breaker().call(lambda: publish(_publisher(), message, settings.publish_timeout_s),
+                        settings.publish_timeout_s)
+    except (CircuitOpen, *PUBLISH_ERRORS) as publish_error:
+        if isinstance(publish_error, CircuitOpen):
+            log.info("Pub/Sub circuit open, trace %s goes to the outbox", envelope.trace_id)
+        else:
+            log.warning("publish failed for trace %s, writing it to the outbox: %s",
+                        envelope.trace_id, publish_error)
         batch = _firestore().batch()
         if claim is not None:
             _ledger().stage_accept(batch, claim)

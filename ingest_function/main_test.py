@@ -1,6 +1,6 @@
 """The HTTP edge through functions-framework's test client, on the real Pub/Sub and Firestore
-emulators. Failures are real too: Pub/Sub or Firestore addressed at a port nothing listens on, or a
-relay to Firestore cut in the middle of a request."""
+emulators. Failures are real too: Pub/Sub or Firestore addressed at a port nothing listens on, a
+relay to Firestore cut in the middle of a request, or a relay to Pub/Sub frozen for a while."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from functions_framework import create_app
 from google.cloud import firestore, pubsub_v1
 
 from herald.clients import state_client
-from herald.contracts import MAX_BODY_BYTES, Envelope
+from herald.contracts import HEARTBEAT_ATTRIBUTE, MAX_BODY_BYTES, Envelope
 from herald.contracts_test import DESIGN_BODY
 from herald.local.processes import free_port
 from herald.settings import Settings
@@ -297,8 +297,9 @@ def test_with_pubsub_and_firestore_down_the_answer_is_503(make_app, probe) -> No
     assert probe.pull() == []
 
 
-class Cuttable:
-    """A TCP relay to `target` that a test can cut: Firestore lost in the middle of a request."""
+class Relay:
+    """A TCP relay to `target` that a test can cut (Firestore lost in the middle of a request) or
+    freeze and thaw (bytes held, not refused: a SIGSTOPped emulator, a Pub/Sub outage)."""
 
     def __init__(self, target: str) -> None:
         host, port = target.rsplit(":", 1)
@@ -306,6 +307,8 @@ class Cuttable:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
         self._open: list[socket.socket] = []
+        self._flowing = threading.Event()
+        self._flowing.set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -319,13 +322,19 @@ class Cuttable:
             for source, sink in ((downstream, upstream), (upstream, downstream)):
                 threading.Thread(target=self._relay, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _relay(source: socket.socket, sink: socket.socket) -> None:
+    def _relay(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while chunk := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(chunk)
         except OSError:
             pass
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     def cut(self) -> None:
         """Refuse new connections and reset the open ones."""
@@ -350,7 +359,7 @@ def test_firestore_lost_after_the_claim_is_503_and_the_retry_stores_the_request(
     claim's release both fail. The pending claim left behind must not answer the retry with a
     202: the retry waits out its lease, takes it over and publishes the request."""
     probe.pull()
-    relay = Cuttable(firestore_emulator)
+    relay = Relay(firestore_emulator)
     body, headers = keyed(HEADER)
     # The claim must succeed through the relay within the Firestore timeout (it is the app's first
     # Firestore call, channel setup included), so not the 0.3 s of the tests where it must fail.
@@ -375,3 +384,49 @@ def test_firestore_lost_after_the_claim_is_503_and_the_retry_stores_the_request(
     [message] = probe.pull()
     assert message.attributes["trace_id"] == trace
     assert record(db, body, headers)["state"] == "accepted"
+
+
+def test_while_pubsub_is_frozen_the_breaker_stores_requests_in_the_outbox_at_once(
+        make_app, probe, db, pubsub_emulator) -> None:
+    """The first publishes wait until the breaker opens (far less than the 10 s publish timeout),
+    later requests go to the outbox without waiting for Pub/Sub; every 202 is stored; a repeat
+    gets its original answer; once Pub/Sub answers the background probe closes the breaker and
+    requests are published again."""
+    probe.pull()
+    relay = Relay(pubsub_emulator)
+    app = make_app(PUBSUB_EMULATOR_HOST=relay.address, HERALD_PUBLISH_SLOW_S="0.3",
+                   HERALD_BREAKER_FAILURES="3", HERALD_BREAKER_PROBE_S="0.2")
+
+    def post(body: dict[str, Any], headers: dict[str, str]) -> tuple[flask.Response, float]:
+        began = time.monotonic()
+        response = app.test_client().post("/v1/notifications", json=body, headers=headers)
+        return response, time.monotonic() - began
+
+    response, _ = post(*keyed(HEADER))  # Pub/Sub up: published, the channel is open
+    assert [m.attributes["trace_id"] for m in probe.pull()] == [response.get_json()["traceId"]]
+    relay.freeze()
+    requests = [keyed(HEADER) for _ in range(8)]
+    with ThreadPoolExecutor(3) as pool:
+        first = list(pool.map(lambda request: post(*request), requests[:3]))
+    later = [post(*request) for request in requests[3:]]
+    assert all(response.status_code == 202 for response, _ in first + later)
+    assert max(elapsed for _, elapsed in first) < 3, "released when the breaker opened"
+    assert max(elapsed for _, elapsed in later) < 1, "did not wait for Pub/Sub"
+    for (body, headers), (response, _) in zip(requests, first + later):
+        entry = db.collection(OUTBOX).document(response.get_json()["traceId"]).get().to_dict()
+        assert entry["state"] == "pending"
+        assert record(db, body, headers)["state"] == "accepted"
+    repeat, elapsed = post(*requests[-1])
+    assert repeat.headers["Idempotent-Replayed"] == "true" and elapsed < 1
+    assert repeat.get_json() == later[-1][0].get_json()
+
+    relay.thaw()
+    deadline = time.monotonic() + 10
+    while not any(HEARTBEAT_ATTRIBUTE in m.attributes for m in probe.pull()):  # a probe landed
+        assert time.monotonic() < deadline, "no probe published after Pub/Sub came back"
+        time.sleep(0.1)
+    response, _ = post(*keyed(HEADER))
+    assert response.status_code == 202
+    trace = response.get_json()["traceId"]
+    assert trace in [m.attributes.get("trace_id") for m in probe.pull()]
+    assert not db.collection(OUTBOX).document(trace).get().exists

@@ -18,9 +18,10 @@ because its provider asked it to wait, `outbox/{traceId}-{replayId}` (`Outbox.de
                   entries a week later; a pending entry has none, so it is never deleted
     not_before    timestamp (deferred deliveries only): not published before then
 
-A replayer (`herald outbox replay`, or the `replay_outbox` function that Cloud Scheduler calls)
-reads pending entries oldest first, leases each with a write conditional on the entry's update
-time (two replayers cannot both lease one), publishes, then marks them published.
+A replayer (the `replay_outbox` function that Cloud Scheduler calls, the local stack's scheduler,
+or `herald outbox replay`) reads pending entries oldest first, leases each with a write conditional
+on the entry's update time (two replayers cannot both lease one), publishes, then marks them
+published.
 
 Delivery into Pub/Sub is at-least-once, not exactly-once: a replayer that dies between publishing
 and marking leaves a lease that runs out, and the next replayer publishes the entry again; a publish

@@ -13,7 +13,8 @@ import threading
 
 from google.cloud import pubsub_v1
 
-HEARTBEAT_ATTRIBUTE = "herald_heartbeat"
+from herald.contracts import HEARTBEAT_ATTRIBUTE
+
 log = logging.getLogger("herald.pipeline.heartbeat")
 
 

@@ -7,12 +7,13 @@ reported breaking them: 4xx at the edge) and the same hostile values published s
 requests topic (dead letters inside the pipeline, which must never stop), while
 - the provider sandbox fails 20% of provider requests transiently (429 with Retry-After, 500,
   503, dropped connections) and 2% permanently;
-- the Pub/Sub emulator is frozen for 10 s (SIGSTOP, then SIGCONT): Pub/Sub unavailable with its
-  messages kept, which is what a Pub/Sub outage is. (Killing the in-memory emulator would model a
-  data loss Pub/Sub does not have.) The ingest function answers from its outbox meanwhile;
-- the delivery pipeline is SIGKILLed once, mid-backlog, and restarted.
-Then what production schedules run: the outbox replayer, and the reconciler once the pipeline is
-quiet, until it finds nothing left to resend.
+- the Pub/Sub emulator is frozen for 10 s (`stack.frozen`: SIGSTOP, then SIGCONT): Pub/Sub
+  unavailable with its messages kept, which is what a Pub/Sub outage is. The ingest function
+  answers from its outbox meanwhile;
+- the delivery pipeline process is SIGKILLed once, mid-backlog, and its supervisor restarts it.
+The stack's scheduler replays the outbox, as Cloud Scheduler does in production; the test runs the
+reconciler itself (its scheduled run is off here), with no grace, once the pipeline is quiet,
+until it finds nothing left to resend.
 
 Judged from BigQuery and the sandbox ledger, with expectations from the seed and the request
 bodies (never from the pipeline's planning): every accepted request is there with exactly one
@@ -25,14 +26,13 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import signal
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import psutil
 import pytest
 import requests
 from google.cloud import bigquery, pubsub_v1
@@ -48,7 +48,7 @@ from herald.reconcile import Reconciler
 from herald.settings import Settings
 from herald.workload import (HOSTILE_VALUES, SENDER_FIELDS, Sent, hostile_messages,
                              hostile_variant, make_requests, send_all)
-from ingest_function.outbox import Outbox
+from ingest_function.outbox import COLLECTION as OUTBOX
 
 pytestmark = pytest.mark.slow
 
@@ -77,10 +77,10 @@ class Chaos:
 @pytest.fixture(scope="module")
 def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
     """A private stack (the shared one stays clean for the other end-to-end tests). The edge
-    waits 2 s for Pub/Sub before it answers from the outbox; at the default 10 s a 10 s freeze
-    would only slow requests down (measured), never reach the outbox."""
+    waits 2 s for Pub/Sub before it answers from the outbox (the circuit breaker opens sooner);
+    the scheduled reconciler is off, the test runs it with no grace."""
     state_dir: Path = tmp_path_factory.mktemp("chaos-state")
-    with stack.running(state_dir, HERALD_PUBLISH_TIMEOUT_S="2") as env:
+    with stack.running(state_dir, HERALD_PUBLISH_TIMEOUT_S="2", HERALD_RECONCILE_EVERY_S="0") as env:
         yield state_dir, env
 
 
@@ -117,30 +117,27 @@ def publish_hostile(settings: Settings, sent: list[Sent]) -> list[bytes]:
     return messages
 
 
+def pipeline_pid(state_dir: Path) -> int:
+    """The delivery pipeline's process, under its supervisor."""
+    [child] = psutil.Process(stack.running_pids(state_dir)["pipeline"]).children()
+    return child.pid
+
+
 def poison_traces(messages: list[bytes]) -> set[str]:
     return {trace for trace in (json.loads(data).get("traceId") for data in messages)
             if isinstance(trace, str)}
 
 
-def freeze_pubsub(state_dir: Path, seconds: float) -> None:
-    group = stack.running_pids(state_dir)["pubsub-emulator"]
-    os.killpg(group, signal.SIGSTOP)
-    try:
-        time.sleep(seconds)
-    finally:
-        os.killpg(group, signal.SIGCONT)
-
-
-def replay_outbox(settings: Settings) -> int:
-    """What the scheduled replayer does, until the outbox is empty (Pub/Sub may need a moment)."""
-    outbox, publisher, total = Outbox(state_client(settings)), pubsub_v1.PublisherClient(), 0
-    for _ in range(30):
-        report = outbox.replay(publisher, settings.publish_timeout_s)
-        total += report.published
-        if report.error is None and report.published == 0:
-            return total
+def outbox_replayed(settings: Settings, timeout_s: float = 60) -> int:
+    """Wait until the stack's scheduled replayer has published every outbox entry; how many."""
+    entries, deadline = state_client(settings).collection(OUTBOX), time.monotonic() + timeout_s
+    while True:
+        states = collections.Counter(entry.get("state")
+                                     for entry in entries.select(["state"]).stream())
+        if not states["pending"]:
+            return states["published"]
+        assert time.monotonic() < deadline, f"{states['pending']} outbox entries still pending"
         time.sleep(1)
-    raise AssertionError("the outbox did not empty")
 
 
 def reconcile_until_done(settings: Settings, traces: list[str]) -> list[int]:
@@ -167,7 +164,8 @@ def chaos(chaos_stack: tuple[Path, dict[str, str]], tmp_path_factory) -> Chaos:
 
     def freeze_when_due() -> None:
         pause_due.wait()
-        freeze_pubsub(state_dir, PAUSE_S)
+        with stack.frozen(state_dir):
+            time.sleep(PAUSE_S)
 
     def on_done() -> None:
         posted["n"] += 1
@@ -195,12 +193,11 @@ def chaos(chaos_stack: tuple[Path, dict[str, str]], tmp_path_factory) -> Chaos:
     else:
         pytest.fail(f"the pipeline accepted only {accepted} requests in 10 minutes")
     poison = publish_hostile(settings, sent)
-    stack.kill_and_restart_pipeline(state_dir, report=lambda _: None)
-    restarted = stack.running_pids(state_dir)["pipeline"]
+    restarted = stack.crash_pipeline(state_dir)
     sender.join()
     freezer.join()
     traces = sorted({s.trace_id for s in sent})
-    from_outbox = replay_outbox(settings)
+    from_outbox = outbox_replayed(settings)
     rounds = reconcile_until_done(settings, traces)
     wait_for_drain(client, settings, traces, timeout_s=300)
     elapsed = time.monotonic() - started
@@ -224,7 +221,7 @@ def chaos(chaos_stack: tuple[Path, dict[str, str]], tmp_path_factory) -> Chaos:
             f"WHERE status = 'resolved' AND trace_id IN UNNEST(@traces)",
             job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ArrayQueryParameter(
                 "traces", "STRING", sorted(poison_traces(poison)))])).result()}),
-        "pipeline_processes": [restarted, stack.running_pids(state_dir)["pipeline"]],
+        "pipeline_processes": [restarted, pipeline_pid(state_dir)],
         "posted": len(sent), "accepted_requests": len(traces),
         "outbox_republished": from_outbox, "reconciler_republished_per_round": rounds,
         "wall_s": round(elapsed, 1),

@@ -1,9 +1,12 @@
 """`herald local up` / `herald local down`: the whole product on one machine, on real emulators.
 
 `up` starts Google's Pub/Sub and Firestore emulators, the BigQuery emulator, the provider sandbox,
-the ingest function under functions-framework and the streaming pipelines on DirectRunner, each on a
+the ingest function under functions-framework, the scheduled jobs (`scheduler.py`: the outbox
+replay and the reconciler, as Cloud Scheduler runs them in production) and the streaming pipelines
+on DirectRunner, each under a supervisor that restarts it if it dies (`supervisor.py`), each on a
 free port of 127.0.0.1; provisions topics and tables; writes the endpoints to `<state>/local.env`
 and the process-group ids it started to `<state>/pids.json`. `down` stops exactly those groups.
+Logs: `<state>/logs/<service>.log`, and `stack.log` for what the stack itself did (restarts).
 """
 
 from __future__ import annotations
@@ -12,16 +15,20 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
+import psutil
 import requests
 
-from herald.local import processes, provision
+from herald.local import processes, provision, scheduler
 from herald.local.processes import Service, StackError, free_port, http_ready, tcp_ready
+from herald.local.supervisor import supervised
 from herald.settings import DEFAULT_LOCAL_API_KEY, DEFAULT_LOCAL_CLIENT, Settings
 from pipelines.launch import RUNNING_MARKER
 
@@ -43,6 +50,8 @@ show; faults (429s, 5xx, timeouts) stay off unless a test or `POST /_config` tur
 PIPELINES = (("pipeline", "pipelines.herald_pipeline"),
              ("callbacks-pipeline", "pipelines.callback_pipeline"))
 """The streaming jobs: deliveries, and provider callbacks (a job of its own, see its module)."""
+STACK_LOG = "stack.log"
+"""In the log directory: what the stack itself did, such as restarting a pipeline that died."""
 PROJECT = "herald-local"
 DATASET = "herald"
 
@@ -188,9 +197,13 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
              "--target=notifications", f"--source={REPO_ROOT / 'ingest_function' / 'main.py'}",
              "--host=127.0.0.1", f"--port={ports['api']}"],
             http_ready(f"{env['HERALD_API_URL']}/healthz"), env=service_env))
+        launch(Service("scheduler", processes.python_module("herald.local.scheduler"),
+                       processes.log_contains(log_dir / "scheduler.log", scheduler.RUNNING_MARKER),
+                       env=service_env))
         if options.with_pipeline:
             for name, module in PIPELINES:
-                launch(pipeline_service(name, module, env, log_dir, options.pipeline_args))
+                launch(supervised(pipeline_service(name, module, env, log_dir,
+                                                   options.pipeline_args), log_dir / STACK_LOG))
     except BaseException:
         down(state_dir, report=lambda _: None)
         raise
@@ -218,22 +231,34 @@ def running(state_dir: Path, seed_users: int = 300, **environ: str) -> Iterator[
         os.environ.update(saved)
 
 
-def kill_and_restart_pipeline(state_dir: Path, name: str = "pipeline",
-                              report: Callable[[str], None] = print) -> int:
-    """SIGKILL one of the stack's pipelines, as a crash would (no cleanup, nothing flushed), then
-    start it again as `up` did; returns the new process group. The old log becomes <name>.log.1."""
-    module = dict(PIPELINES)[name]
-    pid_file = state_dir / "pids.json"
-    pids = json.loads(pid_file.read_text())
-    report(f"killing {name} (process group {pids[name]})")
-    processes.kill_group(pids[name])
-    log_dir = state_dir / "logs"
-    (log_dir / f"{name}.log").replace(log_dir / f"{name}.log.1")
-    process = processes.start(pipeline_service(name, module, read_env(state_dir), log_dir), log_dir)
-    pids[name] = process.pid
-    pid_file.write_text(json.dumps(pids, indent=2))
-    report(f"restarted {name} (process group {process.pid})")
-    return process.pid
+@contextlib.contextmanager
+def frozen(state_dir: Path, name: str = "pubsub-emulator") -> Iterator[None]:
+    """One of the stack's services stopped (SIGSTOP) for the length of a with-block, then resumed
+    (SIGCONT): unavailable with its state kept, which is what a Pub/Sub outage is (killing the
+    in-memory emulator would model a data loss Pub/Sub does not have)."""
+    group = running_pids(state_dir)[name]
+    os.killpg(group, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(group, signal.SIGCONT)
+
+
+def crash_pipeline(state_dir: Path, name: str = "pipeline", timeout_s: float = 120.0) -> int:
+    """SIGKILL one of the stack's pipeline processes, as a crash would (no cleanup, nothing
+    flushed), and wait until its supervisor has restarted it and the new one runs (its log shows
+    the running marker once more); returns the new process's pid."""
+    log = state_dir / "logs" / f"{name}.log"
+    runs = log.read_text(errors="replace").count(RUNNING_MARKER)
+    [child] = psutil.Process(running_pids(state_dir)[name]).children()
+    child.kill()
+    deadline = time.monotonic() + timeout_s
+    while log.read_text(errors="replace").count(RUNNING_MARKER) <= runs:
+        if time.monotonic() > deadline:
+            raise StackError(f"{name} was not restarted within {timeout_s:g} s (log {log})")
+        time.sleep(0.2)
+    [restarted] = psutil.Process(running_pids(state_dir)[name]).children()
+    return restarted.pid
 
 
 def down(state_dir: Path, report: Callable[[str], None] = print) -> list[str]:
