@@ -139,11 +139,6 @@ def stop_group(pgid: int, grace_s: float = 10.0) -> None:
             return
 
 
-def kill_group(pgid: int, wait_s: float = 10.0) -> None:
-    """SIGKILL a process group at once, as a crash would, and wait until it is gone."""
-    _signal_and_wait(pgid, signal.SIGKILL, wait_s)
-
-
 def _signal_and_wait(pgid: int, sig: signal.Signals, wait_s: float) -> bool:
     """True once the group has no live member (or never existed)."""
     try:

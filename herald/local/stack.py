@@ -244,21 +244,27 @@ def frozen(state_dir: Path, name: str = "pubsub-emulator") -> Iterator[None]:
         os.killpg(group, signal.SIGCONT)
 
 
+def pipeline_pid(state_dir: Path, name: str = "pipeline") -> int:
+    """The pid of one of the stack's pipeline processes: its supervisor's child, a new one after
+    each restart (the process group `pids.json` records is the supervisor's, and stays). Raises
+    ValueError while the supervisor waits to restart it."""
+    [child] = psutil.Process(running_pids(state_dir)[name]).children()
+    return child.pid
+
+
 def crash_pipeline(state_dir: Path, name: str = "pipeline", timeout_s: float = 120.0) -> int:
     """SIGKILL one of the stack's pipeline processes, as a crash would (no cleanup, nothing
     flushed), and wait until its supervisor has restarted it and the new one runs (its log shows
     the running marker once more); returns the new process's pid."""
     log = state_dir / "logs" / f"{name}.log"
     runs = log.read_text(errors="replace").count(RUNNING_MARKER)
-    [child] = psutil.Process(running_pids(state_dir)[name]).children()
-    child.kill()
+    os.kill(pipeline_pid(state_dir, name), signal.SIGKILL)
     deadline = time.monotonic() + timeout_s
     while log.read_text(errors="replace").count(RUNNING_MARKER) <= runs:
         if time.monotonic() > deadline:
             raise StackError(f"{name} was not restarted within {timeout_s:g} s (log {log})")
         time.sleep(0.2)
-    [restarted] = psutil.Process(running_pids(state_dir)[name]).children()
-    return restarted.pid
+    return pipeline_pid(state_dir, name)
 
 
 def down(state_dir: Path, report: Callable[[str], None] = print) -> list[str]:
