@@ -108,6 +108,12 @@ def _schema(args: argparse.Namespace) -> None:
         print(render_sources_yaml())
 
 
+def _package_function(args: argparse.Namespace) -> None:
+    from herald.shipping import build_function
+
+    print(f"wrote {build_function(args.out)}")
+
+
 def _bench(args: argparse.Namespace) -> None:
     from herald.bench.runner import main as run_bench
 
@@ -177,6 +183,16 @@ def parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print (or --write) dbt sources from herald.events")
     schema.add_argument("--write", action="store_true")
     schema.set_defaults(handler=_schema)
+
+    from herald.shipping import DEFAULT_FUNCTION_OUT
+
+    package = commands.add_parser("package", help="assemble what ships to production"
+                                  ).add_subparsers(dest="action", required=True)
+    function = package.add_parser("function", help="the Cloud Function's source directory: "
+                                  "main.py, requirements.txt and the runtime modules main.py imports")
+    function.add_argument("--out", type=Path, default=DEFAULT_FUNCTION_OUT,
+                          help="directory to (re)write (default build/function, which terraform zips)")
+    function.set_defaults(handler=_package_function)
 
     from herald.bench.runner import add_arguments as bench_arguments
 
