@@ -114,6 +114,17 @@ def _package_function(args: argparse.Namespace) -> None:
     print(f"wrote {build_function(args.out)}")
 
 
+def _templates(args: argparse.Namespace) -> None:
+    from herald.flex_templates import TEMPLATES, render_metadata, write_metadata
+
+    if args.write:
+        for path in write_metadata():
+            print(f"wrote {path}")
+    else:
+        for template in TEMPLATES:
+            print(f"# {template.metadata_path}\n{render_metadata(template)}")
+
+
 def _bench(args: argparse.Namespace) -> None:
     from herald.bench.runner import main as run_bench
 
@@ -183,6 +194,11 @@ def parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print (or --write) dbt sources from herald.events")
     schema.add_argument("--write", action="store_true")
     schema.set_defaults(handler=_schema)
+
+    templates = commands.add_parser("templates", help="print (or --write) the Dataflow Flex "
+                                    "Templates' metadata.json from the pipelines' options")
+    templates.add_argument("--write", action="store_true")
+    templates.set_defaults(handler=_templates)
 
     from herald.shipping import DEFAULT_FUNCTION_OUT
 

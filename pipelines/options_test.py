@@ -1,13 +1,15 @@
-"""Runner-dependent defaults of HeraldOptions: the DirectRunner's, else production's, flags first."""
+"""HeraldOptions: runner-dependent defaults (the DirectRunner's, else production's, flags first)
+and the settings the flags resolve to."""
 
 from __future__ import annotations
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from herald.settings import Settings
 from pipelines.bigquery_sink import WriteBatching
 from pipelines.options import (DIRECT_DEDUPE_BUCKETS, DIRECT_WRITE_BATCHING, dedupe_buckets,
-                               write_batching)
+                               resolve_settings, subscription_path, write_batching)
 
 
 @pytest.mark.parametrize("runner_args", [[], ["--runner", "DirectRunner"]])
@@ -28,3 +30,23 @@ def test_flags_win_over_any_default() -> None:
                                "--write_buffer_s", "0", "--dedupe_buckets", "0"])
     assert write_batching(options) == WriteBatching(rows=50, buffer_s=0.0)
     assert dedupe_buckets(options) == 0
+
+
+def test_settings_take_flags_then_environment_then_the_jobs_project(monkeypatch) -> None:
+    for name in ("HERALD_PROJECT", "GOOGLE_CLOUD_PROJECT", "HERALD_CALLBACKS_SUBSCRIPTION"):
+        monkeypatch.delenv(name, raising=False)
+    job = ["--runner", "DataflowRunner", "--project", "job-project"]
+    assert resolve_settings(PipelineOptions(job)).project == "job-project"
+    monkeypatch.setenv("HERALD_PROJECT", "env-project")
+    monkeypatch.setenv("HERALD_CALLBACKS_SUBSCRIPTION", "env-callbacks")
+    settings = resolve_settings(PipelineOptions(job))
+    assert (settings.project, settings.callbacks_subscription) == ("env-project", "env-callbacks")
+    settings = resolve_settings(PipelineOptions([*job, "--herald_project", "flag-project",
+                                                 "--callbacks_subscription", "flag-callbacks"]))
+    assert (settings.project, settings.callbacks_subscription) == ("flag-project", "flag-callbacks")
+
+
+def test_a_subscription_is_an_id_or_a_full_path() -> None:
+    settings = Settings(project="p")
+    assert subscription_path(settings, "s") == "projects/p/subscriptions/s"
+    assert subscription_path(settings, "projects/q/subscriptions/s") == "projects/q/subscriptions/s"
