@@ -8,7 +8,9 @@ so Dataflow workers need no environment of their own.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+from typing import Mapping
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 
@@ -51,6 +53,16 @@ class HeraldOptions(PipelineOptions):
         both.add_argument("--bigquery_endpoint", default=None,
                           help="BigQuery API endpoint, e.g. the local emulator "
                                "(default: BIGQUERY_API_ENDPOINT; production when unset).")
+        both.add_argument("--settings_env", default=None,
+                          help="More settings, as a JSON object of the environment variables "
+                               "herald/settings.py reads, e.g. {\"TWILIO_FROM_NUMBER\": "
+                               "\"+15550100\"}; over the launcher's own environment.")
+        both.add_argument("--secret_env", default=None,
+                          help="Settings read from Secret Manager when the job is launched, as a "
+                               "JSON object of environment variable -> secret (an id in the Herald "
+                               "project, or projects/P/secrets/S; its latest version), e.g. "
+                               "{\"TWILIO_AUTH_TOKEN\": \"herald-twilio-auth-token\"}. The values "
+                               "travel in the job's graph: keep its staging bucket private.")
         both.add_argument("--batch_shards", type=int, default=1,
                           help="Keys per batching step (send, write). 1 suits the single-threaded "
                                "DirectRunner; raise it on Dataflow to spread batches over workers.")
@@ -82,13 +94,41 @@ class HeraldOptions(PipelineOptions):
                                     "notification-callbacks-pipeline).")
 
 
+def read_secrets(secrets: Mapping[str, str], project: str) -> dict[str, str]:
+    """{variable: secret id or projects/P/secrets/S} -> {variable: the secret's latest value}.
+    https://cloud.google.com/secret-manager/docs/access-secret-version"""
+    if not secrets:
+        return {}
+    from google.cloud import secretmanager
+
+    client = secretmanager.SecretManagerServiceClient()
+    values = {}
+    for variable, secret in secrets.items():
+        name = secret if secret.startswith("projects/") else f"projects/{project}/secrets/{secret}"
+        version = client.access_secret_version(name=f"{name}/versions/latest")
+        values[variable] = version.payload.data.decode()
+    return values
+
+
+def _environment_flag(flag: str, text: str | None) -> dict[str, str]:
+    """A `--settings_env` / `--secret_env` value: a JSON object of strings."""
+    value = json.loads(text or "{}")
+    if not isinstance(value, dict) or not all(isinstance(item, str) for item in value.values()):
+        raise ValueError(f"--{flag} must be a JSON object of strings, not {text!r}")
+    return value
+
+
 def resolve_settings(options: PipelineOptions) -> Settings:
-    """Settings from the environment, overridden by whatever flags were given; without a Herald
-    project anywhere, the job's own `--project` (a Flex Template launcher has no environment)."""
+    """Settings from, lowest first: the job's own `--project` (a Flex Template launcher has no
+    environment), the environment, `--settings_env`, the secrets `--secret_env` names, and
+    Herald's flags."""
     herald = options.view_as(HeraldOptions)
     gcp_project = options.view_as(GoogleCloudOptions).project
-    settings = Settings.from_env({**({"GOOGLE_CLOUD_PROJECT": gcp_project} if gcp_project else {}),
-                                  **os.environ})
+    env = {**({"GOOGLE_CLOUD_PROJECT": gcp_project} if gcp_project else {}), **os.environ,
+           **_environment_flag("settings_env", herald.settings_env)}
+    project = herald.herald_project or Settings.from_env(env).project
+    secrets = read_secrets(_environment_flag("secret_env", herald.secret_env), project)
+    settings = Settings.from_env({**env, **secrets})
     overrides = {
         "project": herald.herald_project,
         "requests_subscription": herald.requests_subscription,

@@ -3,6 +3,9 @@ and the settings the flags resolve to."""
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -50,3 +53,35 @@ def test_a_subscription_is_an_id_or_a_full_path() -> None:
     settings = Settings(project="p")
     assert subscription_path(settings, "s") == "projects/p/subscriptions/s"
     assert subscription_path(settings, "projects/q/subscriptions/s") == "projects/q/subscriptions/s"
+
+
+class _SecretManager:
+    """Secret Manager's client, which cannot be reached here: the values it holds, by name."""
+
+    values = {"projects/herald-p/secrets/twilio-token/versions/latest": "token-from-secret",
+              "projects/other/secrets/sendgrid/versions/latest": "SG.from-secret"}
+
+    def access_secret_version(self, name: str):
+        return SimpleNamespace(payload=SimpleNamespace(data=self.values[name].encode()))
+
+
+def test_settings_env_and_secrets_fill_what_the_launcher_has_no_environment_for(
+        monkeypatch) -> None:
+    from google.cloud import secretmanager
+
+    monkeypatch.setattr(secretmanager, "SecretManagerServiceClient", _SecretManager)
+    monkeypatch.setenv("TWILIO_FROM_NUMBER", "+15550000001")
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "token-from-environment")
+    settings = resolve_settings(PipelineOptions([
+        "--herald_project", "herald-p",
+        "--settings_env", json.dumps({"TWILIO_FROM_NUMBER": "+15550000002"}),
+        "--secret_env", json.dumps({"TWILIO_AUTH_TOKEN": "twilio-token",
+                                    "SENDGRID_API_KEY": "projects/other/secrets/sendgrid"})]))
+    assert settings.twilio_from_number == "+15550000002"
+    assert settings.twilio_auth_token == "token-from-secret"
+    assert settings.sendgrid_api_key == "SG.from-secret"
+
+
+def test_settings_env_must_be_a_json_object_of_strings() -> None:
+    with pytest.raises(ValueError, match="--settings_env"):
+        resolve_settings(PipelineOptions(["--settings_env", '["TWILIO_FROM_NUMBER"]']))
