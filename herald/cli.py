@@ -61,7 +61,7 @@ def _add_ops_flags(command: argparse.ArgumentParser, *fields: str) -> None:
                                   "else Herald's)")
 
 
-def ops_environment(args: argparse.Namespace, environ: dict[str, str]) -> dict[str, str]:
+def _ops_environment(args: argparse.Namespace, environ: dict[str, str]) -> dict[str, str]:
     """The environment an ops command runs with: its flags over `environ` over the local stack's
     local.env (when there is one) over Herald's defaults (Settings.from_env).
 
@@ -87,11 +87,11 @@ CLIENT_VARIABLES = ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST")
 
 
 def _ops_settings(args: argparse.Namespace):
-    """Settings of the project an ops command works on (see ops_environment); its emulator hosts,
+    """Settings of the project an ops command works on (see _ops_environment); its emulator hosts,
     if any, go into this process's environment for Google's clients."""
     from herald.settings import Settings
 
-    environment = ops_environment(args, dict(os.environ))
+    environment = _ops_environment(args, dict(os.environ))
     os.environ.update({name: environment[name] for name in CLIENT_VARIABLES if name in environment})
     return Settings.from_env(environment)
 
