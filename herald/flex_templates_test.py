@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from dataclasses import fields
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -135,15 +136,17 @@ def test_the_job_reads_the_subscription_settings_names(built: tuple[FlexTemplate
 
 def test_every_dofn_unpickles_and_names_only_the_settings_resources(
         built: tuple[FlexTemplate, Path]) -> None:
-    """The tables, the dead-letter topic and the state database the workers will use are the
-    names herald/settings.py gives (terraform's drift test holds terraform to the same names)."""
+    """The tables, the topics (the dead-letter topic at least) and the state database the workers
+    will use are names herald/settings.py gives (terraform's drift test holds terraform to them)."""
     _, out = built
     names = Settings(project=PROJECT)
     held = {text for dofn in _dofns(_graph(out)).values() for text in _strings(dofn)}
     assert {text for text in held if text.startswith(f"{PROJECT}.")} == {
         names.events_table, names.table(DEAD_LETTERS_TABLE)}
-    assert {text for text in held if text.startswith("projects/")} == {
-        names.topic_path(names.dead_letter_topic)}
+    paths = {text for text in held if text.startswith("projects/")}
+    assert names.topic_path(names.dead_letter_topic) in paths
+    assert paths <= {names.topic_path(getattr(names, field.name)) for field in fields(Settings)
+                     if field.name.endswith("_topic")}
     assert names.state_database in held
     assert not [text for text in held if Settings.from_env({}).project in text]  # no local default
 
