@@ -40,14 +40,60 @@ def _dbt(args: argparse.Namespace) -> None:
     print(result.stdout)
 
 
-def _stack_settings(args: argparse.Namespace):
-    """Settings of the running local stack; its emulator hosts go into this process's environment,
-    where Google's clients read them."""
+OPS_SETTINGS = {
+    "project": ("HERALD_PROJECT", "GCP project of Herald's topics, Firestore and BigQuery"),
+    "dataset": ("HERALD_DATASET", "BigQuery dataset"),
+    "requests_topic": ("HERALD_REQUESTS_TOPIC", "the requests topic"),
+    "audit_subscription": ("HERALD_AUDIT_SUBSCRIPTION", "the requests topic's audit subscription"),
+    "dead_letter_topic": ("HERALD_DEAD_LETTER_TOPIC", "the dead-letter topic (its -hold "
+                                                      "subscription keeps the parked items)"),
+    "state_database": ("HERALD_STATE_DATABASE", "Firestore database of Herald's state (outbox)"),
+}
+"""The ops commands' settings flags: Settings field -> (the environment variable herald/settings.py
+reads for it, help)."""
+
+
+def _add_ops_flags(command: argparse.ArgumentParser, *fields: str) -> None:
+    for name in fields:
+        variable, help_text = OPS_SETTINGS[name]
+        command.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                             help=f"{help_text} (default: ${variable}, else the local stack's, "
+                                  "else Herald's)")
+
+
+def _ops_environment(args: argparse.Namespace, environ: dict[str, str]) -> dict[str, str]:
+    """The environment an ops command runs with: its flags over `environ` over the local stack's
+    local.env (when there is one) over Herald's defaults (Settings.from_env).
+
+    local.env is used only while no other project is named: with --project or HERALD_PROJECT
+    naming another project than the stack's, none of it applies (its emulator hosts would send
+    the command's clients to the local stack instead of that project)."""
     from herald.local import stack
+
+    try:
+        local = stack.read_env(args.state_dir)
+    except StackError:  # no local stack: flags and environment only
+        local = {}
+    flags = {OPS_SETTINGS[name][0]: value for name, value in vars(args).items()
+             if name in OPS_SETTINGS and value is not None}
+    named = flags.get("HERALD_PROJECT") or environ.get("HERALD_PROJECT")
+    if named and named != local.get("HERALD_PROJECT"):
+        local = {}
+    return {**local, **environ, **flags}
+
+
+CLIENT_VARIABLES = ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST")
+"""Read by Google's clients themselves, from this process's environment (see herald/settings.py)."""
+
+
+def _ops_settings(args: argparse.Namespace):
+    """Settings of the project an ops command works on (see _ops_environment); its emulator hosts,
+    if any, go into this process's environment for Google's clients."""
     from herald.settings import Settings
 
-    os.environ.update(stack.read_env(args.state_dir))
-    return Settings.from_env()
+    environment = _ops_environment(args, dict(os.environ))
+    os.environ.update({name: environment[name] for name in CLIENT_VARIABLES if name in environment})
+    return Settings.from_env(environment)
 
 
 def _outbox_replay(args: argparse.Namespace) -> None:
@@ -56,7 +102,7 @@ def _outbox_replay(args: argparse.Namespace) -> None:
     from herald.clients import state_client
     from ingest_function.outbox import Outbox
 
-    settings = _stack_settings(args)
+    settings = _ops_settings(args)
     report = Outbox(state_client(settings)).replay(
         pubsub_v1.PublisherClient(), settings.publish_timeout_s, args.limit)
     print(f"republished {report.published} outbox entries")
@@ -70,7 +116,7 @@ def _dlq_replay(args: argparse.Namespace) -> None:
 
     from herald.dlq import replay
 
-    settings = _stack_settings(args)
+    settings = _ops_settings(args)
     report = replay(settings, pubsub_v1.SubscriberClient(), pubsub_v1.PublisherClient(),
                     frozenset(args.reason or ()), args.limit)
     reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(report.by_reason.items()))
@@ -83,7 +129,7 @@ def _reconcile(args: argparse.Namespace) -> None:
     from herald.clients import bigquery_client
     from herald.reconcile import Reconciler
 
-    settings = _stack_settings(args)
+    settings = _ops_settings(args)
     report = Reconciler(settings, bigquery_client(settings), pubsub_v1.SubscriberClient(),
                         pubsub_v1.PublisherClient(), args.grace_s).run()
     print(report.summary())
@@ -107,6 +153,23 @@ def _schema(args: argparse.Namespace) -> None:
             print(f"wrote {path}")
     else:
         print(render_sources_yaml())
+
+
+def _package_function(args: argparse.Namespace) -> None:
+    from herald.shipping import build_function
+
+    print(f"wrote {build_function(args.out)}")
+
+
+def _templates(args: argparse.Namespace) -> None:
+    from herald.flex_templates import TEMPLATES, render_metadata, write_metadata
+
+    if args.write:
+        for path in write_metadata():
+            print(f"wrote {path}")
+    else:
+        for template in TEMPLATES:
+            print(f"# {template.metadata_path}\n{render_metadata(template)}")
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -144,14 +207,15 @@ def parser() -> argparse.ArgumentParser:
 
     from ingest_function.outbox import DEFAULT_REPLAY_LIMIT
 
-    outbox = commands.add_parser("outbox", help="the ingest outbox on the running local stack"
+    outbox = commands.add_parser("outbox", help="the ingest outbox"
                                  ).add_subparsers(dest="action", required=True)
     replay = outbox.add_parser("replay", help="republish pending outbox entries, oldest first")
     replay.add_argument("--limit", type=int, default=DEFAULT_REPLAY_LIMIT,
                         help=f"publish at most N entries (default {DEFAULT_REPLAY_LIMIT})")
+    _add_ops_flags(replay, "project", "state_database")
     replay.set_defaults(handler=_outbox_replay)
 
-    dlq = commands.add_parser("dlq", help="the dead letters on the running local stack"
+    dlq = commands.add_parser("dlq", help="the dead letters"
                               ).add_subparsers(dest="action", required=True)
     dlq_replay = dlq.add_parser("replay", help="send parked items back through (a delivery: "
                                 "that delivery only), once their cause is fixed")
@@ -159,6 +223,7 @@ def parser() -> argparse.ArgumentParser:
                             "(retries_exhausted, outcome_unknown, invalid_message, unreconciled); "
                             "repeatable")
     dlq_replay.add_argument("--limit", type=int, default=None, help="replay at most N items")
+    _add_ops_flags(dlq_replay, "project", "dead_letter_topic")
     dlq_replay.set_defaults(handler=_dlq_replay)
 
     from herald.reconcile import DEFAULT_GRACE_S
@@ -168,6 +233,8 @@ def parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--grace-s", type=float, default=DEFAULT_GRACE_S,
                            help="only requests published at least this long ago "
                            f"(default {DEFAULT_GRACE_S:.0f})")
+    _add_ops_flags(reconcile, "project", "dataset", "requests_topic", "audit_subscription",
+                   "dead_letter_topic")
     reconcile.set_defaults(handler=_reconcile)
 
     report = commands.add_parser("report", help="write an HTML report (figures, tables) of the "
@@ -179,6 +246,21 @@ def parser() -> argparse.ArgumentParser:
                                  "and terraform/generated/ (names, table schemas: herald.infrastructure)")
     schema.add_argument("--write", action="store_true")
     schema.set_defaults(handler=_schema)
+
+    templates = commands.add_parser("templates", help="print (or --write) the Dataflow Flex "
+                                    "Templates' metadata.json from the pipelines' options")
+    templates.add_argument("--write", action="store_true")
+    templates.set_defaults(handler=_templates)
+
+    from herald.shipping import DEFAULT_FUNCTION_OUT
+
+    package = commands.add_parser("package", help="assemble what ships to production"
+                                  ).add_subparsers(dest="action", required=True)
+    function = package.add_parser("function", help="the Cloud Function's source directory: "
+                                  "main.py, requirements.txt and the runtime modules main.py imports")
+    function.add_argument("--out", type=Path, default=DEFAULT_FUNCTION_OUT,
+                          help="directory to (re)write (default build/function, which terraform zips)")
+    function.set_defaults(handler=_package_function)
 
     from herald.bench.runner import add_arguments as bench_arguments
 

@@ -28,7 +28,7 @@ from herald.settings import Settings
 from pipelines import launch
 from pipelines.bigquery_sink import WriteRecords
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
-from pipelines.options import HeraldOptions, write_batching
+from pipelines.options import HeraldOptions, subscription_path, write_batching
 
 DEAD_LETTERS = "dead_letters"
 
@@ -72,7 +72,7 @@ class RecordCallbacks(beam.PTransform):
 def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -> None:
     recorded = (pipeline
                 | "ReadCallbacks" >> beam.io.ReadFromPubSub(
-                    subscription=settings.subscription_path(settings.callbacks_subscription),
+                    subscription=subscription_path(settings, settings.callbacks_subscription),
                     with_attributes=True)
                 | "RecordCallbacks" >> RecordCallbacks(settings.callbacks_topic))
     ((recorded.events, recorded[DEAD_LETTERS])

@@ -67,8 +67,9 @@ class DeliverNotifications(beam.PTransform):
 def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -> None:
     """The whole streaming job on an existing pipeline object."""
     outputs = (pipeline
-               | "ReadRequests" >> beam.io.ReadFromPubSub(subscription=subscription_path(settings),
-                                                          with_attributes=True)
+               | "ReadRequests" >> beam.io.ReadFromPubSub(
+                   subscription=subscription_path(settings, settings.requests_subscription),
+                   with_attributes=True)
                | "DeliverNotifications" >> DeliverNotifications(settings, options))
     ((outputs[EVENTS], outputs[DEAD_LETTERS])
      | "Write" >> WriteRecords(settings, options.batch_shards, write_batching(options)))

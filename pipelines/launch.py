@@ -41,9 +41,11 @@ def main(build: Build, read_topic: Callable[[Settings], str]) -> None:
 
 def run_streaming(options: PipelineOptions, build: Callable[[beam.Pipeline], None],
                   heartbeat_topic: str) -> None:
-    """Build and run a streaming job until it is cancelled; on the DirectRunner, with a heartbeat
-    on the topic it reads (see pipelines/heartbeat.py) and its per-bundle costs cut (see
-    pipelines/direct_runner.py)."""
+    """Build and run a streaming job. On the DirectRunner the job runs in this process until it is
+    cancelled, with a heartbeat on the topic it reads (see pipelines/heartbeat.py) and its
+    per-bundle costs cut (see pipelines/direct_runner.py). On another runner (Dataflow) this
+    returns once the job is submitted: a Flex Template launcher must exit after `run()`, or the
+    launch never completes (https://cloud.google.com/dataflow/docs/guides/templates/configuring-flex-templates)."""
     options.view_as(StandardOptions).streaming = True
     direct = options.view_as(StandardOptions).runner in DIRECT_RUNNERS
     if direct:
@@ -56,7 +58,9 @@ def run_streaming(options: PipelineOptions, build: Callable[[beam.Pipeline], Non
     logging.getLogger("herald.pipeline").info(RUNNING_MARKER)
     logging.getLogger("twilio.http_client").setLevel(logging.WARNING)  # logs every request at INFO
     try:
-        pipeline.run().wait_until_finish()
+        result = pipeline.run()
+        if direct:
+            result.wait_until_finish()
     finally:
         if heartbeat:
             heartbeat.set()
