@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 SOURCE_PACKAGES = ("herald", "ingest_function", "pipelines")
 """Top-level packages of the repository (runtime and development modules alike)."""
@@ -61,7 +62,26 @@ class RuntimeBuildPy(build_py):
                 if is_runtime(pkg if module == "__init__" else f"{pkg}.{module}")]
 
 
+def ships(path: str) -> bool:
+    """Whether a file of the source tree goes into the sdist: a Python module of the source
+    packages only if it is runtime; anything else as setuptools found it."""
+    parts = path.replace("\\", "/").split("/")
+    if parts[0] not in SOURCE_PACKAGES or not path.endswith(".py"):
+        return True
+    module = ".".join(parts)[:-len(".py")].removesuffix(".__init__")
+    return is_runtime(module)
+
+
+class RuntimeSdist(sdist):
+    """setuptools' sdist keeping runtime modules only. build_py's filter is not enough on its own:
+    with an editable install in the checkout, sdist also reads back the old `*.egg-info/SOURCES.txt`,
+    which lists every module."""
+
+    def make_release_tree(self, base_dir: str, files: list[str]) -> None:
+        super().make_release_tree(base_dir, [path for path in files if ships(path)])
+
+
 if __name__ == "__main__":
     setup(packages=[package for package in find_packages(include=[f"{name}*" for name in SOURCE_PACKAGES])
                     if is_runtime(package)],
-          cmdclass={"build_py": RuntimeBuildPy})
+          cmdclass={"build_py": RuntimeBuildPy, "sdist": RuntimeSdist})

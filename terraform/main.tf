@@ -41,6 +41,18 @@ locals {
   }
 
   members = module.service_accounts.members
+
+  # The pipelines read their provider credentials from Secret Manager at launch (--secret_env)
+  # and the rest of their settings from --settings_env: a Flex Template launch has no environment.
+  pipeline_secret_env = jsonencode({
+    for variable, secret in local.secrets : variable => module.secrets.secret_ids[variable]
+    if contains(secret.readers, "pipelines")
+  })
+  pipeline_settings_env = jsonencode({
+    HERALD_CALLBACK_BASE_URL = local.callback_base_url
+    TWILIO_FROM_NUMBER       = var.twilio_from_number
+    SENDGRID_FROM_EMAIL      = var.sendgrid_from_email
+  })
 }
 
 data "google_project" "this" {
@@ -265,15 +277,20 @@ module "dataflow" {
         requests_subscription = local.subscriptions.requests_pipeline.name
         dataset               = local.herald.bigquery.dataset
         batch_shards          = tostring(var.batch_shards)
+        secret_env            = local.pipeline_secret_env
+        settings_env          = local.pipeline_settings_env
       }
     }
     callbacks = {
       name                    = "${var.name_prefix}-callbacks"
       container_spec_gcs_path = local.template_gcs_paths.callbacks
       parameters = {
-        herald_project = var.project_id
-        dataset        = local.herald.bigquery.dataset
-        batch_shards   = tostring(var.batch_shards)
+        herald_project         = var.project_id
+        callbacks_subscription = local.subscriptions.callbacks_pipeline.name
+        dataset                = local.herald.bigquery.dataset
+        batch_shards           = tostring(var.batch_shards)
+        secret_env             = local.pipeline_secret_env
+        settings_env           = local.pipeline_settings_env
       }
     }
   }

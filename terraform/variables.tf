@@ -209,3 +209,13 @@ variable "oldest_unacked_threshold_s" {
   description = "Alert when the oldest unacknowledged request on the pipeline's subscription is older than this many seconds (Herald's delivery bound)."
   default     = 10
 }
+
+variable "twilio_from_number" {
+  description = "The Twilio number (E.164) or Messaging Service SID Herald sends SMS from (TWILIO_FROM_NUMBER)."
+  type        = string
+}
+
+variable "sendgrid_from_email" {
+  description = "The verified SendGrid sender address Herald sends email from (SENDGRID_FROM_EMAIL)."
+  type        = string
+}

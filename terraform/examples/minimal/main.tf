@@ -59,6 +59,16 @@ provider "google-beta" {
   region  = var.region
 }
 
+variable "twilio_from_number" {
+  description = "The Twilio number (E.164) Herald sends SMS from."
+  type        = string
+}
+
+variable "sendgrid_from_email" {
+  description = "The verified SendGrid sender address Herald sends email from."
+  type        = string
+}
+
 module "herald" {
   source = "../.."
 
@@ -69,6 +79,8 @@ module "herald" {
   deploy_pipelines = var.deploy
 
   function_source_object = var.function_source_object
+  twilio_from_number     = var.twilio_from_number
+  sendgrid_from_email    = var.sendgrid_from_email
 }
 
 output "ingest_url" {
