@@ -98,12 +98,13 @@ class Story:
         span_id = events.span_for(envelope.trace_id, channel.value, address)
         at = iso(accepted + timedelta(milliseconds=after_ms))
         if status in events.CALLBACK:
-            # As herald.callbacks records them: span, provider and codes, no request attributes.
+            # As herald.callback_events records them: span, provider and what the provider
+            # said, no request attributes.
             row = events.callback_event(
                 span_id=span_id, status=status, occurred_at=at,
                 notification_id=envelope.request.notification_id,
                 provider=PROVIDER_BY_CHANNEL[channel], provider_message_id=f"msg-{span_id}",
-                provider_code=extra.get("provider_code"))
+                callback_id=f"{span_id}/{status.value}/{after_ms}", **extra)
         else:
             if status is Status.SENT:
                 extra.setdefault("provider_message_id", f"msg-{span_id}")
@@ -205,11 +206,11 @@ def story_rows() -> list[dict[str, Any]]:
     orphan = events.callback_event(
         span_id="span-herald-never-sent", status=Status.DELIVERED,
         occurred_at=iso(DAY_1 + timedelta(hours=9)), notification_id=None, provider="twilio",
-        provider_message_id="SM-unknown", provider_code=None)
+        provider_message_id="SM-unknown", callback_id="orphan")
     spanless = events.callback_event(
         span_id=None, status=Status.DELIVERED, occurred_at=iso(DAY_1 + timedelta(hours=9)),
         notification_id=None, provider="sendgrid", provider_message_id="sg-no-custom-args",
-        provider_code=None)
+        callback_id="spanless")
     first_push_sent = story.rows[1]
     assert first_push_sent["status"] == Status.SENT
     return [*story.rows, dead_letter, orphan, spanless, dict(first_push_sent),
