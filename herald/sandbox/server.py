@@ -177,7 +177,9 @@ def _sendgrid_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) ->
                                  args.get("span_id"), message_id) for recipient in recipients)
         called_back.extend(SendGridRecipient(recipient["email"], args) for recipient in recipients)
     return Reply(202, headers={"X-Message-Id": message_id}, accepted=tuple(accepted),
-                 callback=SendGridMail(message_id, tuple(called_back)))
+                 callback=SendGridMail(message_id, tuple(called_back), html=any(
+                     _mapping(part).get("type") == "text/html"
+                     for part in mail.get("content") or [])))
 
 
 # --- injected faults ---------------------------------------------------------------------------
