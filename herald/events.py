@@ -54,7 +54,8 @@ CALLBACK = frozenset({Status.PROVIDER_ACCEPTED, Status.DELIVERED, Status.UNDELIV
 
 
 class Reason(StrEnum):
-    """Why a delivery did not go out; provider-specific codes travel in `provider_code`."""
+    """Why a delivery did not go out; provider-specific codes travel in `provider_code`. (A
+    provider callback's `reason` is the provider's own word, see herald.callback_events.)"""
 
     USER_OPTED_OUT = "user_opted_out"
     CATEGORY_OPTED_OUT = "category_opted_out"
@@ -107,7 +108,10 @@ EVENT_FIELDS: tuple[Field, ...] = (
           "Keyed hash (HMAC-SHA256) of the token, phone or email: joins without exposing it."),
     Field("provider", "STRING", "NULLABLE", "fcm, twilio or sendgrid."),
     Field("provider_message_id", "STRING", "NULLABLE", "Id the provider returned on send."),
-    Field("reason", "STRING", "NULLABLE", "Why a delivery was suppressed, failed or dead-lettered."),
+    Field("reason", "STRING", "NULLABLE",
+          "Why a delivery was suppressed, failed or dead-lettered (herald.events.Reason); on a "
+          "provider callback, the provider's word: Twilio's error class, SendGrid's dropped "
+          "reason or bounce_classification, the opt-out's keyword or event type."),
     Field("provider_code", "STRING", "NULLABLE", "The provider's own error code, if any."),
     Field("accepted_at", "TIMESTAMP", "NULLABLE", "When the ingest function accepted the request."),
     Field("attempts", "INTEGER", "NULLABLE", "Provider attempts a sent/failed/dead-lettered delivery took."),
