@@ -95,41 +95,27 @@ class Marts:
     def failures(self) -> pd.DataFrame:
         """Failed deliveries per channel, failure, bounce type (hard bounce or blocked), reason
         and provider code, most first."""
-        return self.query(f"""
-            select
-                channel,
-                failure,
-                bounce_type,
-                reason,
-                provider_code,
-                cast(sum(deliveries) as int64) as deliveries
-            from {self.table('delivery_failures_daily')}
-            group by channel, failure, bounce_type, reason, provider_code
-            order by deliveries desc, channel, failure, bounce_type, reason, provider_code""")
+        return self._totals("delivery_failures_daily", "deliveries",
+                            ("channel", "failure", "bounce_type", "reason", "provider_code"))
 
     def suppressions(self) -> pd.DataFrame:
         """Opt-out suppressions per channel, category and reason, most first."""
-        return self.query(f"""
-            select
-                channel,
-                category_type,
-                reason,
-                cast(sum(suppressed) as int64) as suppressed
-            from {self.table('opt_out_suppressions_daily')}
-            group by channel, category_type, reason
-            order by suppressed desc, channel, category_type, reason""")
+        return self._totals("opt_out_suppressions_daily", "suppressed",
+                            ("channel", "category_type", "reason"))
 
     def provider_opt_outs(self) -> pd.DataFrame:
         """Opt-outs the providers reported per channel, provider and reason, most first."""
+        return self._totals("provider_opt_outs_daily", "opt_outs",
+                            ("channel", "provider", "reason"))
+
+    def _totals(self, model: str, measure: str, keys: tuple[str, ...]) -> pd.DataFrame:
+        """`measure` of a daily mart summed over every day by `keys`, largest first."""
+        columns = ", ".join(keys)
         return self.query(f"""
-            select
-                channel,
-                provider,
-                reason,
-                cast(sum(opt_outs) as int64) as opt_outs
-            from {self.table('provider_opt_outs_daily')}
-            group by channel, provider, reason
-            order by opt_outs desc, channel, provider, reason""")
+            select {columns}, cast(sum({measure}) as int64) as {measure}
+            from {self.table(model)}
+            group by {columns}
+            order by {measure} desc, {columns}""")
 
     def latency_quantiles(self, days: int | None = None) -> pd.DataFrame:
         """Latency distributions per channel from int_deliveries, as percentiles 0..100 (a CDF):
