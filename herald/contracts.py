@@ -14,6 +14,9 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, ClassVar, Mapping
 
+from herald.providers.fcm import limits as fcm_limits
+from herald.providers.twilio import limits as twilio_limits
+
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted at the edge (an email body of the design's 100 KB average is
 sent as a template plus variables, not inline)."""
@@ -173,6 +176,32 @@ def _audience(body: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def check_provider_limits(request: NotificationRequest) -> NotificationRequest:
+    """What the channel's provider would refuse, refused now, naming the field: FCM's reserved
+    data keys and 4,096-byte payload (herald/providers/fcm/limits.py: the UTF-8 bytes of title,
+    content and every data key and value, the ids Herald adds included), Twilio's 1,600-character
+    body (herald/providers/twilio/limits.py: the title, ": " and the content)."""
+    if request.channel is Channel.PUSH:
+        for key in request.data:
+            if fcm_limits.reserved_data_key(key):
+                raise ContractError(f"notificationInfo.data.{key}",
+                                    "is reserved by FCM (from, message_type, google*, gcm*)")
+        size = fcm_limits.push_payload_bytes(request.title, request.content, request.data,
+                                             request.notification_id)
+        if size > fcm_limits.MAX_PAYLOAD_BYTES:
+            raise ContractError("notificationInfo", (
+                f"makes a {size}-byte push payload; FCM takes at most "
+                f"{fcm_limits.MAX_PAYLOAD_BYTES} bytes of title, content and data keys and "
+                f"values (UTF-8, with the {len(fcm_limits.HERALD_DATA_KEYS)} ids Herald adds)"))
+    elif request.channel is Channel.SMS:
+        length = len(twilio_limits.sms_body(request.title, request.content))
+        if length > twilio_limits.MAX_BODY_CHARS:
+            raise ContractError("notificationInfo.content", (
+                f"makes a {length}-character SMS (title, ': ', content); Twilio takes at most "
+                f"{twilio_limits.MAX_BODY_CHARS}"))
+    return request
+
+
 def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest:
     """Validate a decoded JSON body against the contract.
 
@@ -189,7 +218,7 @@ def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest
             isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise ContractError("notificationInfo.data", "must be an object of string values")
     user_ids = _audience(body)
-    return NotificationRequest(
+    return check_provider_limits(NotificationRequest(
         user_id=None if user_ids else _string(body, "userId", "userId"),
         user_ids=user_ids,
         notification_id=notification_id or str(uuid.uuid4()),
@@ -204,7 +233,7 @@ def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest
         send_time=_timestamp(
             _string(metadata, "sendTime", "metadata.sendTime", required=False), "metadata.sendTime"),
         data=dict(data),
-    )
+    ))
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,10 @@ class Status(StrEnum):
     BOUNCED = "bounced"
     DROPPED = "dropped"
     DEFERRED = "deferred"
+    """SendGrid's callback: the receiving server asked it to try again later. Also Herald's own:
+    the provider asked Herald to wait (a 429 or 503 with Retry-After / X-RateLimit-Reset, FCM
+    QUOTA_EXCEEDED): `provider` and `provider_code` say who and why, `not_before` when the
+    delivery will be sent again (from the Firestore outbox, so the wait survives a restart)."""
     OPENED = "opened"
     CLICKED = "clicked"
     OPTED_OUT = "opted_out"
@@ -68,6 +72,11 @@ class Reason(StrEnum):
     DUPLICATE_NOTIFICATION = "duplicate_notification"
     INVALID_MESSAGE = "invalid_message"
     PROVIDER_ERROR = "provider_error"
+    PROVIDER_CONFIGURATION = "provider_configuration"
+    """The provider refused Herald's credentials, project or sender (FCM SENDER_ID_MISMATCH,
+    Twilio 20003): nothing is disabled, the delivery is parked for replay once it is fixed."""
+    PROVIDER_WAIT = "provider_wait"
+    """The provider asked Herald to wait before sending (a `deferred` event's reason)."""
     RETRIES_EXHAUSTED = "retries_exhausted"
     OUTCOME_UNKNOWN = "outcome_unknown"
     UNRECONCILED = "unreconciled"
@@ -126,6 +135,9 @@ EVENT_FIELDS: tuple[Field, ...] = (
     Field("machine_open", "BOOLEAN", "NULLABLE",
           "On an opened event: true when a privacy proxy (such as Apple Mail Privacy Protection) "
           "fetched the message, not a person (SendGrid's sg_machine_open)."),
+    Field("not_before", "TIMESTAMP", "NULLABLE",
+          "On Herald's own `deferred` event: when the delivery will be sent again, as long as "
+          "its provider asked Herald to wait."),
 )
 
 PARTITION_FIELD = "event_ts"

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from herald.contracts import PROVIDER_BY_CHANNEL
+
 DEFAULT_LOCAL_API_KEY = "local-dev-key"
 DEFAULT_LOCAL_CLIENT = "local-dev"
 
@@ -72,6 +74,13 @@ class Settings:
     """How long the edge waits for Pub/Sub before it stores the request in the outbox instead."""
     firestore_timeout_s: float = 5.0
     """How long the edge waits on one Firestore call (idempotency record, outbox entry)."""
+    provider_wait_s: float = 60.0
+    """How long a delivery waits when its provider said "too many requests" without saying how
+    long (a Twilio 20429; FCM's QUOTA_EXCEEDED has its documented minute)."""
+    provider_max_per_s: Mapping[str, float] = field(default_factory=dict)
+    """Per provider ("fcm", "twilio", "sendgrid"), the most requests per second one process
+    sends (`HERALD_<PROVIDER>_MAX_PER_S`); unset is no limit. E.g. 1 for Twilio's one message per
+    second per long code (herald.providers.twilio.limits.DEFAULT_LONG_CODE_MPS)."""
     state_database: str = "herald-state"
     """The Firestore database of Herald's own state (idempotency records, outbox, send claims),
     apart from the users and devices in `(default)`: the app owns those and Herald only reads them
@@ -106,6 +115,9 @@ class Settings:
             publish_timeout_s=float(env.get("HERALD_PUBLISH_TIMEOUT_S", "10")),
             firestore_timeout_s=float(env.get("HERALD_FIRESTORE_TIMEOUT_S", "5")),
             state_database=env.get("HERALD_STATE_DATABASE", "herald-state"),
+            provider_wait_s=float(env.get("HERALD_PROVIDER_WAIT_S", "60")),
+            provider_max_per_s={provider: float(env[variable]) for provider in PROVIDER_BY_CHANNEL.values()
+                                if env.get(variable := f"HERALD_{provider.upper()}_MAX_PER_S")},
             **{name: env[variable] for name, variable in _PROVIDER_SECRETS.items() if env.get(variable)},
         )
 

@@ -157,6 +157,14 @@ def test_unauthenticated_requests_get_401_and_publish_nothing(client, probe, hea
     ("{not json", 400, "body"),
     (json.dumps({k: v for k, v in DESIGN_BODY.items() if k != "userId"}), 400, "userId"),
     (json.dumps({**DESIGN_BODY, "notificationType": "fax"}), 400, "notificationType"),
+    (json.dumps({**DESIGN_BODY, "notificationInfo": {"title": "t", "content": "x" * 5000}}),
+     400, "notificationInfo"),  # over FCM's 4,096-byte payload
+    (json.dumps({**DESIGN_BODY, "notificationInfo": {"title": "t", "content": "c",
+                                                      "data": {"google.sent_time": "1"}}}),
+     400, "notificationInfo.data.google.sent_time"),  # a key FCM reserves
+    (json.dumps({**DESIGN_BODY, "notificationType": "sms",
+                 "notificationInfo": {"title": "t", "content": "x" * 2000}}),
+     400, "notificationInfo.content"),  # over Twilio's 1,600 characters
     (json.dumps({**DESIGN_BODY, "notificationInfo": {"title": "t",
                                                       "content": "x" * MAX_BODY_BYTES}}),
      413, "body"),

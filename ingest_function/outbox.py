@@ -1,7 +1,8 @@
 """The outbox: a request Pub/Sub did not take in time is kept in Firestore and published later,
 so the edge can answer 202 while Pub/Sub is down and nothing it accepted is lost.
 
-One entry per accepted request, `outbox/{traceId}`:
+One entry per accepted request, `outbox/{traceId}`, and one per delivery the pipeline deferred
+because its provider asked it to wait, `outbox/{traceId}-{replayId}` (`Outbox.defer`):
 
     state         "pending" | "published"
     topic         the full topic path the message is for
@@ -15,6 +16,7 @@ One entry per accepted request, `outbox/{traceId}`:
     published_at  timestamp (once published)
     expires_at    timestamp, set only once published: a Firestore TTL policy deletes published
                   entries a week later; a pending entry has none, so it is never deleted
+    not_before    timestamp (deferred deliveries only): not published before then
 
 A replayer (`herald outbox replay`, or the `replay_outbox` function that Cloud Scheduler calls)
 reads pending entries oldest first, leases each with a write conditional on the entry's update
@@ -146,6 +148,25 @@ class Outbox:
         })
         batch.commit(**self._call)
 
+    def defer(self, envelope: Envelope, topic: str, not_before: datetime, why: str) -> None:
+        """Store one delivery to publish again at `not_before` (its envelope scoped to it under a
+        replay id, see herald.contracts.Scope): the pipeline's durable wait for a provider that
+        asked it to wait, published by the same replay as the edge's entries. Raises
+        GoogleAPIError when Firestore does not take it."""
+        message = Message.of(envelope, topic)
+        self._entries.document(f"{envelope.trace_id}-{envelope.scope.replay_id}").create({
+            "state": State.PENDING.value,
+            "topic": topic,
+            "data": message.data,
+            "attributes": dict(message.attributes),
+            "accepted_at": datetime.fromisoformat(envelope.accepted_at),
+            "created_at": firestore.SERVER_TIMESTAMP,
+            "attempts": 0,
+            "last_error": why[:500],
+            "leased_until": None,
+            "not_before": not_before,
+        }, **self._call)
+
     def replay(self, publisher: pubsub_v1.PublisherClient, publish_timeout_s: float,
                limit: int = DEFAULT_REPLAY_LIMIT) -> ReplayReport:
         """Republish up to `limit` pending entries, oldest accepted first, and mark them
@@ -186,10 +207,13 @@ class Outbox:
         return list(query.stream(**self._call))
 
     def _lease(self, snapshot: firestore.DocumentSnapshot, duration: timedelta) -> _Lease | None:
-        """Hold the entry for this replayer; None if another replayer holds or just took it."""
+        """Hold the entry for this replayer; None if another replayer holds or just took it, or it
+        is not due yet (`not_before`)."""
         entry = snapshot.to_dict()
         now = _now()
         if entry["leased_until"] is not None and entry["leased_until"] > now:
+            return None
+        if entry.get("not_before") is not None and entry["not_before"] > now:
             return None
         try:
             written = snapshot.reference.update(

@@ -7,7 +7,8 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from google.cloud import firestore, pubsub_v1
 
 from herald import cli
 from herald.clients import state_client
-from herald.contracts import Envelope, new_envelope, parse_request
+from herald.contracts import Envelope, Scope, new_envelope, parse_request
 from herald.contracts_test import DESIGN_BODY
 from herald.local.processes import free_port
 from herald.settings import Settings
@@ -102,6 +103,21 @@ def test_entries_pubsub_refuses_stay_pending_for_the_next_run(world: World, monk
     assert entry["last_error"] == report.error
     assert outbox.replay(pubsub_v1.PublisherClient(), TIMEOUT_S).published == 1
     assert world.published() == [stored.trace_id]
+
+
+def test_a_deferred_delivery_is_published_scoped_to_it_once_due(world: World) -> None:
+    outbox, publisher = Outbox(world.db), pubsub_v1.PublisherClient()
+    first = envelope()
+    scoped = replace(first, scope=Scope(only_span="span-1", replay_id="defer-1"))
+    soon = datetime.now(timezone.utc) + timedelta(seconds=2)
+    outbox.defer(scoped, world.topic, soon, "QUOTA_EXCEEDED")
+    assert outbox.replay(publisher, TIMEOUT_S).published == 0  # not due yet
+    assert world.published() == []
+    time.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.1)
+    assert outbox.replay(publisher, TIMEOUT_S).published == 1
+    [message] = world.probe.pull()
+    assert Envelope.from_pubsub(message.data, message.attributes).scope == scoped.scope
+    assert outbox.replay(publisher, TIMEOUT_S).published == 0  # once
 
 
 def test_concurrent_replayers_publish_each_entry_once(world: World) -> None:

@@ -31,6 +31,10 @@ class Delivery:
                                self.device_id or self.recipient_hash or f"user/{self.user_id}")
 
     @property
+    def provider(self) -> str:
+        return PROVIDER_BY_CHANNEL[self.channel]
+
+    @property
     def dedupe_key(self) -> str:
         """What 'the same notification' means: same sender id, channel and address."""
         return f"{self.envelope.request.notification_id}|{self.channel.value}|{self.recipient_hash}"

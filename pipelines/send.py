@@ -8,8 +8,11 @@ on AsyncWrapper's threads so provider latency does not hold up the runner.
 
 from __future__ import annotations
 
+import logging
+import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import Any, Iterable, Iterator
 
@@ -18,10 +21,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.async_dofn import AsyncWrapper
 
-from herald.contracts import Channel, Priority
+from herald.clients import state_client
+from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Priority, Scope
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status
-from herald.providers.base import Sender
+from herald.providers.base import ErrorClass, Sender
 from herald.providers.fcm.sender import FcmSender
 from herald.providers.retry import Outcome, RetryPolicy, send_with_retries
 from herald.providers.sendgrid.sender import SendGridSender
@@ -30,7 +34,10 @@ from herald.settings import Settings
 from pipelines.claims import Claim, SendClaims, Verdict
 from pipelines.delivery import Delivery
 from pipelines.directory import Directory
+from ingest_function.outbox import Outbox
 from pipelines.resources import ProcessResource
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,16 +82,21 @@ def branch_name(channel: Channel, lane: Lane) -> str:
     return f"{channel.value}_{lane.name}"
 
 
+def _outbox(settings: Settings) -> Outbox:
+    return Outbox(state_client(settings))
+
+
 def build_sender(channel: Channel, settings: Settings) -> Sender:
     """The SDK-backed sender of a channel, pointed at the configured endpoint."""
+    max_per_s = settings.provider_max_per_s.get(PROVIDER_BY_CHANNEL[channel])
     if channel is Channel.PUSH:
-        return FcmSender(settings.project, settings.fcm_endpoint)
+        return FcmSender(settings.project, settings.fcm_endpoint, max_per_s=max_per_s)
     if channel is Channel.SMS:
         return TwilioSender(settings.twilio_account_sid, settings.twilio_auth_token,
                             settings.twilio_from_number, settings.twilio_endpoint,
-                            settings.callback_base_url)
+                            settings.callback_base_url, max_per_s=max_per_s)
     return SendGridSender(settings.sendgrid_api_key, settings.sendgrid_from_email,
-                          settings.sendgrid_endpoint)
+                          settings.sendgrid_endpoint, max_per_s=max_per_s)
 
 
 BRANCHES = tuple((channel, lane) for channel in Channel for lane in LANES)
@@ -109,24 +121,29 @@ class Router:
         return TaggedOutput(branch_name(delivery.channel, lane), (shard, delivery))
 
 
-TOKEN_GONE = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
-"""FCM codes that mean the token will never work again: the device is disabled."""
-
-
 class _SendBatch(beam.DoFn):
     """Provider calls for a batch (concurrent, retried on transient errors; each delivery claimed
     durably first); one terminal event per delivery: sent, failed (permanent, with the provider's
-    code), duplicate (claimed by another request) or dead_letter (retries exhausted, or a
-    restart found the send's outcome unknown)."""
+    code), duplicate (claimed by another request) or dead_letter (retries exhausted, our
+    configuration refused, or a restart found the send's outcome unknown). A delivery whose
+    provider asked Herald to wait gets a `deferred` event instead, and its terminal event comes
+    from its resend.
+
+    What a failure does follows its provider's error table (herald/providers/<p>/errors.py):
+    TOKEN_GONE disables the device, OPTED_OUT records the user's opt-out of the channel (later
+    notifications are suppressed before any provider call), CONFIGURATION touches nothing and is
+    parked loudly for an operator, RATE_LIMITED (or any wait the provider names) is deferred."""
 
     def __init__(self, sender: ProcessResource[Sender], directory: ProcessResource[Directory],
-                 claims: ProcessResource[SendClaims], policy: RetryPolicy,
-                 source_topic: str) -> None:
+                 claims: ProcessResource[SendClaims], outbox: ProcessResource[Outbox],
+                 policy: RetryPolicy, source_topic: str, default_wait_s: float) -> None:
         self._sender = sender
         self._directory = directory
         self._claims = claims
+        self._outbox = outbox
         self._policy = policy
         self._source_topic = source_topic
+        self._default_wait_s = default_wait_s
 
     def process(self, keyed_batch: tuple[int, Iterable[Delivery]]) -> Iterator[dict | DeadLetter]:
         to_send: list[Delivery] = []
@@ -164,17 +181,46 @@ class _SendBatch(beam.DoFn):
             yield delivery.event(Status.SENT, provider_message_id=result.provider_message_id,
                                  attempts=outcome.attempts, event_ts=result.at)
             return
-        if result.error_code in TOKEN_GONE and delivery.device_id:
-            self._directory.get().disable_device(delivery.user_id,
-                                                 delivery.device_id, result.error_code)
         error = {"provider_code": result.error_code, "attempts": outcome.attempts,
                  "detail": redact(result.error_message, delivery.address)}
-        if outcome.exhausted:
+        if result.error_class is ErrorClass.TOKEN_GONE and delivery.device_id:
+            self._directory.get().disable_device(delivery.user_id,
+                                                 delivery.device_id, result.error_code)
+        if result.error_class is ErrorClass.OPTED_OUT:
+            self._directory.get().record_opt_out(delivery.user_id, delivery.channel,
+                                                 delivery.provider, result.error_code or "")
+            yield delivery.event(Status.FAILED, reason=Reason.PROVIDER_OPTED_OUT.value,
+                                 event_ts=result.at, **error)
+        elif result.error_class is ErrorClass.CONFIGURATION:
+            logger.error("%s refused Herald's configuration (%s: %s); delivery %s parked for "
+                         "replay, no device or user changed", delivery.provider,
+                         result.error_code, error["detail"], delivery.span_id)
+            yield from self._dead_letter(delivery, Reason.PROVIDER_CONFIGURATION,
+                                         event_ts=result.at, **error)
+        elif outcome.deferred:
+            yield from self._defer(delivery, result.retry_after_s, event_ts=result.at, **error)
+        elif outcome.exhausted:
             yield from self._dead_letter(delivery, Reason.RETRIES_EXHAUSTED, event_ts=result.at,
                                          **error)
         else:
             yield delivery.event(Status.FAILED, reason=Reason.PROVIDER_ERROR.value,
                                  event_ts=result.at, **error)
+
+    def _defer(self, delivery: Delivery, wait_s: float | None, event_ts: str,
+               **error: Any) -> Iterator[dict]:
+        """Wait as long as the provider asked, durably and without a thread: the delivery goes
+        into the Firestore outbox, scoped to its span under a new replay id, to be republished
+        once `not_before` has passed (its claim stays `claimed`, which that replay id may take
+        over once); its `deferred` event says until when."""
+        not_before = datetime.now(timezone.utc) + timedelta(
+            seconds=self._default_wait_s if wait_s is None else wait_s)
+        envelope = replace(delivery.envelope, scope=Scope(
+            only_span=delivery.span_id, replay_id=f"defer-{uuid.uuid4().hex[:12]}"))
+        self._outbox.get().defer(envelope, self._source_topic, not_before,
+                                 f"{error['provider_code']}: {error['detail']}")
+        yield delivery.event(Status.DEFERRED, reason=Reason.PROVIDER_WAIT.value,
+                             not_before=not_before.isoformat().replace("+00:00", "Z"),
+                             event_ts=event_ts, **error)
 
     def _dead_letter(self, delivery: Delivery, reason: Reason, event_ts: str | None = None,
                      **error: Any) -> Iterator[dict | DeadLetter]:
@@ -188,10 +234,14 @@ class _SendBatch(beam.DoFn):
 def _claim_mark(outcome: Outcome) -> dict[str, Any] | None:
     """What a send's outcome records on its claim: sent, or failed when the provider refused it
     outright. None when retries ran out: the last attempt may have timed out after the provider
-    took it, so that claim stays `claimed` (a replay is then outcome_unknown)."""
+    took it, so that claim stays `claimed` (a replay is then outcome_unknown); and None when it
+    is deferred or parked for our configuration, so that its resend or replay may take it over."""
     if outcome.result.ok:
         return SendClaims.sent(outcome.result.provider_message_id)
-    return None if outcome.exhausted else SendClaims.failed(outcome.result.error_code)
+    if outcome.exhausted or outcome.deferred or (
+            outcome.result.error_class is ErrorClass.CONFIGURATION):
+        return None
+    return SendClaims.failed(outcome.result.error_code)
 
 
 def redact(message: str | None, address: str | None) -> str | None:
@@ -234,6 +284,7 @@ class SendDeliveries(beam.PTransform):
         senders = {channel: ProcessResource(partial(build_sender, channel, self._settings))
                    for channel in Channel}  # one per channel, shared by its lanes
         claims = ProcessResource(partial(SendClaims, self._settings))
+        outbox = ProcessResource(partial(_outbox, self._settings))
         results = []
         for channel, lane in BRANCHES:
             name = branch_name(channel, lane)
@@ -243,8 +294,8 @@ class SendDeliveries(beam.PTransform):
                     lane.batch_size, max_buffering_duration_secs=lane.max_wait_s)
                 | f"CountBatch_{name}" >> beam.Map(_count_batch, channel.value)
                 | f"Send_{name}" >> beam.ParDo(AsyncWrapper(
-                    _SendBatch(senders[channel], self._directory, claims, self._policy,
-                               self._settings.requests_topic),
+                    _SendBatch(senders[channel], self._directory, claims, outbox, self._policy,
+                               self._settings.requests_topic, self._settings.provider_wait_s),
                     parallelism=SEND_PARALLELISM,
                     callback_frequency=COMMIT_POLL_S, id_fn=_batch_id)))
         return (results | "MergeSendEvents" >> beam.Flatten()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import threading
+import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -217,6 +219,33 @@ def classify_failure(error: Exception, classify: Classifier) -> ProviderError:
                          ErrorClass.PERMANENT)
 
 
+class RateLimit:
+    """A token bucket shared by a sender's threads: on average at most `per_s` provider requests
+    a second, bursts of up to `burst`. A request over the rate reserves its slot and waits for it,
+    so the sender as a whole slows down instead of each message hitting the provider's quota."""
+
+    def __init__(self, per_s: float, burst: float = 1.0, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if per_s <= 0 or burst < 1:
+            raise ValueError("a rate limit needs per_s > 0 and burst >= 1")
+        self._per_s, self._burst = per_s, burst
+        self._clock, self._sleep = clock, sleep
+        self._tokens, self._at = burst, clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one request's slot, waiting for it if need be; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._burst, self._tokens + (now - self._at) * self._per_s) - 1
+            self._at = now
+            wait = max(0.0, -self._tokens / self._per_s)
+        if wait:
+            self._sleep(wait)
+        return wait
+
+
 class PooledSender(ABC):
     """Fan-out for SDKs that make one blocking call per provider request (Twilio, SendGrid).
 
@@ -227,8 +256,9 @@ class PooledSender(ABC):
 
     provider: ClassVar[str]
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, max_per_s: float | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix=f"herald-{self.provider}")
+        self._rate = RateLimit(max_per_s) if max_per_s else None
 
     def send(self, batch: Sequence[Outgoing]) -> list[SendResult]:
         groups = self._group(batch)
@@ -245,9 +275,15 @@ class PooledSender(ABC):
         """Indices of the messages each provider request carries."""
         return [[index] for index in range(len(batch))]
 
+    def _request(self, items: list[Outgoing]) -> list[str | None]:
+        """`_send`, once the sender's rate limit (if any) lets another request go."""
+        if self._rate is not None:
+            self._rate.acquire()
+        return self._send(items)
+
     def _attempt(self, items: list[Outgoing]) -> list[SendResult]:
         try:
-            ids = self._send(items)
+            ids = self._request(items)
         except Exception as error:  # the contract: a per-message failure is a result
             failure = classify_failure(error, self._classify)
             return [SendResult.failed(item, failure) for item in items]

@@ -244,3 +244,22 @@ def test_fcm_message_carries_platform_priority_and_ids(platform, priority, expec
     (500, ErrorClass.TRANSIENT), (503, ErrorClass.TRANSIENT)])
 def test_an_undocumented_code_is_classified_by_its_http_status(status, error_class):
     assert class_of_status(status) is error_class
+
+
+def test_sendgrid_bad_addresses_in_a_bulk_of_1000_fail_alone_and_the_rest_go_once(sandbox,
+                                                                                sender_for):
+    bad = {500: ("bad@invalid", "400", ErrorClass.UNREACHABLE),  # SendGrid refuses it
+           700: ("user 700@example.com", "INVALID_ADDRESS", ErrorClass.UNREACHABLE),  # a space
+           800: ("Ann <ann@example.com>", "INVALID_ADDRESS", ErrorClass.UNREACHABLE)}  # a name
+    bulk = [dataclasses.replace(
+        outgoing(Channel.EMAIL, bad[i][0] if i in bad else f"r{i}@example.com", i),
+        notification_id="bulk-1") for i in range(1000)]
+
+    results = sender_for(Channel.EMAIL, sandbox.url).send(bulk)
+
+    assert {i: (r.error_code, r.error_class) for i, r in enumerate(results) if not r.ok} == {
+        i: (code, error_class) for i, (_, code, error_class) in bad.items()}
+    entries = requests.get(f"{sandbox.url}/_ledger", timeout=5).json()["entries"]
+    sent = [entry["span_id"] for entry in entries]
+    assert sorted(sent) == sorted(item.span_id for i, item in enumerate(bulk) if i not in bad)
+    assert {entry["recipient"] for entry in entries} & {"ann@example.com", "user700@example.com"} == set()

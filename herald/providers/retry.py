@@ -5,6 +5,11 @@ Novu sends once and treats 429/503 as final; Herald retries what can pass on ret
 5xx, timeouts, connection errors) and stops at once on what cannot (an invalid token or number, a
 4xx). A batch is retried as a whole step: only its transiently failed messages are sent again.
 
+A provider that asks for a longer wait than `RetryPolicy.max_inline_wait_s` (FCM QUOTA_EXCEEDED's
+minute, a SendGrid X-RateLimit-Reset) is not waited for here, holding a worker thread: the message
+is settled as `deferred` and the pipeline sends it again after the wait (pipelines/send.py). So is
+a rate-limited message whose inline retries ran out: being rate limited is never a dead letter.
+
 A retry after a timeout can duplicate: the provider may have accepted the first attempt and the
 answer was lost. The send claims (pipelines/claims.py) stop a second copy of a request from
 sending again, not this: a retry is the claim holder's own attempt.
@@ -17,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from herald.providers.base import Outgoing, SendResult, Sender
+from herald.providers.base import ErrorClass, Outgoing, SendResult, Sender
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class RetryPolicy:
     base_delay_s: float = 0.25
     max_delay_s: float = 8.0
     deadline_s: float = 45.0
+    max_inline_wait_s: float = 10.0
+    """The longest wait spent in a worker thread; a provider asking for more defers the message."""
 
     def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
         """Exponential backoff with "equal jitter" (half fixed, half random), never sooner than
@@ -45,9 +52,17 @@ class Outcome:
     attempts: int
 
     @property
+    def deferred(self) -> bool:
+        """The provider asked Herald to wait (rate limited, or a wait it named): send later."""
+        return not self.result.ok and self.result.transient and (
+            self.result.error_class is ErrorClass.RATE_LIMITED
+            or self.result.retry_after_s is not None)
+
+    @property
     def exhausted(self) -> bool:
-        """Still failing transiently when the policy gave up: a dead letter, not a failure."""
-        return not self.result.ok and self.result.transient
+        """Still failing transiently when the policy gave up, with no wait asked for: a dead
+        letter, not a failure."""
+        return not self.result.ok and self.result.transient and not self.deferred
 
 
 Settled = Callable[[list[tuple[int, Outcome]]], None]
@@ -69,13 +84,14 @@ def send_with_retries(sender: Sender, batch: Sequence[Outgoing], policy: RetryPo
     started = clock()
     for attempt in range(1, policy.max_attempts + 1):
         results = sender.send([batch[index] for index in pending])
-        retry = []
+        retry, delays = [], []
         for index, result in zip(pending, results, strict=True):
             outcomes[index] = Outcome(result, attempt)
-            if not result.ok and result.transient:
+            delay = policy.delay(attempt, result.retry_after_s, rng)
+            if not result.ok and result.transient and delay <= policy.max_inline_wait_s:
                 retry.append(index)
-        wait = max((policy.delay(attempt, outcomes[index].result.retry_after_s, rng)
-                    for index in retry), default=0.0)
+                delays.append(delay)
+        wait = max(delays, default=0.0)
         if attempt == policy.max_attempts or clock() - started + wait > policy.deadline_s:
             retry = []  # given up: the transient failures are final too
         settled = [(index, outcomes[index]) for index in pending if index not in retry]

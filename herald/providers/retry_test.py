@@ -8,7 +8,8 @@ from typing import Sequence
 import pytest
 
 from herald.contracts import Channel
-from herald.providers.base import ErrorClass, Outgoing, ProviderError, SendResult, retry_after
+from herald.providers.base import (ErrorClass, Outgoing, ProviderError, RateLimit, SendResult,
+                                   retry_after)
 from herald.providers.retry import RetryPolicy, send_with_retries
 
 TRANSIENT = ProviderError("429", "slow down", ErrorClass.RATE_LIMITED, retry_after_s=2.0)
@@ -75,9 +76,25 @@ def test_backoff_grows_and_gives_up_after_max_attempts() -> None:
 
 
 def test_the_deadline_stops_retries_before_a_wait_that_would_cross_it() -> None:
-    long_wait = ProviderError("429", "later", ErrorClass.RATE_LIMITED, retry_after_s=30.0)
-    outcomes, sender, clock = run({"a": [long_wait, None]}, RetryPolicy(deadline_s=10.0))
-    assert len(sender.calls) == 1 and outcomes[0].exhausted and clock.sleeps == []
+    slow = ProviderError("503", "later", ErrorClass.TRANSIENT)
+    outcomes, sender, clock = run({"a": [slow] * 6},
+                                  RetryPolicy(deadline_s=1.0, base_delay_s=0.4))
+    assert len(sender.calls) < 6 and outcomes[0].exhausted and sum(clock.sleeps) <= 1.0
+
+
+@pytest.mark.parametrize("wait_s", [60.0, 3600.0])
+def test_a_long_wait_the_provider_asks_for_defers_without_holding_the_thread(wait_s) -> None:
+    quota = ProviderError("QUOTA_EXCEEDED", "later", ErrorClass.RATE_LIMITED, retry_after_s=wait_s)
+    outcomes, sender, clock = run({"a": [quota, None]})
+    assert len(sender.calls) == 1 and clock.sleeps == []
+    assert outcomes[0].deferred and not outcomes[0].exhausted
+    assert outcomes[0].result.retry_after_s == wait_s  # the whole wait travels on to the deferral
+
+
+def test_rate_limited_past_the_retries_is_deferred_not_dead_lettered() -> None:
+    busy = ProviderError("20429", "Too Many Requests", ErrorClass.RATE_LIMITED)
+    outcomes, _, _ = run({"a": [busy] * 3}, RetryPolicy(max_attempts=3))
+    assert outcomes[0].deferred and not outcomes[0].exhausted
 
 
 @pytest.mark.parametrize("headers, seconds", [
@@ -101,4 +118,14 @@ def test_each_message_is_settled_once_as_soon_as_nothing_more_will_be_tried() ->
                                  on_settled=record, sleep=clock.sleep, clock=lambda: clock.now,
                                  rng=random.Random(1))
     assert settled == [[("a", True, 1), ("c", False, 1)], [("b", True, 3), ("d", False, 3)]]
-    assert outcomes[3].exhausted and len(clock.sleeps) == 2
+    assert outcomes[3].deferred and len(clock.sleeps) == 2
+
+
+def test_a_rate_limit_spaces_requests_out_after_its_burst() -> None:
+    clock = FakeClock()
+    limit = RateLimit(per_s=2.0, burst=2, clock=lambda: clock.now, sleep=clock.sleep)
+    waits = [limit.acquire() for _ in range(5)]
+    assert waits[:2] == [0.0, 0.0]  # the burst
+    assert clock.sleeps == pytest.approx([0.5, 0.5, 0.5])  # then one every 1 / per_s
+    clock.now += 10.0  # idle: the bucket refills, up to its burst only
+    assert [limit.acquire() for _ in range(3)][:2] == [0.0, 0.0] and clock.sleeps[-1] == 0.5

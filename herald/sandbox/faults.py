@@ -45,6 +45,9 @@ class Fault(StrEnum):
     """
     PERMANENT = "permanent"
     """A 4xx that retrying cannot fix (the provider's own "invalid recipient" kind of error)."""
+    CONFIGURATION = "configuration"
+    """Herald's credentials or project are wrong: FCM SENDER_ID_MISMATCH, Twilio 20003, SendGrid
+    401."""
 
 
 def _rate(group: str) -> Any:
@@ -101,8 +104,10 @@ class ProviderFaults(_Validated):
     unavailable: float = _rate("request")
     timeout: float = _rate("request")
     permanent: float = _rate("request")
+    configuration: float = _rate("request")
     retry_after_s: int = 1
-    """The Retry-After header of every 429."""
+    """How long every 429 asks to wait: Retry-After for FCM and Twilio, X-RateLimit-Reset (now
+    plus this, in epoch seconds) for SendGrid, each as its provider says it."""
     timeout_s: float = 35.0
     """How long a timed-out request hangs; longer than the senders' default 30 s client timeout."""
 

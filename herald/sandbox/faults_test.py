@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from herald.contracts import Channel
+from herald.providers.base import ErrorClass
 from herald.providers.providers_test import GOOD_ADDRESS, make_sender, outgoing
 from herald.sandbox import SandboxServer
 
@@ -76,30 +77,38 @@ def test_a_seed_reproduces_the_same_faults(sandbox):
     ("twilio", lambda body: body["code"] == 20429),
     ("sendgrid", lambda body: body["errors"][0]["message"] == "too many requests"),
 ])
-def test_429_carries_retry_after_in_the_providers_shape(sandbox, provider, code):
+def test_429_says_how_long_to_wait_in_the_providers_shape(sandbox, provider, code):
     configure(sandbox, {provider: {"rate_limited": 1, "retry_after_s": 7}})
 
     response = send(sandbox, provider)
 
     assert response.status_code == 429
-    assert response.headers["Retry-After"] == "7"
+    if provider == "sendgrid":  # SendGrid's rate-limit headers, never Retry-After
+        assert "Retry-After" not in response.headers
+        assert 6 <= int(response.headers["X-RateLimit-Reset"]) - time.time() <= 8
+        assert response.headers["X-RateLimit-Remaining"] == "0"
+    else:
+        assert response.headers["Retry-After"] == "7"
     assert code(response.json())
     assert ledger(sandbox) == []
 
 
 # FCM's 429, 500 and 503 are left out: firebase-admin retries them itself (four times, sleeping
 # Retry-After or backing off 0.5 s doubling), so one send takes 4 to 7 s before it fails.
-@pytest.mark.parametrize(("channel", "fault", "code", "transient"), [
-    (Channel.PUSH, "permanent", "INVALID_ARGUMENT", False),
-    (Channel.SMS, "rate_limited", "20429", True),
-    (Channel.SMS, "server_error", "20500", True),
-    (Channel.SMS, "unavailable", "20503", True),
-    (Channel.SMS, "permanent", "21610", False),
-    (Channel.EMAIL, "rate_limited", "429", True),
-    (Channel.EMAIL, "server_error", "500", True),
-    (Channel.EMAIL, "permanent", "400", False),
+@pytest.mark.parametrize(("channel", "fault", "code", "error_class"), [
+    (Channel.PUSH, "permanent", "INVALID_ARGUMENT", ErrorClass.PERMANENT),
+    (Channel.PUSH, "configuration", "SENDER_ID_MISMATCH", ErrorClass.CONFIGURATION),
+    (Channel.SMS, "rate_limited", "20429", ErrorClass.RATE_LIMITED),
+    (Channel.SMS, "server_error", "20500", ErrorClass.TRANSIENT),
+    (Channel.SMS, "unavailable", "20503", ErrorClass.TRANSIENT),
+    (Channel.SMS, "permanent", "21610", ErrorClass.OPTED_OUT),
+    (Channel.SMS, "configuration", "20003", ErrorClass.CONFIGURATION),
+    (Channel.EMAIL, "rate_limited", "429", ErrorClass.RATE_LIMITED),
+    (Channel.EMAIL, "server_error", "500", ErrorClass.TRANSIENT),
+    (Channel.EMAIL, "permanent", "400", ErrorClass.UNREACHABLE),
+    (Channel.EMAIL, "configuration", "401", ErrorClass.CONFIGURATION),
 ])
-def test_the_senders_classify_injected_faults(sandbox, channel, fault, code, transient):
+def test_the_senders_classify_injected_faults(sandbox, channel, fault, code, error_class):
     provider = {Channel.PUSH: "fcm", Channel.SMS: "twilio", Channel.EMAIL: "sendgrid"}[channel]
     configure(sandbox, {provider: {fault: 1}})
     sender = make_sender(channel, sandbox.url)
@@ -108,7 +117,7 @@ def test_the_senders_classify_injected_faults(sandbox, channel, fault, code, tra
     finally:
         sender.close()
 
-    assert (result.ok, result.error_code, result.transient) == (False, code, transient)
+    assert (result.ok, result.error_code, result.error_class) == (False, code, error_class)
     assert ledger(sandbox) == []
 
 

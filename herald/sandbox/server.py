@@ -26,7 +26,10 @@ from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel
+from herald.providers.fcm import limits as fcm_limits
+from herald.providers.fcm.errors import BAD_REQUEST_TYPE, FCM_ERROR_TYPE
 from herald.providers.sendgrid.limits import MAX_PERSONALIZATIONS
+from herald.providers.twilio.limits import MAX_BODY_CHARS
 from herald.sandbox.callbacks import (DEFAULT_TWILIO_AUTH_TOKEN, CallbackDispatcher, SendGridMail,
                                       SendGridRecipient, SendGridSigner, TwilioMessage)
 from herald.sandbox.faults import Dice, Fault, ProviderFaults, SandboxSettings
@@ -35,8 +38,8 @@ from herald.sandbox.ledger import Delivery, Ledger
 logger = logging.getLogger(__name__)
 
 E164 = re.compile(r"\+[1-9]\d{6,14}")
-
-FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+"""What the sandbox takes as an email address: one @, no whitespace, a dotted domain."""
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,38 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 # --- FCM HTTP v1 -------------------------------------------------------------------------------
 
-def _fcm_error(status: int, grpc_status: str, message: str, fcm_code: str | None) -> Reply:
-    """Google's error shape; firebase-admin picks its exception class from the FcmError detail."""
-    details = [{"@type": FCM_ERROR_TYPE, "errorCode": fcm_code}] if fcm_code else []
+def _fcm_error(status: int, grpc_status: str, message: str, fcm_code: str | None,
+               field_path: str | None = None) -> Reply:
+    """Google's error shape; firebase-admin picks its exception class from the FcmError detail,
+    and a BadRequest detail names the field when the field is the problem
+    (https://firebase.google.com/docs/cloud-messaging/error-codes)."""
+    details: list[dict[str, Any]] = [{"@type": FCM_ERROR_TYPE, "errorCode": fcm_code}] if fcm_code else []
+    if field_path:
+        details.append({"@type": BAD_REQUEST_TYPE, "fieldViolations": [
+            {"field": field_path, "description": message}]})
     return _json_reply(status, {"error": {
         "code": status, "message": message, "status": grpc_status, "details": details}})
+
+
+def _fcm_payload_error(message: Mapping[str, Any]) -> Reply | None:
+    """FCM's INVALID_ARGUMENT for what it refuses in a message: a non-string data value, a
+    reserved data key, a payload over 4,096 bytes (herald.providers.fcm.limits)."""
+    data = _mapping(message.get("data"))
+    for index, (key, value) in enumerate(data.items()):
+        if not isinstance(value, str):
+            return _fcm_error(400, "INVALID_ARGUMENT", f"Invalid value at 'message.data[{index}]"
+                              f".value' (TYPE_STRING), {value}", None,
+                              f"message.data[{index}].value")
+        if fcm_limits.reserved_data_key(key):
+            return _fcm_error(400, "INVALID_ARGUMENT", f"Invalid data key: {key} is reserved",
+                              "INVALID_ARGUMENT", "message.data")
+    notification = _mapping(message.get("notification"))
+    size = fcm_limits.payload_bytes(str(notification.get("title") or ""),
+                                    str(notification.get("body") or ""), data)
+    if size > fcm_limits.MAX_PAYLOAD_BYTES:
+        return _fcm_error(400, "INVALID_ARGUMENT", f"Message is too big ({size} bytes)",
+                          "INVALID_ARGUMENT", "message")
+    return None
 
 
 def _fcm_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
@@ -95,6 +125,13 @@ def _fcm_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Repl
                           "INVALID_ARGUMENT")
     if token.startswith("unregistered-"):
         return _fcm_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED")
+    if token.startswith("invalid-"):
+        return _fcm_error(400, "INVALID_ARGUMENT",
+                          "The registration token is not a valid FCM registration token",
+                          "INVALID_ARGUMENT")
+    refused = _fcm_payload_error(message)
+    if refused is not None:
+        return refused
     name = f"projects/{project}/messages/0:{time.time_ns() // 1_000_000}%{secrets.token_hex(8)}"
     data = _mapping(message.get("data"))
     return _json_reply(200, {"name": name}, (Delivery(
@@ -120,6 +157,9 @@ def _twilio_create_message(sandbox: SandboxServer, match: re.Match[str], body: b
         return _twilio_error(400, 21603, "A 'From' phone number is required.")
     if not text:
         return _twilio_error(400, 21602, "Message body is required.")
+    if len(text) > MAX_BODY_CHARS:
+        return _twilio_error(400, 21617, f"The concatenated message body exceeds the "
+                                         f"{MAX_BODY_CHARS} character limit.")
     account, sid = match["account"], "SM" + uuid.uuid4().hex
     now = format_datetime(datetime.now(timezone.utc))
     uri = f"/2010-04-01/Accounts/{account}/Messages/{sid}.json"
@@ -165,6 +205,7 @@ def _sendgrid_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) ->
     shared_args = _mapping(mail.get("custom_args"))
     accepted: list[Delivery] = []
     called_back: list[SendGridRecipient] = []
+    bad: list[str] = []
     for index, personalization in enumerate(map(_mapping, personalizations)):
         recipients = personalization.get("to")
         if not isinstance(recipients, list) or not recipients or not all(
@@ -172,10 +213,19 @@ def _sendgrid_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) ->
             return _sendgrid_error("The to array is required for all personalization objects, "
                                    "and must have at least one email object with a valid email "
                                    "address.", f"personalizations.{index}.to")
+        invalid = [i for i, recipient in enumerate(recipients)
+                   if not EMAIL.fullmatch(str(_mapping(recipient).get("email")))]
+        if invalid:
+            bad.extend(f"personalizations.{index}.to.{i}.email" for i in invalid)
+            continue
         args = {**shared_args, **_mapping(personalization.get("custom_args"))}
         accepted.extend(Delivery(Channel.EMAIL, recipient["email"], args.get("notification_id"),
                                  args.get("span_id"), message_id) for recipient in recipients)
         called_back.extend(SendGridRecipient(recipient["email"], args) for recipient in recipients)
+    if bad:  # SendGrid refuses the whole request, naming each bad address
+        return _json_reply(400, {"errors": [{"message": "Does not contain a valid address.",
+                                             "field": field_path, "help": None}
+                                            for field_path in bad]})
     return Reply(202, headers={"X-Message-Id": message_id}, accepted=tuple(accepted),
                  callback=SendGridMail(message_id, tuple(called_back), html=any(
                      _mapping(part).get("type") == "text/html"
@@ -192,13 +242,16 @@ _FAULT_REPLIES: Mapping[str, Mapping[Fault, Reply]] = {
         Fault.UNAVAILABLE: _fcm_error(503, "UNAVAILABLE", "The service is currently unavailable.",
                                       "UNAVAILABLE"),
         Fault.PERMANENT: _fcm_error(400, "INVALID_ARGUMENT", "Request contains an invalid "
-                                    "argument.", "INVALID_ARGUMENT"),
+                                    "argument.", "INVALID_ARGUMENT", "message"),
+        Fault.CONFIGURATION: _fcm_error(403, "PERMISSION_DENIED", "SenderId mismatch",
+                                        "SENDER_ID_MISMATCH"),
     },
     PROVIDER_BY_CHANNEL[Channel.SMS]: {
         Fault.RATE_LIMITED: _twilio_error(429, 20429, "Too Many Requests"),
         Fault.SERVER_ERROR: _twilio_error(500, 20500, "Internal Server Error"),
         Fault.UNAVAILABLE: _twilio_error(503, 20503, "Service Unavailable"),
         Fault.PERMANENT: _twilio_error(400, 21610, "Attempt to send to unsubscribed recipient"),
+        Fault.CONFIGURATION: _twilio_error(401, 20003, "Authenticate"),
     },
     PROVIDER_BY_CHANNEL[Channel.EMAIL]: {
         Fault.RATE_LIMITED: _sendgrid_error("too many requests", None, 429),
@@ -206,16 +259,26 @@ _FAULT_REPLIES: Mapping[str, Mapping[Fault, Reply]] = {
         Fault.UNAVAILABLE: _sendgrid_error("service unavailable", None, 503),
         Fault.PERMANENT: _sendgrid_error("Does not contain a valid address.",
                                          "personalizations.0.to.0.email"),
+        Fault.CONFIGURATION: _sendgrid_error("The provided authorization grant is invalid, "
+                                             "expired, or revoked", None, 401),
     },
 }
 """Each provider's answer to each injected fault but TIMEOUT, which gets no answer at all."""
 
 
 def _fault_reply(provider: str, fault: Fault, faults: ProviderFaults) -> Reply:
+    """The canned answer, with a 429's wait said the provider's way: SendGrid's rate-limit
+    headers (https://www.twilio.com/docs/sendgrid/api-reference/how-to-use-the-sendgrid-v3-api/
+    rate-limits), Retry-After for the others."""
     reply = _FAULT_REPLIES[provider][fault]
-    if fault is Fault.RATE_LIMITED:
-        return replace(reply, headers={**reply.headers, "Retry-After": str(faults.retry_after_s)})
-    return reply
+    if fault is not Fault.RATE_LIMITED:
+        return reply
+    if provider == PROVIDER_BY_CHANNEL[Channel.EMAIL]:
+        wait = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(int(time.time()) + faults.retry_after_s)}
+    else:
+        wait = {"Retry-After": str(faults.retry_after_s)}
+    return replace(reply, headers={**reply.headers, **wait})
 
 
 # --- control endpoints -------------------------------------------------------------------------

@@ -22,6 +22,15 @@ QUOTA_EXCEEDED_MIN_WAIT_S = 60.0
 https://firebase.google.com/docs/cloud-messaging/scale-fcm#throttling-and-quotas)."""
 
 
+class _NoAuth(AnonymousCredentials):
+    """No credentials, for an endpoint that takes any (the sandbox): nothing to refresh either,
+    so a 401 it answers reaches Herald as FCM's own error (after google-auth's one retry with
+    "refreshed" credentials) instead of as AnonymousCredentials' refusal to refresh."""
+
+    def refresh(self, request: object) -> None:
+        pass
+
+
 def build_message(item: Outgoing) -> messaging.Message:
     """An FCM message with the platform blocks the device needs (all three when unknown), urgent
     only for high priority, and the ids in `data` so the device and the sandbox can report them.
@@ -101,12 +110,13 @@ class FcmSender(PooledSender):
     provider = PROVIDER_BY_CHANNEL[Channel.PUSH]
 
     def __init__(self, project_id: str, endpoint: str | None = None, app_name: str = "herald",
-                 max_workers: int = 64, *, timeout_s: float = 30.0) -> None:
-        super().__init__(max_workers)
+                 max_workers: int = 64, *, timeout_s: float = 30.0,
+                 max_per_s: float | None = None) -> None:
+        super().__init__(max_workers, max_per_s)
         # With an endpoint there is no Google to authenticate to; without one, None makes
         # firebase-admin use Application Default Credentials. initialize_app accepts google-auth
         # credentials as they are (it wraps them itself), so no credentials.Base subclass is needed.
-        credential = AnonymousCredentials() if endpoint else None
+        credential = _NoAuth() if endpoint else None
         self._app = firebase_admin.initialize_app(
             credential, {"projectId": project_id, "httpTimeout": timeout_s}, name=app_name)
         try:

@@ -99,8 +99,9 @@ class SendGridSender(PooledSender):
     provider = PROVIDER_BY_CHANNEL[Channel.EMAIL]
 
     def __init__(self, api_key: str, from_email: str, endpoint: str | None = None,
-                 max_workers: int = 32, *, timeout_s: float = 30.0) -> None:
-        super().__init__(max_workers)
+                 max_workers: int = 32, *, timeout_s: float = 30.0,
+                 max_per_s: float | None = None) -> None:
+        super().__init__(max_workers, max_per_s)
         host = endpoint.rstrip("/") if endpoint else SENDGRID_HOST
         self._api = SendGridAPIClient(api_key, host=host)
         # Every request shares this header dict, and the SDK adds Content-Type to it on first
@@ -130,7 +131,7 @@ class SendGridSender(PooledSender):
         while pending:  # each round either ends or drops at least one recipient
             batch = [items[index] for index in pending]
             try:
-                ids = self._send(batch)
+                ids = self._request(batch)
             except Exception as error:  # the contract: a per-message failure is a result
                 bad = _recipient_errors(error, len(batch)) if isinstance(error, HTTPError) else None
                 if bad is None:

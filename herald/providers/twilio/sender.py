@@ -22,8 +22,9 @@ class TwilioSender(PooledSender):
 
     def __init__(self, account_sid: str, auth_token: str, from_number: str,
                  endpoint: str | None = None, status_callback_base: str | None = None,
-                 max_workers: int = 32, *, timeout_s: float = 30.0) -> None:
-        super().__init__(max_workers)
+                 max_workers: int = 32, *, timeout_s: float = 30.0,
+                 max_per_s: float | None = None) -> None:
+        super().__init__(max_workers, max_per_s)
         http_client = TwilioHttpClient(timeout=timeout_s)
         self._client = Client(account_sid, auth_token, http_client=http_client)
         if endpoint:
