@@ -196,3 +196,36 @@ def test_a_twilio_opt_out_suppresses_the_next_sms_without_a_provider_call(local_
     assert suppressed["reason"] == "provider_opted_out"
     # the ledger records every SMS the sandbox took: the second, sent with no fault, would be
     assert ledger_for(local_stack, {first["notificationId"], second["notificationId"]}) == []
+
+
+def test_a_stop_reply_suppresses_the_next_sms_without_a_provider_call(local_stack,
+                                                                      settings) -> None:
+    """The recipient texts STOP: Twilio's incoming message webhook (the sandbox plays it, signed)
+    reaches the function, the callbacks pipeline records the opt-out on the user with that phone,
+    and Herald's next SMS to them is suppressed before any provider call."""
+    phone = "+15557770002"
+    sms_user = user(settings, phone=phone)
+    answer = requests.post(f"{local_stack['HERALD_SANDBOX_URL']}/_inbound/twilio", timeout=30,
+                           json={"from": phone, "body": "Stop"})
+    assert answer.json() == {"status": 204}
+
+    def recorded() -> dict[str, Any] | None:
+        document = firestore_client(settings).collection("users").document(sms_user).get()
+        return (document.to_dict().get("provider_opt_outs") or {}).get("sms")
+
+    opt_out = wait_for("the STOP recorded on the user", recorded, timeout_s=120)
+    assert (opt_out["source"], opt_out["reason"]) == ("twilio", "STOP")
+
+    request = body("sms", userId=sms_user)
+    traces = post(local_stack, [request])
+    [suppressed] = wait_for("the suppressed SMS", with_status(settings, traces, "suppressed"))
+    assert suppressed["reason"] == "provider_opted_out"
+    assert ledger_for(local_stack, {request["notificationId"]}) == []
+    config = bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ScalarQueryParameter("user", "STRING", sms_user)])
+    [opted_out] = [dict(row.items()) for row in bigquery_client(settings).query(
+        f"SELECT * FROM `{settings.events_table}` WHERE status = 'opted_out' AND user_id = @user",
+        job_config=config).result()]
+    assert (opted_out["channel"], opted_out["provider"], opted_out["reason"]) == (
+        "sms", "twilio", "STOP")
+    assert opted_out["recipient_hash"] and phone not in repr(opted_out)

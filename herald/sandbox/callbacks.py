@@ -52,9 +52,15 @@ logger = logging.getLogger(__name__)
 TWILIO = PROVIDER_BY_CHANNEL[Channel.SMS]
 SENDGRID = PROVIDER_BY_CHANNEL[Channel.EMAIL]
 
-DEFAULT_TWILIO_AUTH_TOKEN: str = next(
-    knob.default for knob in fields(Settings) if knob.name == "twilio_auth_token")
+def _herald_default(name: str) -> Any:
+    return next(knob.default for knob in fields(Settings) if knob.name == name)
+
+
+DEFAULT_TWILIO_AUTH_TOKEN: str = _herald_default("twilio_auth_token")
 """Herald's own default, so the local stack's signatures verify with no configuration."""
+DEFAULT_TWILIO_ACCOUNT_SID: str = _herald_default("twilio_account_sid")
+DEFAULT_TWILIO_NUMBER: str = _herald_default("twilio_from_number")
+"""Herald's default account and number: where the sandbox's incoming SMS are addressed."""
 
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 SENDGRID_SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -155,6 +161,31 @@ class TwilioMessage:
 
 
 @dataclass(frozen=True)
+class TwilioInbound:
+    """A message a recipient texted to Herald's number, as Twilio's incoming message webhook
+    posts it (https://www.twilio.com/docs/messaging/guides/webhook-request)."""
+
+    account_sid: str
+    sender: str
+    """The recipient's phone number (the webhook's From)."""
+    to: str
+    """Herald's number."""
+    body: str
+    opt_out_type: str | None = None
+    """STOP, START or HELP: set when the number's Messaging Service has Advanced Opt-Out."""
+
+    def form(self) -> dict[str, str]:
+        sid = "SM" + secrets.token_hex(16)
+        form = {"MessageSid": sid, "SmsSid": sid, "SmsMessageSid": sid,
+                "AccountSid": self.account_sid, "From": self.sender, "To": self.to,
+                "Body": self.body, "NumMedia": "0", "NumSegments": "1",
+                "SmsStatus": "received", "ApiVersion": "2010-04-01"}
+        if self.opt_out_type:
+            form["OptOutType"] = self.opt_out_type
+        return form
+
+
+@dataclass(frozen=True)
 class SendGridRecipient:
     email: str
     custom_args: Mapping[str, str]
@@ -221,10 +252,12 @@ class CallbackDispatcher:
     """
 
     def __init__(self, ledger: Ledger, dice: Dice, *, twilio_auth_token: str,
-                 sendgrid_webhook_url: str | None, sendgrid_signer: SendGridSigner) -> None:
+                 sendgrid_webhook_url: str | None, sendgrid_signer: SendGridSigner,
+                 twilio_incoming_url: str | None = None) -> None:
         self._ledger = ledger
         self._dice = dice
         self._twilio_auth_token = twilio_auth_token
+        self._twilio_incoming_url = twilio_incoming_url
         self._sendgrid_url = sendgrid_webhook_url
         self._signer = sendgrid_signer
         self._queue: list[tuple[float, int, _Due]] = []
@@ -265,6 +298,14 @@ class CallbackDispatcher:
                 heapq.heappush(self._queue, (at, next(self._order), item))
             self._ready.notify(len(due))
 
+    def deliver_inbound(self, message: TwilioInbound) -> int | None:
+        """POST `message` to the incoming message URL now, signed; the receiver's status (None
+        when it could not be reached). ValueError when no incoming URL is configured."""
+        if not self._twilio_incoming_url:
+            raise ValueError("no Twilio incoming message URL is configured")
+        item = _Due(TWILIO, self._twilio_incoming_url, message.form(), False, False)
+        return self._post(requests, item)
+
     def close(self) -> None:
         """Stop the workers; callbacks not yet due are dropped."""
         with self._ready:
@@ -289,16 +330,21 @@ class CallbackDispatcher:
     def _work(self) -> None:
         with requests.Session() as session:
             while (item := self._next()) is not None:
-                body, headers = self._sign(item)
-                try:
-                    status: int | None = session.post(item.url, data=body, headers=headers,
-                                                      timeout=CALLBACK_TIMEOUT_S).status_code
-                except requests.RequestException as error:
-                    logger.debug("%s callback to %s failed: %s", item.provider, item.url, error)
-                    status = None
-                self._ledger.record_callback(SentCallback(
-                    item.provider, item.url, item.payload, status, item.duplicate, item.reordered,
-                    utc_now_iso()))
+                self._post(session, item)
+
+    def _post(self, session: Any, item: _Due) -> int | None:
+        """Sign and POST one callback, record it in the ledger, and return the answer's status."""
+        body, headers = self._sign(item)
+        try:
+            status: int | None = session.post(item.url, data=body, headers=headers,
+                                              timeout=CALLBACK_TIMEOUT_S).status_code
+        except requests.RequestException as error:
+            logger.debug("%s callback to %s failed: %s", item.provider, item.url, error)
+            status = None
+        self._ledger.record_callback(SentCallback(
+            item.provider, item.url, item.payload, status, item.duplicate, item.reordered,
+            utc_now_iso()))
+        return status
 
     def _sign(self, item: _Due) -> tuple[bytes, dict[str, str]]:
         """The body and headers the provider would send; SendGrid signs at send time, so a

@@ -360,3 +360,34 @@ def test_sendgrid_events_have_only_documented_fields_and_read_as_documented(
         assert set(event) - custom_args <= documented_fields("sendgrid", event["event"]), event
     batch = event_webhook.read_events(events)
     assert (len(batch.callbacks), batch.invalid, dict(batch.ignored)) == (len(events), 0, {})
+
+
+@pytest.mark.parametrize(("text", "opt_out_type"), [("STOP", None), ("BAJA", "STOP"),
+                                                   ("START", "START")])
+def test_an_incoming_sms_is_posted_signed_with_the_documented_fields(receiver, text,
+                                                                      opt_out_type):
+    incoming = f"{receiver.url}/v1/callbacks/twilio/incoming"
+    with SandboxServer(latency_ms=0, twilio_incoming_url=incoming) as sandbox:
+        answer = requests.post(f"{sandbox.url}/_inbound/twilio", timeout=5, json={
+            "from": "+15551234567", "body": text, "opt_out_type": opt_out_type})
+
+    [request] = receiver.wait_for(1)
+    form = request.form()
+    assert answer.json() == {"status": 200}
+    assert RequestValidator(Settings(project="p").twilio_auth_token).validate(
+        incoming, form, request.headers["X-Twilio-Signature"])
+    documented = {name for f in FIXTURES["twilio"].values() if f["kind"] == "incoming_message"
+                  for name in f["form"]}
+    assert set(form) <= documented
+    assert (form["From"], form["Body"], form.get("OptOutType")) == ("+15551234567", text,
+                                                                    opt_out_type)
+    callbacks = status_callbacks.incoming_message(form, "2026-11-02T10:00:00.000000Z")
+    assert [c.status.value for c in callbacks] == ([] if text == "START" else ["opted_out"])
+
+
+def test_no_incoming_sms_without_an_incoming_url():
+    with SandboxServer(latency_ms=0) as sandbox:
+        answer = requests.post(f"{sandbox.url}/_inbound/twilio", timeout=5,
+                               json={"from": "+15551234567", "body": "STOP"})
+
+    assert answer.status_code == 409
