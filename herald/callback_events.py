@@ -54,8 +54,8 @@ class DeliveryCallback:
     machine_open: bool | None
     """On `opened`: True when a privacy proxy fetched the images (SendGrid's sg_machine_open)."""
     address: str | None
-    """On `opted_out`: the phone number or email address the provider opted out, so the callbacks
-    pipeline can find the users who have it; None on every other status (events hold a keyed hash
+    """On `opted_out` and `opted_in`: the phone number or email address the provider opted out
+    (or back in), so the callbacks pipeline can find the users who have it; None on every other status (events hold a keyed hash
     of it, never the address)."""
     occurred_at: str
     """ISO-8601 UTC: when the provider says it happened (SendGrid's timestamp, Twilio's carrier

@@ -48,13 +48,16 @@ class Status(StrEnum):
     OPTED_OUT = "opted_out"
     """A provider told Herald the recipient opted out (an SMS STOP, an email unsubscribe or spam
     report); recorded on the delivery it came from, with the provider's word in `reason`."""
+    OPTED_IN = "opted_in"
+    """A provider told Herald the recipient opted back in (an SMS START, YES or UNSTOP reply):
+    the opt-out the same provider reported for the channel is lifted."""
 
 
 TERMINAL = frozenset({Status.SUPPRESSED, Status.DUPLICATE, Status.SENT, Status.FAILED,
                       Status.DEAD_LETTER})
 CALLBACK = frozenset({Status.PROVIDER_ACCEPTED, Status.DELIVERED, Status.UNDELIVERED,
                       Status.BOUNCED, Status.DROPPED, Status.DEFERRED, Status.OPENED,
-                      Status.CLICKED, Status.OPTED_OUT})
+                      Status.CLICKED, Status.OPTED_OUT, Status.OPTED_IN})
 
 
 class Reason(StrEnum):

@@ -3,7 +3,8 @@
     read callbacks (published by the ingest function after verifying the provider's signature)
     -> parse (bad -> dead letter) -> callback event joined to its delivery by span id -> BigQuery
     opted_out callbacks -> the users with the opted-out address get the provider's opt-out in
-    Firestore (Directory.record_opt_out), so later notifications are suppressed, and an event each
+    Firestore (Directory.record_opt_out), so later notifications are suppressed, and an event
+    each; opted_in callbacks lift it (Directory.lift_opt_out)
 
 A job of its own rather than a second read in the delivery pipeline: callbacks arrive later and
 in other volumes than requests, scale separately on Dataflow, and on the DirectRunner a second
@@ -35,6 +36,8 @@ from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 from pipelines.options import HeraldOptions, write_batching
 from pipelines.resources import ProcessResource
 
+OPT_STATUSES = frozenset({Status.OPTED_OUT, Status.OPTED_IN})
+"""Callbacks about the recipient's consent rather than a delivery: recorded on users in Firestore."""
 DEAD_LETTERS = "dead_letters"
 EVENTS = "events"
 
@@ -65,8 +68,9 @@ class _ParseCallback(beam.DoFn):
 
 class _RecordOptOut(beam.DoFn):
     """An opted_out callback: every user with the opted-out address gets the provider's opt-out
-    for the channel (idempotent: a repeated callback rewrites the same opt-out), and an event
-    each naming the user; an address no user has still gets its event, without a user."""
+    for the channel (idempotent: a repeated callback rewrites the same opt-out); an opted_in one
+    lifts the opt-out that provider reported. An event each naming the user; an address no user
+    has still gets its event, without a user."""
 
     def __init__(self, hash_key: bytes, directory: ProcessResource[Directory]) -> None:
         self._hash_key = hash_key
@@ -81,8 +85,12 @@ class _RecordOptOut(beam.DoFn):
         directory = self._directory.get()
         users = directory.users_with_address(channel, callback.address)
         for user_id in users:
-            directory.record_opt_out(user_id, channel, callback.provider,
-                                     callback.reason or callback.status.value)
+            if callback.status is Status.OPTED_IN:
+                directory.lift_opt_out(user_id, channel, callback.provider, callback.occurred_at)
+            else:
+                directory.record_opt_out(user_id, channel, callback.provider,
+                                         callback.reason or callback.status.value,
+                                         callback.occurred_at)
             self.recorded.inc()
         hashed = recipient_hash(callback.address, self._hash_key)
         for user_id in users or [None]:
@@ -106,7 +114,7 @@ class RecordCallbacks(beam.PTransform):
             _ParseCallback(self._source_topic)).with_outputs(DEAD_LETTERS, EVENTS,
                                                               main="callbacks")
         opt_outs, others = parsed.callbacks | "SplitOptOuts" >> beam.Partition(
-            lambda callback, _: 0 if callback.status is Status.OPTED_OUT else 1, 2)
+            lambda callback, _: 0 if callback.status in OPT_STATUSES else 1, 2)
         recorded = opt_outs | "RecordOptOuts" >> beam.ParDo(
             _RecordOptOut(self._hash_key, self._directory))
         events = (parsed[EVENTS], others | "ToEvents" >> beam.Map(DeliveryCallback.to_event),

@@ -112,3 +112,30 @@ def test_an_opt_out_reaches_every_user_with_the_address(settings: Settings) -> N
         "u-1": {"sms": "STOP", "email": None}, "u-2": {"sms": "STOP", "email": None},
         "u-3": {"sms": None, "email": "unsubscribe"}}
     assert provider_opt_out(documents["u-3"], Channel.EMAIL)["source"] == "sendgrid"
+
+
+def test_an_opt_in_lifts_the_opt_out_its_provider_reported_before_it(settings: Settings) -> None:
+    users = firestore.Client(project=settings.project).collection("users")
+    opted = {"source": "twilio", "reason": "STOP", "at": "2026-11-24T11:00:00.000000Z"}
+    users.document("u-1").set({"phone": "+15550000001",
+                               "provider_opt_outs": {"sms": opted, "email": {
+                                   "source": "sendgrid", "reason": "unsubscribe", "at": AT}}})
+    users.document("u-2").set({"phone": "+15550000002", "provider_opt_outs": {"sms": {
+        **opted, "at": "2026-11-24T13:00:00.000000Z"}}})          # a STOP after the START
+    users.document("u-3").set({"phone": "+15550000003", "provider_opt_outs": {"sms": {
+        **opted, "source": "operator"}}})                        # not Twilio's to lift
+    messages = [message(Status.OPTED_IN, span=None, reason="START", address=phone)
+                for phone in ("+15550000001", "+15550000002", "+15550000003")]
+
+    def check(events, _):
+        assert_that(events | beam.Map(lambda e: (e["status"], e["user_id"], e["reason"])),
+                    equal_to([("opted_in", "u-1", "START"), ("opted_in", "u-2", "START"),
+                              ("opted_in", "u-3", "START")]))
+
+    run(settings, messages, check)
+
+    documents = {doc.id: doc.to_dict() for doc in users.stream()}
+    assert provider_opt_out(documents["u-1"], Channel.SMS) is None
+    assert provider_opt_out(documents["u-1"], Channel.EMAIL)["reason"] == "unsubscribe"
+    assert provider_opt_out(documents["u-2"], Channel.SMS)["reason"] == "STOP"
+    assert provider_opt_out(documents["u-3"], Channel.SMS)["source"] == "operator"

@@ -34,7 +34,8 @@ Day 1, 2026-11-02, sender "shop", category parcel_update unless said otherwise
   a delivered callback for a span Herald never sent, and one with no span id (a SendGrid message
   sent without Herald's custom args): not deliveries.
 Day 2, 2026-11-03
-  email  1 failed (unknown_user). sms 1 suppressed (provider_opted_out: the STOP of day 1).
+  email  1 failed (unknown_user). sms 1 suppressed (provider_opted_out: the STOP of day 1), and an
+         hour later the same user texts START (an opted_in report).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ DAY_MS = 24 * 3600 * 1000
 
 
 def story_rows() -> list[dict[str, Any]]:
-    """The module docstring's story: 94 rows, 90 distinct events, 40 deliveries."""
+    """The module docstring's story: 95 rows, 91 distinct events, 40 deliveries."""
     story = Story()
     platforms = [Platform.ANDROID, Platform.IOS, Platform.WEB]
     latencies = iter(PUSH_LATENCIES_MS)
@@ -230,7 +231,12 @@ def story_rows() -> list[dict[str, Any]]:
         callback_id="spanless")
     first_push_sent = story.rows[1]
     assert first_push_sent["status"] == Status.SENT
-    return [*story.rows, stop, dead_letter, orphan, spanless, dict(first_push_sent),
+    start = events.callback_event(
+        span_id=None, status=Status.OPTED_IN, occurred_at=iso(DAY_2 + timedelta(hours=2)),
+        notification_id=None, provider="twilio", provider_message_id="SM-incoming-start",
+        callback_id="start", reason="START", user_id=sms.request.user_id,
+        recipient_hash="hash-+15550000009")
+    return [*story.rows, stop, start, dead_letter, orphan, spanless, dict(first_push_sent),
             dict(sms_accepted_twice), dict(undelivered), dict(opened)]
 
 

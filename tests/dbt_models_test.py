@@ -25,8 +25,8 @@ if TYPE_CHECKING:  # the fixtures' types; conftest.py is not imported by tests
     from conftest import DbtRun, Story, Warehouse
 
 D1, D2 = date(2026, 11, 2), date(2026, 11, 3)
-RAW_ROWS = 94        # 25 accepted + 40 terminal + 24 callbacks + 1 dead letter, 4 repeats
-DISTINCT_EVENTS = 90
+RAW_ROWS = 95        # 25 accepted + 40 terminal + 25 callbacks + 1 dead letter, 4 repeats
+DISTINCT_EVENTS = 91
 DELIVERIES = 40      # the two orphan callbacks and the dead letter are not deliveries
 
 # int_deliveries: (terminal_status, final_status) -> deliveries. A callback refines sent only.
@@ -120,10 +120,11 @@ EXPECTED_SUPPRESSIONS = {
     (D1, "email", "parcel_update", "category_opted_out"): 1,
     (D2, "sms", "parcel_update", "provider_opted_out"): 1,
 }
-# provider_opt_outs_daily: (event date, channel, provider, reason) -> opt_outs, users.
+# provider_opt_outs_daily: (event date, channel, provider, reason) -> opt_outs, opt_ins, users.
 EXPECTED_PROVIDER_OPT_OUTS = {
-    (D1, "sms", "twilio", "STOP"): (1, 1),               # texted, about no delivery
-    (D2, "email", "sendgrid", "unsubscribe"): (1, 1),    # email1's recipient, the next day
+    (D1, "sms", "twilio", "STOP"): (1, 0, 1),               # texted, about no delivery
+    (D2, "sms", "twilio", "START"): (0, 1, 1),              # the same user, back in
+    (D2, "email", "sendgrid", "unsubscribe"): (1, 0, 1),    # email1's recipient, the next day
 }
 # delivery_outcomes_daily, day 1 email by sender and category: deliveries, sent, sent_within_slo,
 # delivered, bounced, hard_bounced, blocked, dropped, opened, machine_opened, clicked, opted_out,
@@ -320,7 +321,7 @@ def test_opt_out_suppressions_daily(warehouse: Warehouse, built: Settings) -> No
 def test_provider_opt_outs_daily(warehouse: Warehouse, built: Settings) -> None:
     rows = _rows(warehouse, built.dataset, "provider_opt_outs_daily")
     _assert_table(_table(rows, ("event_date", "channel", "provider", "reason"),
-                         ("opt_outs", "users")), EXPECTED_PROVIDER_OPT_OUTS)
+                         ("opt_outs", "opt_ins", "users")), EXPECTED_PROVIDER_OPT_OUTS)
 
 
 def test_delivery_outcomes_daily(warehouse: Warehouse, built: Settings) -> None:
@@ -480,7 +481,8 @@ def test_hand_written_value_lists_match_the_contracts() -> None:
     assert set(project_vars["callback_statuses"]) == callbacks
 
     precedence = project_vars["final_status_precedence"]
-    neutral = {Status.PROVIDER_ACCEPTED.value, Status.DEFERRED.value, Status.OPTED_OUT.value}
+    neutral = {Status.PROVIDER_ACCEPTED.value, Status.DEFERRED.value, Status.OPTED_OUT.value,
+               Status.OPTED_IN.value}
     assert set(precedence) == (delivery_terminal | callbacks) - neutral
     final_statuses = {outcome for _, outcome in precedence.values()}
     assert set(_model_accepted_values("intermediate/int_deliveries.yml", "final_status")) == \

@@ -198,11 +198,10 @@ def test_a_twilio_opt_out_suppresses_the_next_sms_without_a_provider_call(local_
     assert ledger_for(local_stack, {first["notificationId"], second["notificationId"]}) == []
 
 
-def test_a_stop_reply_suppresses_the_next_sms_without_a_provider_call(local_stack,
-                                                                      settings) -> None:
+def test_a_stop_reply_suppresses_the_next_sms_until_start(local_stack, settings) -> None:
     """The recipient texts STOP: Twilio's incoming message webhook (the sandbox plays it, signed)
     reaches the function, the callbacks pipeline records the opt-out on the user with that phone,
-    and Herald's next SMS to them is suppressed before any provider call."""
+    and Herald's next SMS to them is suppressed before any provider call; START lifts it."""
     phone = "+15557770002"
     sms_user = user(settings, phone=phone)
     answer = requests.post(f"{local_stack['HERALD_SANDBOX_URL']}/_inbound/twilio", timeout=30,
@@ -229,3 +228,12 @@ def test_a_stop_reply_suppresses_the_next_sms_without_a_provider_call(local_stac
     assert (opted_out["channel"], opted_out["provider"], opted_out["reason"]) == (
         "sms", "twilio", "STOP")
     assert opted_out["recipient_hash"] and phone not in repr(opted_out)
+
+    # START lifts it: the next SMS goes out.
+    answer = requests.post(f"{local_stack['HERALD_SANDBOX_URL']}/_inbound/twilio", timeout=30,
+                           json={"from": phone, "body": "START"})
+    assert answer.json() == {"status": 204}
+    wait_for("the opt-out lifted", lambda: recorded() is None, timeout_s=120)
+    again = body("sms", userId=sms_user)
+    wait_for("the SMS sent again", with_status(settings, post(local_stack, [again]), "sent"))
+    assert len(ledger_for(local_stack, {again["notificationId"]})) == 1

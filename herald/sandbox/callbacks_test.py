@@ -382,7 +382,8 @@ def test_an_incoming_sms_is_posted_signed_with_the_documented_fields(receiver, t
     assert (form["From"], form["Body"], form.get("OptOutType")) == ("+15551234567", text,
                                                                     opt_out_type)
     callbacks = status_callbacks.incoming_message(form, "2026-11-02T10:00:00.000000Z")
-    assert [c.status.value for c in callbacks] == ([] if text == "START" else ["opted_out"])
+    assert [c.status.value for c in callbacks] == (["opted_in"] if text == "START"
+                                                   else ["opted_out"])
 
 
 def test_no_incoming_sms_without_an_incoming_url():

@@ -71,8 +71,12 @@ OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END",
 """Twilio's default opt-out keywords (OPT_OUT_KEYWORDS_PAGE): a reply that is exactly one of them,
 in any case, blocks the number. With Advanced Opt-Out, OptOutType says it instead."""
 
-OPT_OUT_TYPE_STOP = "STOP"
-"""OptOutType's value for an opt-out (ADVANCED_OPT_OUT_PAGE); START and HELP are the others."""
+OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
+"""Twilio's default opt-in keywords (OPT_OUT_KEYWORDS_PAGE): they lift the block."""
+
+OPT_OUT_TYPES: Mapping[str, Status | None] = {"STOP": Status.OPTED_OUT, "START": Status.OPTED_IN,
+                                             "HELP": None}
+"""OptOutType's values (ADVANCED_OPT_OUT_PAGE) in Herald's statuses; HELP changes nothing."""
 
 
 def raw_dlr_done_date(value: str | None, received_at: str) -> str:
@@ -119,20 +123,21 @@ def status_callback(form: Mapping[str, str], query: Mapping[str, str],
 
 
 def incoming_message(form: Mapping[str, str], received_at: str) -> list[DeliveryCallback]:
-    """A verified incoming message: an `opted_out` for the number it came from when it is an
-    opt-out (OptOutType STOP, or without Advanced Opt-Out a body that is one of Twilio's
-    keywords); empty for any other message (START, HELP and conversation are not Herald's)."""
+    """A verified incoming message: an `opted_out` (or `opted_in`) for the number it came from
+    when it is an opt-out (opt-in): OptOutType STOP (START) with Advanced Opt-Out, else a body
+    that is one of Twilio's default keywords. Empty for any other message (HELP, conversation)."""
     sid = required_text(form, "MessageSid")
     opt_out_type = text(form, "OptOutType")
     keyword = (text(form, "Body") or "").strip().upper()
     if opt_out_type is not None:
-        opted_out = opt_out_type.upper() == OPT_OUT_TYPE_STOP
+        status = OPT_OUT_TYPES.get(opt_out_type.upper())
     else:
-        opted_out = keyword in OPT_OUT_KEYWORDS
-    if not opted_out:
+        status = (Status.OPTED_OUT if keyword in OPT_OUT_KEYWORDS else
+                  Status.OPTED_IN if keyword in OPT_IN_KEYWORDS else None)
+    if status is None:
         return []
-    return [callback(TWILIO, Status.OPTED_OUT, received_at, (sid,), provider_message_id=sid,
-                     reason=keyword or OPT_OUT_TYPE_STOP, address=required_text(form, "From"))]
+    return [callback(TWILIO, status, received_at, (sid,), provider_message_id=sid,
+                     reason=keyword or opt_out_type, address=required_text(form, "From"))]
 
 
 def signed(url: str, params: Mapping[str, str] | str, headers: Mapping[str, str], *,
