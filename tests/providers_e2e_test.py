@@ -237,3 +237,33 @@ def test_a_stop_reply_suppresses_the_next_sms_until_start(local_stack, settings)
     again = body("sms", userId=sms_user)
     wait_for("the SMS sent again", with_status(settings, post(local_stack, [again]), "sent"))
     assert len(ledger_for(local_stack, {again["notificationId"]})) == 1
+
+
+def test_a_spam_report_suppresses_the_next_email_without_a_provider_call(local_stack,
+                                                                         settings) -> None:
+    """SendGrid reports the recipient marked Herald's email as spam (a signed Event Webhook
+    spamreport, with Herald's custom args): the address's user gets the email opt-out, and the
+    next email to them is suppressed before any provider call."""
+    address = f"spam-{uuid.uuid4().hex[:8]}@example.com"
+    email_user = user(settings, email=address)
+    first = body("email", userId=email_user)
+    configure(local_stack, {"sendgrid": {"bounce": 0, "dropped": 0, "deferred": 0,
+                                         "spamreport": 1}})
+    try:
+        post(local_stack, [first])
+
+        def recorded() -> dict[str, Any] | None:
+            document = firestore_client(settings).collection("users").document(email_user).get()
+            return (document.to_dict().get("provider_opt_outs") or {}).get("email")
+
+        opt_out = wait_for("the spam report recorded on the user", recorded, timeout_s=120)
+    finally:
+        configure(local_stack, {"sendgrid": {**stack.SANDBOX_OUTCOMES["sendgrid"],
+                                             "spamreport": 0}})
+    assert (opt_out["source"], opt_out["reason"]) == ("sendgrid", "spamreport")
+
+    second = body("email", userId=email_user)
+    traces = post(local_stack, [second])
+    [suppressed] = wait_for("the suppressed email", with_status(settings, traces, "suppressed"))
+    assert suppressed["reason"] == "provider_opted_out"
+    assert ledger_for(local_stack, {second["notificationId"]}) == []

@@ -6,8 +6,8 @@ signed and POSTed by background workers once due.
 - SendGrid: for each accepted mail/send request, JSON arrays of events (processed; delivered,
   bounce, dropped, or deferred then delivered; then, for mail with an HTML part only, open and
   click: SendGrid tracks opens with an image and clicks by rewriting HTML links, so plain-text
-  mail, which is what Herald sends, has neither) to the one configured Event Webhook URL, signed
-  with ECDSA P-256 as SendGrid's Signed Event Webhook is.
+  mail, which is what Herald sends, has neither; a spam report, for any mail) to the one
+  configured Event Webhook URL, signed with ECDSA P-256 as SendGrid's Signed Event Webhook is.
 
 Every payload has the shape and the fields the providers document (the contract fixtures in
 tests/fixtures/providers are the reference the tests hold the sandbox to), not only the ones
@@ -223,6 +223,8 @@ class SendGridMail:
                 chain.append("open")
                 if dice.chance(faults.click):
                     chain.append("click")
+            if dice.chance(faults.spamreport):
+                chain.append("spamreport")
         # SendGrid's sg_message_id is the X-Message-Id plus a per-recipient filter suffix.
         message_id = f"{self.message_id}.filterdrecv-sandbox-{index}.0"
         return [{**recipient.custom_args, **SENDGRID_EVENT_DETAILS.get(event, {}),

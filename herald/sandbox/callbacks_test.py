@@ -349,15 +349,16 @@ def test_twilio_callbacks_have_only_documented_fields_and_read_as_documented(
 @pytest.mark.parametrize("outcome", [{}, {"bounce": 1}, {"dropped": 1}, {"deferred": 1}])
 def test_sendgrid_events_have_only_documented_fields_and_read_as_documented(
         make_sandbox, receiver, outcome):
-    sandbox = make_sandbox(sendgrid={**outcome, "open": 1, "click": 1})
+    sandbox = make_sandbox(sendgrid={**outcome, "open": 1, "click": 1, "spamreport": 1})
     send_mail(sandbox, html=True)
     custom_args = {"notification_id", "span_id"}
 
-    chain = 2 if "bounce" in outcome or "dropped" in outcome else 4 + ("deferred" in outcome)
+    chain = 2 if "bounce" in outcome or "dropped" in outcome else 5 + ("deferred" in outcome)
     events = [e for r in receiver.wait_for(chain) for e in json.loads(r.body)]
 
     for event in events:
         assert set(event) - custom_args <= documented_fields("sendgrid", event["event"]), event
+    assert ("spamreport" in {e["event"] for e in events}) == (chain > 2)
     batch = event_webhook.read_events(events)
     assert (len(batch.callbacks), batch.invalid, dict(batch.ignored)) == (len(events), 0, {})
 
