@@ -122,11 +122,19 @@ def _twilio(read: Callable[[Mapping[str, Any], flask.Request, str], list[Deliver
     return handle
 
 
-twilio_status_callback = _twilio(
-    lambda fields, request, received_at: status_callbacks.status_callback(
-        fields, request.args, received_at))
-twilio_incoming_message = _twilio(
-    lambda fields, request, received_at: status_callbacks.incoming_message(fields, received_at))
+def _status_callback(fields: Mapping[str, Any], request: flask.Request,
+                     received_at: str) -> list[DeliveryCallback]:
+    """A status callback: Herald's ids are in the query string of the URL Twilio was given."""
+    return status_callbacks.status_callback(fields, request.args, received_at)
+
+
+def _incoming_message(fields: Mapping[str, Any], request: flask.Request,
+                      received_at: str) -> list[DeliveryCallback]:
+    return status_callbacks.incoming_message(fields, received_at)
+
+
+twilio_status_callback = _twilio(_status_callback)
+twilio_incoming_message = _twilio(_incoming_message)
 
 
 def sendgrid_event_webhook(request: flask.Request, settings: Settings,
