@@ -198,6 +198,24 @@ def test_a_twilio_opt_out_suppresses_the_next_sms_without_a_provider_call(local_
     assert ledger_for(local_stack, {first["notificationId"], second["notificationId"]}) == []
 
 
+def opt_out_of(settings: Settings, user_id: str, channel: str) -> dict[str, Any] | None:
+    """The provider opt-out recorded on the user for `channel`, if any."""
+    document = firestore_client(settings).collection("users").document(user_id).get()
+    return (document.to_dict().get("provider_opt_outs") or {}).get(channel)
+
+
+def assert_suppressed_without_a_call(local_stack: dict[str, str], settings: Settings,
+                                     channel: str, user_id: str) -> None:
+    """A notification to the user on `channel` ends suppressed as provider_opted_out, and the
+    provider never saw it."""
+    request = body(channel, userId=user_id)
+    traces = post(local_stack, [request])
+    [suppressed] = wait_for(f"the suppressed {channel}",
+                            with_status(settings, traces, "suppressed"))
+    assert suppressed["reason"] == "provider_opted_out"
+    assert ledger_for(local_stack, {request["notificationId"]}) == []
+
+
 def test_a_stop_reply_suppresses_the_next_sms_until_start(local_stack, settings) -> None:
     """The recipient texts STOP: Twilio's incoming message webhook (the sandbox plays it, signed)
     reaches the function, the callbacks pipeline records the opt-out on the user with that phone,
@@ -209,17 +227,12 @@ def test_a_stop_reply_suppresses_the_next_sms_until_start(local_stack, settings)
     assert answer.json() == {"status": 204}
 
     def recorded() -> dict[str, Any] | None:
-        document = firestore_client(settings).collection("users").document(sms_user).get()
-        return (document.to_dict().get("provider_opt_outs") or {}).get("sms")
+        return opt_out_of(settings, sms_user, "sms")
 
     opt_out = wait_for("the STOP recorded on the user", recorded, timeout_s=120)
     assert (opt_out["source"], opt_out["reason"]) == ("twilio", "STOP")
 
-    request = body("sms", userId=sms_user)
-    traces = post(local_stack, [request])
-    [suppressed] = wait_for("the suppressed SMS", with_status(settings, traces, "suppressed"))
-    assert suppressed["reason"] == "provider_opted_out"
-    assert ledger_for(local_stack, {request["notificationId"]}) == []
+    assert_suppressed_without_a_call(local_stack, settings, "sms", sms_user)
     config = bigquery.QueryJobConfig(query_parameters=[
         bigquery.ScalarQueryParameter("user", "STRING", sms_user)])
     [opted_out] = [dict(row.items()) for row in bigquery_client(settings).query(
@@ -252,18 +265,11 @@ def test_a_spam_report_suppresses_the_next_email_without_a_provider_call(local_s
     try:
         post(local_stack, [first])
 
-        def recorded() -> dict[str, Any] | None:
-            document = firestore_client(settings).collection("users").document(email_user).get()
-            return (document.to_dict().get("provider_opt_outs") or {}).get("email")
-
-        opt_out = wait_for("the spam report recorded on the user", recorded, timeout_s=120)
+        opt_out = wait_for("the spam report recorded on the user",
+                           lambda: opt_out_of(settings, email_user, "email"), timeout_s=120)
     finally:
         configure(local_stack, {"sendgrid": {**stack.SANDBOX_OUTCOMES["sendgrid"],
                                              "spamreport": 0}})
     assert (opt_out["source"], opt_out["reason"]) == ("sendgrid", "spamreport")
 
-    second = body("email", userId=email_user)
-    traces = post(local_stack, [second])
-    [suppressed] = wait_for("the suppressed email", with_status(settings, traces, "suppressed"))
-    assert suppressed["reason"] == "provider_opted_out"
-    assert ledger_for(local_stack, {second["notificationId"]}) == []
+    assert_suppressed_without_a_call(local_stack, settings, "email", email_user)
