@@ -36,7 +36,8 @@ DEAD_LETTER_FIELDS: tuple[Field, ...] = (
     Field("source_topic", "STRING", "REQUIRED",
           "The topic the message came from, and where `herald dlq replay` sends it back."),
     Field("reason", "STRING", "REQUIRED",
-          "invalid_message, retries_exhausted or outcome_unknown (herald.events.Reason)."),
+          "invalid_message, retries_exhausted, outcome_unknown or provider_configuration "
+          "(herald.events.Reason)."),
     Field("detail", "STRING", "NULLABLE", "The parse error or the provider's last error message."),
     Field("provider_code", "STRING", "NULLABLE", "The provider's last error code, if any."),
     Field("attempts", "INTEGER", "NULLABLE", "Provider attempts made before it was parked."),

@@ -60,8 +60,13 @@ class _Audited:
 
 def progress(client: bigquery.Client, settings: Settings,
              trace_ids: Iterable[str]) -> dict[str, tuple[int | None, frozenset[str]]]:
-    """trace -> (deliveries planned, or None before its `resolved` event; spans that ended)."""
-    terminal = ", ".join(f"'{status.value}'" for status in TERMINAL)
+    """trace -> (deliveries planned, or None before its `resolved` event; spans that ended).
+
+    A delivery Herald deferred because its provider asked it to wait counts as ended here: its
+    resend is already in the Firestore outbox (pipelines/send.py), which owns it from then on, so
+    republishing its request would only race that resend. Herald's own `deferred` event has a
+    parent span; SendGrid's `deferred` callback has none."""
+    terminal = ", ".join(f"'{status.value}'" for status in (*TERMINAL, Status.DEFERRED))
     query = f"""
         SELECT trace_id, status, span_id, deliveries
         FROM `{settings.events_table}`

@@ -119,6 +119,15 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:500]
 
 
+def _pending(envelope: Envelope, topic: str, **fields: Any) -> dict[str, Any]:
+    """A new pending entry for `envelope`'s message (the layout is in the module docstring)."""
+    message = Message.of(envelope, topic)
+    return {"state": State.PENDING.value, "topic": topic, "data": message.data,
+            "attributes": dict(message.attributes),
+            "accepted_at": datetime.fromisoformat(envelope.accepted_at),
+            "created_at": firestore.SERVER_TIMESTAMP, "leased_until": None, **fields}
+
+
 class Outbox:
     """The `outbox` collection. `call` (retry, timeout) bounds each Firestore call; empty means
     the client's defaults."""
@@ -134,18 +143,8 @@ class Outbox:
         that must commit with the entry (an idempotency record's acceptance): all or nothing.
         Raises GoogleAPIError when Firestore does not take it."""
         batch = self._db.batch() if batch is None else batch
-        message = Message.of(envelope, topic)
-        batch.create(self._entries.document(envelope.trace_id), {
-            "state": State.PENDING.value,
-            "topic": topic,
-            "data": message.data,
-            "attributes": dict(message.attributes),
-            "accepted_at": datetime.fromisoformat(envelope.accepted_at),
-            "created_at": firestore.SERVER_TIMESTAMP,
-            "attempts": 1,
-            "last_error": _describe(error),
-            "leased_until": None,
-        })
+        batch.create(self._entries.document(envelope.trace_id),
+                     _pending(envelope, topic, attempts=1, last_error=_describe(error)))
         batch.commit(**self._call)
 
     def defer(self, envelope: Envelope, topic: str, not_before: datetime, why: str) -> None:
@@ -153,19 +152,9 @@ class Outbox:
         replay id, see herald.contracts.Scope): the pipeline's durable wait for a provider that
         asked it to wait, published by the same replay as the edge's entries. Raises
         GoogleAPIError when Firestore does not take it."""
-        message = Message.of(envelope, topic)
-        self._entries.document(f"{envelope.trace_id}-{envelope.scope.replay_id}").create({
-            "state": State.PENDING.value,
-            "topic": topic,
-            "data": message.data,
-            "attributes": dict(message.attributes),
-            "accepted_at": datetime.fromisoformat(envelope.accepted_at),
-            "created_at": firestore.SERVER_TIMESTAMP,
-            "attempts": 0,
-            "last_error": why[:500],
-            "leased_until": None,
-            "not_before": not_before,
-        }, **self._call)
+        self._entries.document(f"{envelope.trace_id}-{envelope.scope.replay_id}").create(
+            _pending(envelope, topic, attempts=0, last_error=why[:500], not_before=not_before),
+            **self._call)
 
     def replay(self, publisher: pubsub_v1.PublisherClient, publish_timeout_s: float,
                limit: int = DEFAULT_REPLAY_LIMIT) -> ReplayReport:

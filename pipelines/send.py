@@ -136,13 +136,15 @@ class _SendBatch(beam.DoFn):
 
     def __init__(self, sender: ProcessResource[Sender], directory: ProcessResource[Directory],
                  claims: ProcessResource[SendClaims], outbox: ProcessResource[Outbox],
-                 policy: RetryPolicy, source_topic: str, default_wait_s: float) -> None:
+                 policy: RetryPolicy, source_topic: str, source_topic_path: str,
+                 default_wait_s: float) -> None:
         self._sender = sender
         self._directory = directory
         self._claims = claims
         self._outbox = outbox
         self._policy = policy
         self._source_topic = source_topic
+        self._source_topic_path = source_topic_path
         self._default_wait_s = default_wait_s
 
     def process(self, keyed_batch: tuple[int, Iterable[Delivery]]) -> Iterator[dict | DeadLetter]:
@@ -216,7 +218,7 @@ class _SendBatch(beam.DoFn):
             seconds=self._default_wait_s if wait_s is None else wait_s)
         envelope = replace(delivery.envelope, scope=Scope(
             only_span=delivery.span_id, replay_id=f"defer-{uuid.uuid4().hex[:12]}"))
-        self._outbox.get().defer(envelope, self._source_topic, not_before,
+        self._outbox.get().defer(envelope, self._source_topic_path, not_before,
                                  f"{error['provider_code']}: {error['detail']}")
         yield delivery.event(Status.DEFERRED, reason=Reason.PROVIDER_WAIT.value,
                              not_before=not_before.isoformat().replace("+00:00", "Z"),
@@ -295,7 +297,9 @@ class SendDeliveries(beam.PTransform):
                 | f"CountBatch_{name}" >> beam.Map(_count_batch, channel.value)
                 | f"Send_{name}" >> beam.ParDo(AsyncWrapper(
                     _SendBatch(senders[channel], self._directory, claims, outbox, self._policy,
-                               self._settings.requests_topic, self._settings.provider_wait_s),
+                               self._settings.requests_topic,
+                               self._settings.topic_path(self._settings.requests_topic),
+                               self._settings.provider_wait_s),
                     parallelism=SEND_PARALLELISM,
                     callback_frequency=COMMIT_POLL_S, id_fn=_batch_id)))
         return (results | "MergeSendEvents" >> beam.Flatten()

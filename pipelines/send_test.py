@@ -81,8 +81,8 @@ def run(settings: Settings, channel: Channel, error: ProviderError | None):
                       ProcessResource(partial(Directory, settings)),
                       ProcessResource(partial(SendClaims, settings)),
                       ProcessResource(partial(_outbox, settings)),
-                      RetryPolicy(max_attempts=2, base_delay_s=0.01), "projects/p/topics/requests",
-                      default_wait_s=60.0)
+                      RetryPolicy(max_attempts=2, base_delay_s=0.01), settings.requests_topic,
+                      settings.topic_path(settings.requests_topic), default_wait_s=60.0)
     out = list(step.process((0, [delivery])))
     events = [item for item in out if isinstance(item, dict)]
     return delivery, events, [item for item in out if isinstance(item, DeadLetter)], sender
@@ -142,5 +142,6 @@ def test_a_provider_wait_defers_the_delivery_durably(world, wait_s) -> None:
     assert 59 <= (not_before - before).total_seconds() <= 62  # asked for, or the setting's 60 s
     [entry] = [doc.to_dict() for doc in state_client(settings).collection(OUTBOX).stream()]
     assert entry["not_before"] == not_before and entry["state"] == "pending"
+    assert entry["topic"] == settings.topic_path(settings.requests_topic)  # what replay publishes to
     assert entry["attributes"]["only_span"] == delivery.span_id
     assert entry["attributes"]["replay_id"].startswith("defer-")

@@ -148,9 +148,10 @@ def test_a_provider_wait_is_deferred_then_sent_once(local_stack, settings) -> No
     assert ledger_for(local_stack, {request["notificationId"]}) == []
 
     def replayed_and_sent() -> list[dict[str, Any]]:
-        subprocess.run([sys.executable, "-m", "herald", "--state-dir",
-                        local_stack["HERALD_STATE_DIR"], "outbox", "replay"],
-                       cwd=stack.REPO_ROOT, check=True, capture_output=True)
+        replay = subprocess.run([sys.executable, "-m", "herald", "--state-dir",
+                                 local_stack["HERALD_STATE_DIR"], "outbox", "replay"],
+                                cwd=stack.REPO_ROOT, capture_output=True, text=True)
+        assert replay.returncode == 0, replay.stderr
         return with_status(settings, traces, "sent")()
 
     [sent] = wait_for("the deferred push sent", replayed_and_sent)

@@ -100,6 +100,22 @@ def test_a_partly_finished_request_skips_the_deliveries_that_ended(settings: Set
     assert copy.attributes["reconciled"] == "1"
 
 
+def test_a_delivery_deferred_to_the_outbox_is_not_republished(settings: Settings) -> None:
+    [envelope] = accept(settings)
+    ended = record(settings, envelope, deliveries=3, ended=1)
+    waiting, other = (events.span_for(envelope.trace_id, "push", name) for name in ("w", "o"))
+    rows = [events.delivery_event(envelope, waiting, Status.DEFERRED,
+                                  not_before="2030-01-01T00:00:00Z"),
+            # SendGrid's deferred callback has no parent span: it proves nothing here
+            events.callback_event(span_id=other, status=Status.DEFERRED,
+                                  occurred_at="2026-01-01T00:00:00Z", notification_id="n-1",
+                                  provider="sendgrid", provider_message_id="m", provider_code=None)]
+    assert bigquery_client(settings).insert_rows_json(settings.events_table, rows) == []
+    assert reconcile(settings).republished == 1
+    [copy] = pull(settings, settings.requests_subscription)
+    assert set(copy.attributes["skip_spans"].split(",")) == ended | {waiting}
+
+
 def test_nothing_is_settled_before_the_grace_has_passed(settings: Settings) -> None:
     accept(settings, count=2)
     report = reconcile(settings, grace_s=3600)

@@ -1,1 +1,2 @@
-"""sendgrid: see herald/providers/__init__.py for the layout."""
+"""SendGrid v3 mail/send: `sender.py` (sendgrid-python, per-recipient failures), `limits.py`
+(1,000 personalizations, 30 MB), `errors.py` (documented statuses, recipient fields, X-RateLimit-Reset)."""

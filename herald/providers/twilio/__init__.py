@@ -1,1 +1,2 @@
-"""twilio: see herald/providers/__init__.py for the layout."""
+"""Twilio Programmable Messaging: `sender.py` (twilio-python), `limits.py` (1,600-character body,
+a long code's one message a second), `errors.py` (send-time and delivery-time error codes)."""

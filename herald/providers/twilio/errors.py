@@ -24,6 +24,7 @@ _ROWS: tuple[tuple[int, ErrorClass, int | None, str], ...] = (
     (20429, _C.RATE_LIMITED, 429, "too many requests: the account's concurrency limit"),
     (20500, _C.TRANSIENT, 500, "an internal server error"),
     (20503, _C.TRANSIENT, 503, "the service is unavailable"),
+    (14107, _C.RATE_LIMITED, None, "over 30 replies between two numbers in 30 seconds"),
     # Messages resource, refused at send time (HTTP 400)
     (21211, _C.UNREACHABLE, 400, "the 'To' number is not a valid phone number"),
     (21212, _C.CONFIGURATION, 400, "the 'From' number is not a valid phone number or short code"),
@@ -73,6 +74,8 @@ _ROWS: tuple[tuple[int, ErrorClass, int | None, str], ...] = (
     (30038, _C.PERMANENT, None, "a one-time-password body was filtered"),
     (30410, _C.TRANSIENT, None, "the carrier timed out"),
     (30450, _C.PERMANENT, None, "blocked by SMS pumping protection"),
+    (63017, _C.RATE_LIMITED, None, "the account sends over 2,000 messages a second"),
+    (63038, _C.RATE_LIMITED, None, "the account's daily message limit was reached"),
 )
 
 ERRORS = ErrorTable(ErrorRow(str(code), error_class, status, meaning,
