@@ -175,10 +175,11 @@ def callback_statuses(local_stack: dict[str, str]) -> dict[str, set[str]]:
         if not entry["status"] or not 200 <= entry["status"] < 300:
             continue
         if entry["provider"] == "twilio":
-            span = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(entry["url"]).query))["span_id"]
-            status = TWILIO_TO_HERALD.get(entry["payload"]["MessageStatus"])
+            # An incoming SMS the sandbox delivered (POST /_inbound/twilio) has no MessageStatus.
+            status = TWILIO_TO_HERALD.get(entry["payload"].get("MessageStatus"))
             if status:
-                statuses[span].add(status)
+                query = urllib.parse.urlsplit(entry["url"]).query
+                statuses[dict(urllib.parse.parse_qsl(query))["span_id"]].add(status)
         else:
             for event in entry["payload"]:
                 if SENDGRID_TO_HERALD.get(event["event"]):
