@@ -66,6 +66,7 @@ EVENT_TYPES: Mapping[str, EventType] = {
     "click": EventType(Status.CLICKED, f"{REFERENCE}#click-events"),
     "spamreport": EventType(Status.OPTED_OUT, f"{REFERENCE}#spam-report-events"),
     "unsubscribe": EventType(Status.OPTED_OUT, f"{REFERENCE}#unsubscribe-events"),
+    # Herald sends without unsubscribe groups: leaving any group is leaving Herald's email.
     "group_unsubscribe": EventType(Status.OPTED_OUT, f"{REFERENCE}#group-unsubscribe-events"),
     # A resubscription to an unsubscribe group: Herald sends with no unsubscribe groups, and a
     # group resubscribe does not lift a global unsubscribe or a spam report, so it lifts nothing.
