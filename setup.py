@@ -26,7 +26,7 @@ SOURCE_PACKAGES = ("herald", "ingest_function", "pipelines")
 RUNTIME_MODULES = (
     "herald",
     "herald.batch_writes",
-    "herald.callbacks",
+    "herald.callback_events",
     "herald.clients",
     "herald.contracts",
     "herald.dead_letters",

@@ -12,6 +12,9 @@ from herald.contracts import Channel, utc_now_iso
 from herald.settings import Settings
 
 
+ADDRESS_FIELDS = {Channel.SMS: "phone", Channel.EMAIL: "email"}
+"""The user document field holding each addressed channel's address (push addresses devices)."""
+
 PROVIDER_OPT_OUTS = "provider_opt_outs"
 """User document field: {channel: {"source": provider, "reason": the provider's word, "at": ISO
 time}}, one entry per channel whose provider reported the recipient's opt-out."""
@@ -49,13 +52,43 @@ class Directory:
     def _devices(self, user_id: str) -> dict[str, dict[str, Any]]:
         return {doc.id: doc.to_dict() for doc in self._user(user_id).collection("devices").stream()}
 
-    def record_opt_out(self, user_id: str, channel: Channel, source: str, reason: str) -> None:
+    def users_with_address(self, channel: Channel, address: str) -> list[str]:
+        """Ids of the users whose `channel` address is `address` (an equality query on a field
+        Firestore indexes by itself). How a provider-reported opt-out finds its users: providers
+        opt out an address (SendGrid's suppression lists, Twilio's STOP block of a number), so
+        every user who has it is refused by the provider from then on."""
+        query = self._client.collection("users").where(
+            filter=firestore.FieldFilter(ADDRESS_FIELDS[channel], "==", address))
+        return sorted(snapshot.id for snapshot in query.stream())
+
+    def record_opt_out(self, user_id: str, channel: Channel, source: str, reason: str,
+                       at: str | None = None) -> None:
         """A provider reported that the user opted out of `channel` (Twilio error 21610 or a STOP
         reply; SendGrid unsubscribe, group_unsubscribe, spamreport): later notifications on that
         channel are suppressed (`provider_opted_out`) without calling the provider. A merge, so
-        an unknown user gets no document of its own beyond this field."""
+        an unknown user gets no document of its own beyond this field. `at` is when the provider
+        says it happened (now when not given)."""
         self._user(user_id).set({PROVIDER_OPT_OUTS: {channel.value: {
-            "source": source, "reason": reason, "at": utc_now_iso()}}}, merge=True)
+            "source": source, "reason": reason, "at": at or utc_now_iso()}}}, merge=True)
+
+    def lift_opt_out(self, user_id: str, channel: Channel, source: str, at: str) -> bool:
+        """The recipient opted back in with `source` at `at` (a Twilio START): the channel's
+        provider opt-out is removed if that provider reported it, no later than `at` (callbacks
+        arrive in any order: a STOP after the START stays). True if one was removed. In a
+        transaction, so an opt-out recorded meanwhile is not removed unseen."""
+        reference = self._user(user_id)
+
+        @firestore.transactional
+        def lift(transaction: firestore.Transaction) -> bool:
+            snapshot = reference.get(transaction=transaction)
+            current = provider_opt_out(snapshot.to_dict() or {}, channel) if snapshot.exists else None
+            if current is None or current.get("source") != source or current.get("at", "") > at:
+                return False
+            transaction.update(reference, {f"{PROVIDER_OPT_OUTS}.{channel.value}":
+                                           firestore.DELETE_FIELD})
+            return True
+
+        return lift(self._client.transaction())
 
     def disable_device(self, user_id: str, device_id: str, reason: str) -> None:
         """Token hygiene: later notifications skip the device (it reads as `device_disabled`),

@@ -197,3 +197,80 @@ def test_a_twilio_opt_out_suppresses_the_next_sms_without_a_provider_call(local_
     assert suppressed["reason"] == "provider_opted_out"
     # the ledger records every SMS the sandbox took: the second, sent with no fault, would be
     assert ledger_for(local_stack, {first["notificationId"], second["notificationId"]}) == []
+
+
+def opt_out_of(settings: Settings, user_id: str, channel: str) -> dict[str, Any] | None:
+    """The provider opt-out recorded on the user for `channel`, if any."""
+    document = firestore_client(settings).collection("users").document(user_id).get()
+    return (document.to_dict().get("provider_opt_outs") or {}).get(channel)
+
+
+def assert_suppressed_without_a_call(local_stack: dict[str, str], settings: Settings,
+                                     channel: str, user_id: str) -> None:
+    """A notification to the user on `channel` ends suppressed as provider_opted_out, and the
+    provider never saw it."""
+    request = body(channel, userId=user_id)
+    traces = post(local_stack, [request])
+    [suppressed] = wait_for(f"the suppressed {channel}",
+                            with_status(settings, traces, "suppressed"))
+    assert suppressed["reason"] == "provider_opted_out"
+    assert ledger_for(local_stack, {request["notificationId"]}) == []
+
+
+def test_a_stop_reply_suppresses_the_next_sms_until_start(local_stack, settings) -> None:
+    """The recipient texts STOP: Twilio's incoming message webhook (the sandbox plays it, signed)
+    reaches the function, the callbacks pipeline records the opt-out on the user with that phone,
+    and Herald's next SMS to them is suppressed before any provider call; START lifts it."""
+    phone = "+15557770002"
+    sms_user = user(settings, phone=phone)
+    answer = requests.post(f"{local_stack['HERALD_SANDBOX_URL']}/_inbound/twilio", timeout=30,
+                           json={"from": phone, "body": "Stop"})
+    assert answer.json() == {"status": 204}
+
+    def recorded() -> dict[str, Any] | None:
+        return opt_out_of(settings, sms_user, "sms")
+
+    opt_out = wait_for("the STOP recorded on the user", recorded, timeout_s=120)
+    assert (opt_out["source"], opt_out["reason"]) == ("twilio", "STOP")
+
+    assert_suppressed_without_a_call(local_stack, settings, "sms", sms_user)
+    config = bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ScalarQueryParameter("user", "STRING", sms_user)])
+    [opted_out] = [dict(row.items()) for row in bigquery_client(settings).query(
+        f"SELECT * FROM `{settings.events_table}` WHERE status = 'opted_out' AND user_id = @user",
+        job_config=config).result()]
+    assert (opted_out["channel"], opted_out["provider"], opted_out["reason"]) == (
+        "sms", "twilio", "STOP")
+    assert opted_out["recipient_hash"] and phone not in repr(opted_out)
+
+    # START lifts it: the next SMS goes out.
+    answer = requests.post(f"{local_stack['HERALD_SANDBOX_URL']}/_inbound/twilio", timeout=30,
+                           json={"from": phone, "body": "START"})
+    assert answer.json() == {"status": 204}
+    wait_for("the opt-out lifted", lambda: recorded() is None, timeout_s=120)
+    again = body("sms", userId=sms_user)
+    wait_for("the SMS sent again", with_status(settings, post(local_stack, [again]), "sent"))
+    assert len(ledger_for(local_stack, {again["notificationId"]})) == 1
+
+
+def test_a_spam_report_suppresses_the_next_email_without_a_provider_call(local_stack,
+                                                                         settings) -> None:
+    """SendGrid reports the recipient marked Herald's email as spam (a signed Event Webhook
+    spamreport, with Herald's custom args): the address's user gets the email opt-out, and the
+    next email to them is suppressed before any provider call."""
+    address = f"spam-{uuid.uuid4().hex[:8]}@example.com"
+    email_user = user(settings, email=address)
+    first = body("email", userId=email_user)
+    configure(local_stack, {"sendgrid": {"bounce": 0, "dropped": 0, "deferred": 0,
+                                         "spamreport": 1}})
+    try:
+        post(local_stack, [first])
+
+        opt_out = wait_for("the spam report recorded on the user",
+                           lambda: opt_out_of(settings, email_user, "email"), timeout_s=120)
+    finally:
+        configure(local_stack, {"sendgrid": {**stack.SANDBOX_OUTCOMES["sendgrid"],
+                                             "spamreport": 0}})
+    assert (opt_out["source"], opt_out["reason"]) == ("sendgrid", "spamreport")
+
+    assert_suppressed_without_a_call(local_stack, settings, "email", email_user)

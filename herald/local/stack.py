@@ -164,7 +164,9 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
                                         "--latency-ms", str(options.sandbox_latency_ms),
                                         "--faults", json.dumps(SANDBOX_OUTCOMES),
                                         "--sendgrid-webhook-url",
-                                        f"{env['HERALD_API_URL']}/v1/callbacks/sendgrid"),
+                                        f"{env['HERALD_API_URL']}/v1/callbacks/sendgrid",
+                                        "--twilio-incoming-url",
+                                        f"{env['HERALD_API_URL']}/v1/callbacks/twilio/incoming"),
                 http_ready(f"{env['HERALD_SANDBOX_URL']}/_health")),
     ]
     started: dict[str, int] = {}

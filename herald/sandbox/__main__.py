@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="signs Twilio status callbacks (X-Twilio-Signature)")
     parser.add_argument("--sendgrid-webhook-url",
                         help="where SendGrid Event Webhook batches go (none are sent without it)")
+    parser.add_argument("--twilio-incoming-url",
+                        help="where POST /_inbound/twilio delivers a recipient's SMS (Twilio's "
+                             "incoming message webhook)")
     parser.add_argument("--sendgrid-key-file", type=Path,
                         help="PEM ECDSA P-256 private key that signs SendGrid events "
                              "(a fresh key per start without it; GET /_keys serves the public key)")
@@ -55,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                project=args.project, config=config,
                                twilio_auth_token=args.twilio_auth_token,
                                sendgrid_webhook_url=args.sendgrid_webhook_url,
-                               sendgrid_signer=signer)
+                               sendgrid_signer=signer,
+                               twilio_incoming_url=args.twilio_incoming_url)
     except (OSError, ValueError) as error:
         parser.error(str(error))
     # SIGTERM takes the KeyboardInterrupt path, so a supervisor's stop closes the socket cleanly.

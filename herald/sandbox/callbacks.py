@@ -4,8 +4,14 @@ signed and POSTed by background workers once due.
 - Twilio: for each accepted SMS that named a StatusCallback URL, one form POST per status change
   to that URL (sent then delivered or undelivered; failed alone), signed with X-Twilio-Signature.
 - SendGrid: for each accepted mail/send request, JSON arrays of events (processed; delivered,
-  bounce, dropped, or deferred then delivered; open; click) to the one configured Event Webhook
-  URL, signed with ECDSA P-256 as SendGrid's Signed Event Webhook is.
+  bounce, dropped, or deferred then delivered; then, for mail with an HTML part only, open and
+  click: SendGrid tracks opens with an image and clicks by rewriting HTML links, so plain-text
+  mail, which is what Herald sends, has neither; a spam report, for any mail) to the one
+  configured Event Webhook URL, signed with ECDSA P-256 as SendGrid's Signed Event Webhook is.
+
+Every payload has the shape and the fields the providers document (the contract fixtures in
+tests/fixtures/providers are the reference the tests hold the sandbox to), not only the ones
+Herald reads.
 - FCM has no delivery callbacks: its answer only says Google accepted the message and any device
   receipt goes to the app, not the sender, so the product records push as "sent" only and the
   sandbox calls nothing back for it.
@@ -27,6 +33,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, fields
+from datetime import datetime, timezone
 from typing import Any, Mapping
 from urllib.parse import urlencode
 
@@ -45,9 +52,15 @@ logger = logging.getLogger(__name__)
 TWILIO = PROVIDER_BY_CHANNEL[Channel.SMS]
 SENDGRID = PROVIDER_BY_CHANNEL[Channel.EMAIL]
 
-DEFAULT_TWILIO_AUTH_TOKEN: str = next(
-    knob.default for knob in fields(Settings) if knob.name == "twilio_auth_token")
+def _herald_default(name: str) -> Any:
+    return next(knob.default for knob in fields(Settings) if knob.name == name)
+
+
+DEFAULT_TWILIO_AUTH_TOKEN: str = _herald_default("twilio_auth_token")
 """Herald's own default, so the local stack's signatures verify with no configuration."""
+DEFAULT_TWILIO_ACCOUNT_SID: str = _herald_default("twilio_account_sid")
+DEFAULT_TWILIO_NUMBER: str = _herald_default("twilio_from_number")
+"""Herald's default account and number: where the sandbox's incoming SMS are addressed."""
 
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 SENDGRID_SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -56,15 +69,20 @@ SENDGRID_TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 TWILIO_ERROR_CODES = {"undelivered": "30003", "failed": "30008"}
 """Twilio's "Unreachable destination handset" and "Unknown error"."""
 
-SENDGRID_EVENT_DETAILS: Mapping[str, Mapping[str, str]] = {
-    "bounce": {"type": "bounce", "status": "5.1.1",
-               "reason": "550 5.1.1 The email account that you tried to reach does not exist."},
-    "dropped": {"reason": "Bounced Address"},
-    "deferred": {"response": "451 4.7.1 Try again later", "attempt": "1"},
-    "open": {"useragent": "Mozilla/5.0", "ip": "192.0.2.1"},
-    "click": {"url": "https://herald.local/", "useragent": "Mozilla/5.0", "ip": "192.0.2.1"},
+SENDGRID_EVENT_DETAILS: Mapping[str, Mapping[str, Any]] = {
+    "delivered": {"response": "250 2.0.0 OK", "ip": "192.0.2.10", "tls": 1},
+    "bounce": {"type": "bounce", "status": "5.1.1", "bounce_classification": "Invalid Address",
+               "reason": "550 5.1.1 The email account that you tried to reach does not exist.",
+               "ip": "192.0.2.10", "tls": 1},
+    "dropped": {"reason": "Bounced Address", "status": "5.0.0"},
+    "deferred": {"response": "451 4.7.1 Try again later", "attempt": "1", "ip": "192.0.2.10",
+                 "tls": 1},
+    "open": {"useragent": "Mozilla/5.0", "ip": "192.0.2.1", "sg_machine_open": False},
+    "click": {"url": "https://herald.local/", "url_offset": {"index": 0, "type": "html"},
+              "useragent": "Mozilla/5.0", "ip": "192.0.2.1"},
 }
-"""The fields SendGrid adds to each kind of event, beyond the ones every event has."""
+"""The fields SendGrid documents for each kind of event, beyond the ones every event has
+(https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event)."""
 
 CALLBACK_TIMEOUT_S = 5.0
 WORKERS = 8
@@ -129,10 +147,41 @@ class TwilioMessage:
         return [self._form(status) for status in statuses]
 
     def _form(self, status: str) -> dict[str, str]:
-        form = {"MessageSid": self.sid, "MessageStatus": status, "AccountSid": self.account_sid,
-                "To": self.to, "From": self.sender}
+        """The properties Twilio documents for a status callback (SmsSid and SmsStatus repeat
+        MessageSid and MessageStatus), with ErrorCode on a failure and the carrier's receipt time
+        (RawDlrDoneDate, YYMMDDhhmm) on delivered and undelivered."""
+        form = {"MessageSid": self.sid, "SmsSid": self.sid, "MessageStatus": status,
+                "SmsStatus": status, "AccountSid": self.account_sid, "To": self.to,
+                "From": self.sender, "ApiVersion": "2010-04-01"}
         if status in TWILIO_ERROR_CODES:
             form["ErrorCode"] = TWILIO_ERROR_CODES[status]
+        if status in ("delivered", "undelivered"):
+            form["RawDlrDoneDate"] = datetime.now(timezone.utc).strftime("%y%m%d%H%M")
+        return form
+
+
+@dataclass(frozen=True)
+class TwilioInbound:
+    """A message a recipient texted to Herald's number, as Twilio's incoming message webhook
+    posts it (https://www.twilio.com/docs/messaging/guides/webhook-request)."""
+
+    account_sid: str
+    sender: str
+    """The recipient's phone number (the webhook's From)."""
+    to: str
+    """Herald's number."""
+    body: str
+    opt_out_type: str | None = None
+    """STOP, START or HELP: set when the number's Messaging Service has Advanced Opt-Out."""
+
+    def form(self) -> dict[str, str]:
+        sid = "SM" + secrets.token_hex(16)
+        form = {"MessageSid": sid, "SmsSid": sid, "SmsMessageSid": sid,
+                "AccountSid": self.account_sid, "From": self.sender, "To": self.to,
+                "Body": self.body, "NumMedia": "0", "NumSegments": "1",
+                "SmsStatus": "received", "ApiVersion": "2010-04-01"}
+        if self.opt_out_type:
+            form["OptOutType"] = self.opt_out_type
         return form
 
 
@@ -149,6 +198,8 @@ class SendGridMail:
 
     message_id: str
     recipients: tuple[SendGridRecipient, ...]
+    html: bool = False
+    """The mail has a text/html part, so SendGrid can track its opens and clicks."""
 
     def payloads(self, faults: SendGridFaults, dice: Dice, accepted_at: float,
                  step_s: float) -> list[list[dict[str, Any]]]:
@@ -168,14 +219,17 @@ class SendGridMail:
             chain = ["processed", outcome]
         else:
             chain = ["processed", *(["deferred"] if outcome else []), "delivered"]
-            if dice.chance(faults.open):
+            if self.html and dice.chance(faults.open):
                 chain.append("open")
                 if dice.chance(faults.click):
                     chain.append("click")
+            if dice.chance(faults.spamreport):
+                chain.append("spamreport")
         # SendGrid's sg_message_id is the X-Message-Id plus a per-recipient filter suffix.
         message_id = f"{self.message_id}.filterdrecv-sandbox-{index}.0"
         return [{**recipient.custom_args, **SENDGRID_EVENT_DETAILS.get(event, {}),
                  "email": recipient.email, "timestamp": int(accepted_at + step * step_s),
+                 "smtp-id": f"<{self.message_id}@sandbox.herald.local>",
                  "event": event, "sg_event_id": secrets.token_urlsafe(16),
                  "sg_message_id": message_id}
                 for step, event in enumerate(chain, 1)]
@@ -200,10 +254,12 @@ class CallbackDispatcher:
     """
 
     def __init__(self, ledger: Ledger, dice: Dice, *, twilio_auth_token: str,
-                 sendgrid_webhook_url: str | None, sendgrid_signer: SendGridSigner) -> None:
+                 sendgrid_webhook_url: str | None, sendgrid_signer: SendGridSigner,
+                 twilio_incoming_url: str | None = None) -> None:
         self._ledger = ledger
         self._dice = dice
         self._twilio_auth_token = twilio_auth_token
+        self._twilio_incoming_url = twilio_incoming_url
         self._sendgrid_url = sendgrid_webhook_url
         self._signer = sendgrid_signer
         self._queue: list[tuple[float, int, _Due]] = []
@@ -244,6 +300,14 @@ class CallbackDispatcher:
                 heapq.heappush(self._queue, (at, next(self._order), item))
             self._ready.notify(len(due))
 
+    def deliver_inbound(self, message: TwilioInbound) -> int | None:
+        """POST `message` to the incoming message URL now, signed; the receiver's status (None
+        when it could not be reached). ValueError when no incoming URL is configured."""
+        if not self._twilio_incoming_url:
+            raise ValueError("no Twilio incoming message URL is configured")
+        item = _Due(TWILIO, self._twilio_incoming_url, message.form(), False, False)
+        return self._post(requests, item)
+
     def close(self) -> None:
         """Stop the workers; callbacks not yet due are dropped."""
         with self._ready:
@@ -268,16 +332,21 @@ class CallbackDispatcher:
     def _work(self) -> None:
         with requests.Session() as session:
             while (item := self._next()) is not None:
-                body, headers = self._sign(item)
-                try:
-                    status: int | None = session.post(item.url, data=body, headers=headers,
-                                                      timeout=CALLBACK_TIMEOUT_S).status_code
-                except requests.RequestException as error:
-                    logger.debug("%s callback to %s failed: %s", item.provider, item.url, error)
-                    status = None
-                self._ledger.record_callback(SentCallback(
-                    item.provider, item.url, item.payload, status, item.duplicate, item.reordered,
-                    utc_now_iso()))
+                self._post(session, item)
+
+    def _post(self, session: Any, item: _Due) -> int | None:
+        """Sign and POST one callback, record it in the ledger, and return the answer's status."""
+        body, headers = self._sign(item)
+        try:
+            status: int | None = session.post(item.url, data=body, headers=headers,
+                                              timeout=CALLBACK_TIMEOUT_S).status_code
+        except requests.RequestException as error:
+            logger.debug("%s callback to %s failed: %s", item.provider, item.url, error)
+            status = None
+        self._ledger.record_callback(SentCallback(
+            item.provider, item.url, item.payload, status, item.duplicate, item.reordered,
+            utc_now_iso()))
+        return status
 
     def _sign(self, item: _Due) -> tuple[bytes, dict[str, str]]:
         """The body and headers the provider would send; SendGrid signs at send time, so a

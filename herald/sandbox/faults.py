@@ -138,13 +138,15 @@ class TwilioFaults(CallbackFaults):
 @dataclass(frozen=True)
 class SendGridFaults(CallbackFaults):
     """Final email outcomes (deferred mail is delivered after its deferral; the rest are delivered
-    at once), then opens among the delivered and clicks among the opened."""
+    at once), then opens among the delivered and clicks among the opened (mail with an HTML part
+    only), and spam reports among the delivered (the recipient's opt-out)."""
 
     bounce: float = _rate("outcome")
     dropped: float = _rate("outcome")
     deferred: float = _rate("outcome")
     open: float = _rate("open")
     click: float = _rate("click")
+    spamreport: float = _rate("spamreport")
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,10 @@ from herald.providers.fcm import limits as fcm_limits
 from herald.providers.fcm.errors import BAD_REQUEST_TYPE, FCM_ERROR_TYPE
 from herald.providers.sendgrid.limits import MAX_PERSONALIZATIONS
 from herald.providers.twilio.limits import MAX_BODY_CHARS
-from herald.sandbox.callbacks import (DEFAULT_TWILIO_AUTH_TOKEN, CallbackDispatcher, SendGridMail,
-                                      SendGridRecipient, SendGridSigner, TwilioMessage)
+from herald.sandbox.callbacks import (DEFAULT_TWILIO_ACCOUNT_SID, DEFAULT_TWILIO_AUTH_TOKEN,
+                                      DEFAULT_TWILIO_NUMBER, CallbackDispatcher, SendGridMail,
+                                      SendGridRecipient, SendGridSigner, TwilioInbound,
+                                      TwilioMessage)
 from herald.sandbox.faults import Dice, Fault, ProviderFaults, SandboxSettings
 from herald.sandbox.ledger import Delivery, Ledger
 
@@ -227,7 +229,9 @@ def _sendgrid_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) ->
                                              "field": field_path, "help": None}
                                             for field_path in bad]})
     return Reply(202, headers={"X-Message-Id": message_id}, accepted=tuple(accepted),
-                 callback=SendGridMail(message_id, tuple(called_back)))
+                 callback=SendGridMail(message_id, tuple(called_back), html=any(
+                     _mapping(part).get("type") == "text/html"
+                     for part in mail.get("content") or [])))
 
 
 # --- injected faults ---------------------------------------------------------------------------
@@ -303,6 +307,22 @@ def _callbacks(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Rep
     return _json_reply(200, {"callbacks": [sent.to_json() for sent in sandbox.ledger.callbacks()]})
 
 
+def _inbound_twilio(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
+    """`{"from": phone, "body": text, "opt_out_type"?: STOP|START|HELP}`: deliver it to Herald
+    as a recipient's incoming SMS; answers with Herald's status."""
+    request = _json_object(body) or {}
+    sender, text = request.get("from"), request.get("body")
+    if not isinstance(sender, str) or not isinstance(text, str):
+        return _json_reply(400, {"error": "from and body must be strings"})
+    try:
+        status = sandbox.callbacks.deliver_inbound(TwilioInbound(
+            sandbox.twilio_account_sid, sender, sandbox.twilio_number, text,
+            request.get("opt_out_type")))
+    except ValueError as error:
+        return _json_reply(409, {"error": str(error)})
+    return _json_reply(200, {"status": status})
+
+
 def _keys(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
     return _json_reply(200, {"sendgrid_webhook_public_key": sandbox.sendgrid_signer.public_key})
 
@@ -330,6 +350,7 @@ _ROUTES = (
     _Route("GET", re.compile(r"/_ledger"), _ledger),
     _Route("GET", re.compile(r"/_callbacks"), _callbacks),
     _Route("GET", re.compile(r"/_keys"), _keys),
+    _Route("POST", re.compile(r"/_inbound/twilio"), _inbound_twilio),
     _Route("GET", re.compile(r"/_health"), _health),
     _Route("POST", re.compile(r"/_config"), _config),
 )
@@ -399,7 +420,9 @@ class SandboxServer:
     `start()` or `serve_forever()`.
 
     `config` is a `POST /_config` body applied at start (faults, seed). Twilio callbacks go to
-    each message's StatusCallback, SendGrid's to `sendgrid_webhook_url` (none when unset),
+    each message's StatusCallback, SendGrid's to `sendgrid_webhook_url` (none when unset), and
+    the incoming SMS `POST /_inbound/twilio` makes up to `twilio_incoming_url` (from
+    `twilio_number` of `twilio_account_sid`),
     signed with `sendgrid_signer` (a fresh key when unset; `GET /_keys` serves its public half).
     """
 
@@ -407,8 +430,13 @@ class SandboxServer:
                  project: str = "herald-local", config: Mapping[str, Any] | None = None,
                  twilio_auth_token: str = DEFAULT_TWILIO_AUTH_TOKEN,
                  sendgrid_webhook_url: str | None = None,
-                 sendgrid_signer: SendGridSigner | None = None) -> None:
+                 sendgrid_signer: SendGridSigner | None = None,
+                 twilio_incoming_url: str | None = None,
+                 twilio_account_sid: str = DEFAULT_TWILIO_ACCOUNT_SID,
+                 twilio_number: str = DEFAULT_TWILIO_NUMBER) -> None:
         self.project = project
+        self.twilio_account_sid = twilio_account_sid
+        self.twilio_number = twilio_number
         self.ledger = Ledger()
         self.settings = SandboxSettings().updated({"latency_ms": latency_ms, **(config or {})})
         self._settings_lock = threading.Lock()
@@ -417,7 +445,8 @@ class SandboxServer:
         self._http = _HttpServer((host, port), self)
         self.callbacks = CallbackDispatcher(
             self.ledger, self._dice, twilio_auth_token=twilio_auth_token,
-            sendgrid_webhook_url=sendgrid_webhook_url, sendgrid_signer=self.sendgrid_signer)
+            sendgrid_webhook_url=sendgrid_webhook_url, sendgrid_signer=self.sendgrid_signer,
+            twilio_incoming_url=twilio_incoming_url)
         self._thread: threading.Thread | None = None
 
     @property
