@@ -212,11 +212,10 @@ def chaos(chaos_stack: tuple[Path, dict[str, str]], tmp_path_factory) -> Chaos:
         "hostile_refused_at_edge": dict(collections.Counter(refused)),
         "hostile_published": len(poison),
         "hostile_parked": len({data.decode() for data in poison} & parked),
-        "hostile_planned": len({row["trace_id"] for row in client.query(
+        # (Not a query parameter: the local BigQuery emulator fails on some hostile trace ids.)
+        "hostile_planned": len(poison_traces(poison) & {row["trace_id"] for row in client.query(
             f"SELECT DISTINCT trace_id FROM `{settings.events_table}` "
-            f"WHERE status = 'resolved' AND trace_id IN UNNEST(@traces)",
-            job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ArrayQueryParameter(
-                "traces", "STRING", sorted(poison_traces(poison)))])).result()}),
+            f"WHERE status = 'resolved'").result()}),
         "pipeline_processes": [restarted, stack.pipeline_pid(state_dir)],
         "posted": len(sent), "accepted_requests": len(traces),
         "outbox_republished": from_outbox, "reconciler_republished_per_round": rounds,
