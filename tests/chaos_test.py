@@ -90,8 +90,10 @@ def post_hostile(env: dict[str, str]) -> list[int]:
     session, statuses = requests.Session(), []
     session.headers["Authorization"] = f"Bearer {env['HERALD_API_KEY']}"
     for path in SENDER_FIELDS:
-        for value in HOSTILE_VALUES:
-            body = hostile_variant(base, path, value)
+        for index, value in enumerate(HOSTILE_VALUES):
+            # A notificationId of its own, so the edge judges the value, not an idempotency clash.
+            body = hostile_variant({**base, "notificationId": f"hostile-{'.'.join(path)}-{index}"},
+                                   path, value)
             response = session.post(f"{env['HERALD_API_URL']}/v1/notifications",
                                     data=json.dumps(body), timeout=30,
                                     headers={"Content-Type": "application/json"})
