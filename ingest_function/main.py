@@ -28,10 +28,10 @@ from google.api_core.exceptions import GoogleAPIError
 from google.api_core.retry import Retry
 from google.cloud import firestore, pubsub_v1
 
-from herald.clients import state_client
+from herald.clients import firestore_client, state_client
 from herald.contracts import MAX_BODY_BYTES, ContractError, Envelope, new_envelope, parse_request
 from herald.settings import Settings
-from ingest_function import callbacks, idempotency
+from ingest_function import callbacks, idempotency, registry
 from ingest_function.idempotency import Claim, Ledger, Receipt
 from ingest_function.outbox import (DEFAULT_REPLAY_LIMIT, PUBLISH_ERRORS, Message, Outbox,
                                     publish)
@@ -178,11 +178,42 @@ def _store(envelope: Envelope, claim: Claim | None) -> flask.Response:
     return _accepted(Receipt.of(envelope))
 
 
+@lru_cache(maxsize=1)
+def _registry() -> registry.Registry:
+    settings = _settings()
+    return registry.Registry(firestore_client(settings), _publisher(), settings,
+                             _firestore_call(settings))
+
+
+def registry_request(request: flask.Request) -> flask.Response:
+    """The registry API (registry.py) behind the same authentication and error shape."""
+    sender = _authenticate(request, _settings())
+    if sender is None:
+        return _error(401, "Authorization", "a valid `Authorization: Bearer <api key>` is required")
+    try:
+        status, body = registry.dispatch(request, sender, _registry(), _read_json)
+    except _TooLarge:
+        return _error(413, "body", f"must be at most {MAX_BODY_BYTES} bytes")
+    except ContractError as error:
+        return _error(400, error.field, error.message)
+    except registry.RegistryError as error:
+        return _error(error.status, error.field, error.message)
+    except GoogleAPIError as error:
+        log.warning("registry request %s %s failed: %s", request.method, request.path, error)
+        return _error(503, "firestore", "the user registry is unavailable; retry later")
+    if body is None:
+        return flask.Response(status=status)
+    return flask.Response(json.dumps(body, default=str), status=status,
+                          mimetype="application/json")
+
+
 @functions_framework.http
 def notifications(request: flask.Request) -> flask.Response:
     """Entry point: routes the function's paths."""
     if request.path == "/healthz":
         return flask.Response('{"ok":true}', status=200, mimetype="application/json")
+    if registry.handles(request.path):
+        return registry_request(request)
     callback_handler = callbacks.ROUTES.get(request.path.rstrip("/"))
     if callback_handler is not None:
         return callback_handler(request, _settings(), _publisher())

@@ -3,6 +3,9 @@
     read callbacks (published by the ingest function after verifying the provider's signature)
     -> parse (bad -> dead letter) -> callback event joined to its delivery by span id -> BigQuery
 
+The same topic carries the registry API's records of its changes (herald.users.RegistryChanges,
+marked by REGISTRY_ATTRIBUTE), written as preference_changed / registry_changed events.
+
 A job of its own rather than a second read in the delivery pipeline: callbacks arrive later and
 in other volumes than requests, scale separately on Dataflow, and on the DirectRunner a second
 Pub/Sub read would stall the single worker thread in its idle pulls.
@@ -25,6 +28,7 @@ from herald.contracts import ContractError
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, dead_letter_event
 from herald.settings import Settings
+from herald.users import REGISTRY_ATTRIBUTE, RegistryChanges
 from pipelines import launch
 from pipelines.bigquery_sink import WriteRecords
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
@@ -44,8 +48,11 @@ class _ParseCallback(beam.DoFn):
         if HEARTBEAT_ATTRIBUTE in attributes:
             return
         try:
+            if REGISTRY_ATTRIBUTE in attributes:  # the registry API's record of its changes
+                yield from RegistryChanges.from_pubsub(message.data).to_events()
+                return
             callback = DeliveryCallback.from_pubsub(message.data)
-        except (ContractError, ValueError, TypeError) as error:
+        except (ContractError, ValueError, TypeError, KeyError) as error:
             self.invalid.inc()
             yield dead_letter_event(message.data, Reason.INVALID_MESSAGE, str(error))
             yield TaggedOutput(DEAD_LETTERS, DeadLetter(

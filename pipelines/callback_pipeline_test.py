@@ -11,6 +11,7 @@ from herald.callbacks import DeliveryCallback
 from herald.events import Status
 from herald.events import dead_letter_event
 from pipelines.callback_pipeline import RecordCallbacks
+from herald.users import REGISTRY_ATTRIBUTE, Change, RegistryChanges
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 
 
@@ -49,3 +50,27 @@ def test_callbacks_become_events_and_junk_is_dead_lettered() -> None:
         assert_that(events | "Ids" >> beam.Map(lambda e: e["event_id"])
                     | beam.combiners.Count.PerElement() | beam.Filter(lambda kv: kv[1] > 1)
                     | beam.Map(lambda kv: kv[1]), equal_to([2]), label="repeat shares its id")
+
+
+def test_registry_changes_become_one_event_per_change() -> None:
+    changes = RegistryChanges("trace-1", "crm", "2026-11-24T12:00:00.000000Z", (
+        Change(Status.PREFERENCE_CHANGED, "u-1", "categories.marketing", False),
+        Change(Status.PREFERENCE_CHANGED, "u-1", "devices.d1.notification_enabled", True, "d1"),
+        Change(Status.REGISTRY_CHANGED, "u-1", "user", None)))
+    broken = PubsubMessage(b'{"traceId": "t"}', {REGISTRY_ATTRIBUTE: "true"})
+    with TestPipeline() as p:
+        recorded = (p | beam.Create([PubsubMessage(*changes.to_pubsub()), broken])
+                    | RecordCallbacks("notification-callbacks"))
+        assert_that(recorded.events | beam.Filter(lambda e: e["status"] != "dead_letter")
+                    | beam.Map(lambda e: (e["status"], e["user_id"], e["sender_client"],
+                                          e["setting"], e["value"], e["device_id"],
+                                          e["event_ts"])),
+                    equal_to([
+                        ("preference_changed", "u-1", "crm", "categories.marketing", "false", None,
+                         "2026-11-24T12:00:00.000000Z"),
+                        ("preference_changed", "u-1", "crm", "devices.d1.notification_enabled",
+                         "true", "d1", "2026-11-24T12:00:00.000000Z"),
+                        ("registry_changed", "u-1", "crm", "user", None, None,
+                         "2026-11-24T12:00:00.000000Z")]))
+        assert_that(recorded.dead_letters | beam.Map(lambda d: d.data),
+                    equal_to([b'{"traceId": "t"}']), label="a broken record is parked")

@@ -1,4 +1,4 @@
-"""The pipeline's access to users and devices in Firestore (layout in herald/local/seed.py)."""
+"""The pipeline's access to users and devices in Firestore (layout in herald/users.py)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,9 @@ from typing import Any
 from google.cloud import firestore
 
 from herald.clients import firestore_client
+from herald import users
 from herald.contracts import Channel, utc_now_iso
 from herald.settings import Settings
-
-
-PROVIDER_OPT_OUTS = "provider_opt_outs"
-"""User document field: {channel: {"source": provider, "reason": the provider's word, "at": ISO
-time}}, one entry per channel whose provider reported the recipient's opt-out."""
-
-
-def provider_opt_out(user: dict[str, Any], channel: Channel) -> dict[str, Any] | None:
-    """The opt-out a provider reported for `channel` on this user document, if any."""
-    return (user.get(PROVIDER_OPT_OUTS) or {}).get(channel.value)
 
 
 class Directory:
@@ -31,34 +22,35 @@ class Directory:
         self._pool = ThreadPoolExecutor(max_workers=16)
 
     def _user(self, user_id: str) -> firestore.DocumentReference:
-        return self._client.collection("users").document(user_id)
+        return users.user_ref(self._client, user_id)
 
     def users_and_devices(self, user_ids: list[str], push_user_ids: list[str]
                           ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
         """The documents of `user_ids` that exist, and the devices of `push_user_ids` (an unknown
         user has none), read at the same time: on the DirectRunner the runner's one thread waits
         for these reads, so they overlap rather than follow one another."""
-        users = self._pool.submit(self._users, user_ids)
+        user_docs = self._pool.submit(self._users, user_ids)
         devices = dict(zip(push_user_ids, self._pool.map(self._devices, push_user_ids)))
-        return users.result(), devices
+        return user_docs.result(), devices
 
     def _users(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
         snapshots = self._client.get_all([self._user(u) for u in user_ids])
         return {snap.id: snap.to_dict() for snap in snapshots if snap.exists}
 
     def _devices(self, user_id: str) -> dict[str, dict[str, Any]]:
-        return {doc.id: doc.to_dict() for doc in self._user(user_id).collection("devices").stream()}
+        return {doc.id: doc.to_dict() for doc in self._user(user_id).collection(users.DEVICES).stream()}
 
     def record_opt_out(self, user_id: str, channel: Channel, source: str, reason: str) -> None:
         """A provider reported that the user opted out of `channel` (Twilio error 21610 or a STOP
         reply; SendGrid unsubscribe, group_unsubscribe, spamreport): later notifications on that
         channel are suppressed (`provider_opted_out`) without calling the provider. A merge, so
         an unknown user gets no document of its own beyond this field."""
-        self._user(user_id).set({PROVIDER_OPT_OUTS: {channel.value: {
+        self._user(user_id).set({users.PROVIDER_OPT_OUTS: {channel.value: {
             "source": source, "reason": reason, "at": utc_now_iso()}}}, merge=True)
 
     def disable_device(self, user_id: str, device_id: str, reason: str) -> None:
         """Token hygiene: later notifications skip the device (it reads as `device_disabled`),
         and the reason stays on the document for support and for the app to re-register."""
-        self._user(user_id).collection("devices").document(device_id).update({
-            "notification_enabled": False, "disabled_reason": reason, "disabled_at": utc_now_iso()})
+        users.device_ref(self._client, user_id, device_id).update({
+            users.NOTIFICATION_ENABLED: False, users.DISABLED_REASON: reason,
+            users.DISABLED_AT: utc_now_iso()})
