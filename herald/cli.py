@@ -65,6 +65,21 @@ def _outbox_replay(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def _templates_load(args: argparse.Namespace) -> None:
+    from herald.clients import state_client
+    from herald.contracts import ContractError
+    from herald.settings import Settings
+    from herald.templates import TemplateStore, load_directory
+
+    settings = Settings.from_env() if args.from_env else _stack_settings(args)
+    try:
+        loaded = load_directory(TemplateStore(state_client(settings)), args.directory)
+    except ContractError as error:
+        sys.exit(f"herald: nothing loaded: {error}")
+    for template_type, locale in loaded:
+        print(f"loaded {template_type} {locale}")
+
+
 def _dlq_replay(args: argparse.Namespace) -> None:
     from google.cloud import pubsub_v1
 
@@ -159,6 +174,15 @@ def parser() -> argparse.ArgumentParser:
                             "repeatable")
     dlq_replay.add_argument("--limit", type=int, default=None, help="replay at most N items")
     dlq_replay.set_defaults(handler=_dlq_replay)
+
+    templates = commands.add_parser("templates", help="notification templates (Firestore)"
+                                    ).add_subparsers(dest="action", required=True)
+    load = templates.add_parser("load", help="store <dir>/<templateType>/<locale>.json (and "
+                                "<locale>.html, the email HTML) in the running local stack")
+    load.add_argument("directory", type=Path)
+    load.add_argument("--from-env", action="store_true", help="the project in the environment "
+                      "(HERALD_PROJECT, GOOGLE_CLOUD_PROJECT) instead of the local stack")
+    load.set_defaults(handler=_templates_load)
 
     from herald.reconcile import DEFAULT_GRACE_S
 

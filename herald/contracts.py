@@ -75,13 +75,21 @@ class NotificationRequest:
     category_type: str
     channel: Channel
     template_type: str
-    title: str
-    content: str
+    title: str | None
+    """None (with `content`) when the template named by `template_type` supplies the texts."""
+    content: str | None
     priority: Priority = Priority.NORMAL
     device_info: str | None = None
     send_time: str | None = None
     data: Mapping[str, str] = field(default_factory=dict)
     user_ids: tuple[str, ...] = ()
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    """`notificationInfo.variables`: the template's variables (JSON scalars by name)."""
+
+    @property
+    def templated(self) -> bool:
+        """Whether the texts come from the template (no inline title and content)."""
+        return self.title is None
 
     @property
     def audience(self) -> tuple[str, ...]:
@@ -98,9 +106,12 @@ class NotificationRequest:
             "notificationType": self.channel.value,
             "templateType": self.template_type,
             "priority": self.priority.value,
-            "notificationInfo": {"title": self.title, "content": self.content},
+            "notificationInfo": {} if self.templated else {"title": self.title,
+                                                            "content": self.content},
             "metadata": {},
         }
+        if self.variables:
+            body["notificationInfo"]["variables"] = dict(self.variables)
         if self.data:
             body["notificationInfo"]["data"] = dict(self.data)
         if self.device_info is not None:
@@ -209,6 +220,34 @@ def _audience(body: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(value)
 
 
+MAX_VARIABLES = 100
+
+
+def _variables(info: Mapping[str, Any]) -> dict[str, Any]:
+    """`notificationInfo.variables`: an object of JSON scalars (string, number, boolean, null)
+    named by strings; a template's text refers to them by name."""
+    path = "notificationInfo.variables"
+    value = info.get("variables", {})
+    if not isinstance(value, Mapping) or len(value) > MAX_VARIABLES:
+        raise ContractError(path, f"must be an object of at most {MAX_VARIABLES} variables")
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ContractError(path, f"{key!r} is not a variable name (letters, digits, _)")
+        if item is not None and not isinstance(item, (str, int, float, bool)):
+            raise ContractError(f"{path}.{key}", "must be a string, number, boolean or null")
+        if isinstance(item, str):
+            _unicode_text(item, f"{path}.{key}")
+    return dict(value)
+
+
+def _texts(info: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Inline `title` and `content`, or neither: then the template supplies them."""
+    if info.get("title") is None and info.get("content") is None:
+        return None, None
+    return (_string(info, "title", "notificationInfo.title", max_len=1024),
+            _string(info, "content", "notificationInfo.content", max_len=32 * 1024))
+
+
 def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest:
     """Validate a decoded JSON body against the contract.
 
@@ -229,6 +268,7 @@ def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest
         _unicode_text(value, f"notificationInfo.data.{key}")
     user_ids = _audience(body)
     user_id = None if user_ids else _string(body, "userId", "userId")
+    title, content = _texts(info)
     return NotificationRequest(
         user_id=user_id and document_id(user_id, "userId"),
         user_ids=user_ids,
@@ -237,8 +277,9 @@ def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest
         category_type=_string(body, "categoryType", "categoryType"),
         channel=_enum(body, "notificationType", Channel, None),
         template_type=_string(body, "templateType", "templateType"),
-        title=_string(info, "title", "notificationInfo.title", max_len=1024),
-        content=_string(info, "content", "notificationInfo.content", max_len=32 * 1024),
+        title=title,
+        content=content,
+        variables=_variables(info),
         priority=_enum(body, "priority", Priority, Priority.NORMAL),
         device_info=_string(metadata, "deviceInfo", "metadata.deviceInfo", required=False),
         send_time=_timestamp(

@@ -61,6 +61,10 @@ def test_ids_firestore_accepts_pass() -> None:
     (("serviceType",), "svc\udc00", "serviceType"),
     (("notificationInfo", "data"), {"k": "\ud800"}, "notificationInfo.data.k"),
     (("notificationInfo", "data"), {"\ud800": "v"}, "notificationInfo.data"),
+    (("notificationInfo", "variables"), ["orderId"], "notificationInfo.variables"),
+    (("notificationInfo", "variables"), {"order id": "A"}, "notificationInfo.variables"),
+    (("notificationInfo", "variables"), {"order": {"id": 1}}, "notificationInfo.variables.order"),
+    (("notificationInfo", "variables"), {"order": "\ud800"}, "notificationInfo.variables.order"),
 ])
 def test_bad_fields_are_named(path: tuple[str, ...], value: object, field: str) -> None:
     body = copy.deepcopy(DESIGN_BODY)
@@ -135,3 +139,16 @@ def test_a_bad_audience_names_the_field(audience: dict, field: str) -> None:
     with pytest.raises(ContractError) as error:
         parse_request(body)
     assert error.value.field == field
+
+
+def test_a_templated_request_has_no_inline_texts_and_round_trips() -> None:
+    body = {**DESIGN_BODY, "notificationInfo": {"variables": {"orderId": "A-17", "count": 2}}}
+    request = parse_request(body)
+    assert request.templated and (request.title, request.content) == (None, None)
+    assert request.variables == {"orderId": "A-17", "count": 2}
+    envelope = new_envelope(request, "orders-svc")
+    assert Envelope.from_pubsub(envelope.to_pubsub()[0]).request == request
+    assert not parse_request(DESIGN_BODY).templated
+    with pytest.raises(ContractError) as error:  # one inline text needs the other
+        parse_request({**DESIGN_BODY, "notificationInfo": {"title": "Shipped"}})
+    assert error.value.field == "notificationInfo.content"

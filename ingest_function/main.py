@@ -29,8 +29,10 @@ from google.api_core.retry import Retry
 from google.cloud import firestore, pubsub_v1
 
 from herald.clients import firestore_client, state_client
-from herald.contracts import MAX_BODY_BYTES, ContractError, Envelope, new_envelope, parse_request
+from herald.contracts import (MAX_BODY_BYTES, ContractError, Envelope, NotificationRequest,
+                              new_envelope, parse_request)
 from herald.settings import Settings
+from herald.templates import TemplateStore, check_request
 from ingest_function import callbacks, idempotency, registry
 from ingest_function.idempotency import Claim, Ledger, Receipt
 from ingest_function.outbox import (DEFAULT_REPLAY_LIMIT, PUBLISH_ERRORS, Message, Outbox,
@@ -124,6 +126,8 @@ def accept_notification(request: flask.Request) -> flask.Response:
     try:
         body = _read_json(request)
         notification = parse_request(body)
+        if notification.templated:
+            _check_template(notification)
         key = idempotency.key_for(sender, request.headers.get(idempotency.HEADER), body)
     except _TooLarge:
         return _error(413, "body", f"must be at most {MAX_BODY_BYTES} bytes")
@@ -182,7 +186,24 @@ def _store(envelope: Envelope, claim: Claim | None) -> flask.Response:
 def _registry() -> registry.Registry:
     settings = _settings()
     return registry.Registry(firestore_client(settings), _publisher(), settings,
-                             _firestore_call(settings))
+                             _firestore_call(settings), _templates())
+
+
+@lru_cache(maxsize=1)
+def _templates() -> TemplateStore:
+    return TemplateStore(_firestore(), call=_firestore_call(_settings()))
+
+
+def _check_template(notification: NotificationRequest) -> None:
+    """A templated request's template must exist and get every variable it uses (ContractError).
+    When Firestore cannot say, the request is accepted: the pipeline decides (template_error)."""
+    try:
+        template = _templates().get(notification.template_type)
+    except GoogleAPIError as error:
+        log.warning("template %r unreadable, leaving the check to the pipeline: %s",
+                    notification.template_type, error)
+        return
+    check_request(template, notification)
 
 
 def registry_request(request: flask.Request) -> flask.Response:

@@ -9,6 +9,7 @@ Firestore layout the pipeline reads (herald/users.py).
     PATCH  /v1/users/{userId}/preferences            switches and quiet hours
     PUT    /v1/users/{userId}/topics/{topic}         subscribe
     DELETE /v1/users/{userId}/topics/{topic}         unsubscribe
+    PUT    /v1/templates/{templateType}/{locale}     a template's translation (herald/templates.py)
 
 Every change is published as `RegistryChanges` on the callbacks topic once Firestore has it; the
 callback pipeline writes one `preference_changed` / `registry_changed` event per change to
@@ -37,6 +38,7 @@ from herald import users
 from herald.contracts import utc_now_iso
 from herald.events import Status
 from herald.settings import Settings
+from herald.templates import TemplateStore, locale_id, parse_translation
 from herald.users import Change, RegistryChanges
 from ingest_function.outbox import PUBLISH_ERRORS, Message, publish
 
@@ -67,6 +69,7 @@ class Registry:
     settings: Settings
     call: Mapping[str, Any]
     """Retry and timeout for Firestore calls (main._firestore_call)."""
+    templates: TemplateStore
 
     def _record(self, sender: str, changes: list[Change]) -> None:
         if not changes:
@@ -240,6 +243,15 @@ class Registry:
     def delete_topic(self, sender: str, user_id: str, topic: str) -> Answer:
         return self.put_topic(sender, user_id, topic, subscribe=False)
 
+    def put_template(self, sender: str, template_type: str, locale: str, body: Any) -> Answer:
+        """Store one translation of a template (`"default": true` makes its locale the default;
+        the first one stored is the default until then)."""
+        translation = parse_translation(body)
+        default = isinstance(body, Mapping) and body.get("default") is True
+        default_locale = self.templates.put(template_type, locale_id(locale), translation, default)
+        return 200, {"templateType": template_type, "locale": locale,
+                     "defaultLocale": default_locale, "variables": sorted(translation.variables())}
+
 
 def _contact_value(key: str, value: str | None) -> Any:
     """What an event may hold about a contact: locale and time zone, or only that an address is
@@ -268,14 +280,15 @@ ROUTES = Map([
     Rule("/v1/users/<user_id>/preferences", methods=["PATCH"], endpoint="patch_preferences"),
     Rule("/v1/users/<user_id>/topics/<topic>", methods=["PUT"], endpoint="put_topic"),
     Rule("/v1/users/<user_id>/topics/<topic>", methods=["DELETE"], endpoint="delete_topic"),
+    Rule("/v1/templates/<template_type>/<locale>", methods=["PUT"], endpoint="put_template"),
 ], strict_slashes=False, merge_slashes=False)
 """Path parameters are checked against Firestore's document-id rules before any handler runs."""
 
-PREFIX = "/v1/users/"
+PREFIXES = ("/v1/users/", "/v1/templates/")
 
 
 def handles(path: str) -> bool:
-    return path.startswith(PREFIX)
+    return path.startswith(PREFIXES)
 
 
 def dispatch(request: flask.Request, sender: str, registry: Registry,
@@ -288,11 +301,12 @@ def dispatch(request: flask.Request, sender: str, registry: Registry,
         raise RegistryError(405, "method", f"use one of {sorted(error.valid_methods or [])}") from error
     except NotFound as error:
         raise RegistryError(404, "path", f"no route {request.path}") from error
-    names = {"user_id": "userId", "device_id": "deviceId", "topic": "topic"}
+    names = {"user_id": "userId", "device_id": "deviceId", "topic": "topic",
+             "template_type": "templateType", "locale": "locale"}
     params = {key: users.name(value, names[key]) for key, value in params.items()}
     handler = getattr(registry, endpoint)
     if endpoint == "get_user":
         return handler(**params)
-    if endpoint in ("put_user", "put_device", "patch_preferences"):
+    if endpoint in ("put_user", "put_device", "patch_preferences", "put_template"):
         return handler(sender, body=read_json(request), **params)
     return handler(sender, **params)

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag:Depr
 def changes_subscription(pubsub_emulator: str) -> str:
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     topic = publisher.create_topic(name=f"projects/{PROJECT}/topics/notification-callbacks").name
+    publisher.create_topic(name=f"projects/{PROJECT}/topics/notification-requests")
     name = f"projects/{PROJECT}/subscriptions/registry-probe"
     subscriber.create_subscription(name=name, topic=topic)
     return name
@@ -260,3 +261,36 @@ def test_an_unrecordable_change_is_503_and_saved(make_app, db) -> None:
     assert (response.status_code, response.get_json()["error"]["field"]) == (503, "events")
     assert users.user_ref(db, user).get().to_dict() == {"locale": "en"}
     json.dumps(response.get_json())
+
+
+def test_templates_are_stored_and_checked_at_the_edge(client) -> None:
+    template = f"shipped-{uuid.uuid4().hex[:6]}"
+    body = {k: v for k, v in DESIGN_BODY.items() if k != "notificationId"}
+    templated = {**body, "templateType": template, "notificationInfo": {"variables": {}}}
+    response = client.post("/v1/notifications", headers=AUTH, json=templated)
+    assert (response.status_code, response.get_json()["error"]["field"]) == (400, "templateType")
+    response = client.put(f"/v1/templates/{template}/en", headers=AUTH, json={
+        "title": "Order {{ orderId }}", "content": "Hi {{ name }}"})
+    assert response.status_code == 200
+    assert response.get_json() == {"templateType": template, "locale": "en",
+                                   "defaultLocale": "en", "variables": ["name", "orderId"]}
+    response = client.post("/v1/notifications", headers=AUTH, json={
+        **templated, "notificationInfo": {"variables": {"orderId": "A-17"}}})
+    assert (response.status_code, response.get_json()["error"]["field"]) == \
+        (400, "notificationInfo.variables")
+    assert "name" in response.get_json()["error"]["message"]
+    response = client.post("/v1/notifications", headers=AUTH, json={
+        **templated, "notificationInfo": {"variables": {"orderId": "A-17", "name": "Ana"}}})
+    assert response.status_code == 202
+    assert client.post("/v1/notifications", headers=AUTH, json=body).status_code == 202  # inline
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/templates/t/en", {"title": "{{ x", "content": "c"}, "title"),
+    ("/v1/templates/t/en", {"title": "t"}, "content"),
+    ("/v1/templates/t/english please", {"title": "t", "content": "c"}, "locale"),
+    ("/v1/templates/__t__/en", {"title": "t", "content": "c"}, "templateType"),
+])
+def test_bad_templates_are_400_naming_the_field(client, path, body, field) -> None:
+    response = client.put(path, headers=AUTH, json=body)
+    assert (response.status_code, response.get_json()["error"]["field"]) == (400, field)

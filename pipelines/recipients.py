@@ -95,6 +95,7 @@ def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | 
     if user is None:
         yield Delivery(envelope, user_id, channel, None, None), Reason.UNKNOWN_USER
         return
+    locale = _text(user.get(users.LOCALE))
     reason = _opt_out_reason(user, envelope)
     if channel is Channel.PUSH:
         if not devices:
@@ -103,7 +104,8 @@ def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | 
             token = _text(device.get(users.TOKEN))
             delivery = Delivery(envelope, user_id, channel, token,
                                 events.recipient_hash(token, hash_key) if token else None,
-                                _platform(device.get(users.PLATFORM)), device_id)
+                                _platform(device.get(users.PLATFORM)), device_id,
+                                recipient_locale=locale)
             if reason is None and _disabled_for(device, envelope):
                 yield delivery, Reason.DEVICE_DISABLED
             elif reason is None and not token:
@@ -113,7 +115,8 @@ def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | 
         return
     address = _text(user.get(users.PHONE if channel is Channel.SMS else users.EMAIL))
     delivery = Delivery(envelope, user_id, channel, address,
-                        events.recipient_hash(address, hash_key) if address else None)
+                        events.recipient_hash(address, hash_key) if address else None,
+                        recipient_locale=locale)
     if reason is None and not address:
         reason = Reason.NO_ADDRESS
     yield delivery, reason

@@ -18,6 +18,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.async_dofn import AsyncWrapper
 
+from herald.clients import state_client
 from herald.contracts import Channel, Priority
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status
@@ -27,6 +28,7 @@ from herald.providers.retry import Outcome, RetryPolicy, send_with_retries
 from herald.providers.sendgrid_email import SendGridSender
 from herald.providers.twilio_sms import TwilioSender
 from herald.settings import Settings
+from herald.templates import TemplateError, TemplateStore
 from pipelines.claims import Claim, SendClaims, Verdict
 from pipelines.delivery import Delivery
 from pipelines.directory import Directory
@@ -121,16 +123,26 @@ class _SendBatch(beam.DoFn):
 
     def __init__(self, sender: ProcessResource[Sender], directory: ProcessResource[Directory],
                  claims: ProcessResource[SendClaims], policy: RetryPolicy,
-                 source_topic: str) -> None:
+                 source_topic: str, templates: ProcessResource[TemplateStore]) -> None:
         self._sender = sender
         self._directory = directory
         self._claims = claims
         self._policy = policy
         self._source_topic = source_topic
+        self._templates = templates
 
     def process(self, keyed_batch: tuple[int, Iterable[Delivery]]) -> Iterator[dict | DeadLetter]:
         to_send: list[Delivery] = []
-        for delivery, claim in self._claim(list(keyed_batch[1])):
+        rendered: list[Delivery] = []
+        for delivery in keyed_batch[1]:  # before any claim: a template error is not a send
+            try:
+                rendered.append(delivery.render(self._templates.get()))
+            except TemplateError as error:
+                yield delivery.event(Status.FAILED, reason=Reason.TEMPLATE_ERROR.value,
+                                     detail=str(error))
+        if not rendered:
+            return
+        for delivery, claim in self._claim(rendered):
             if claim.verdict is Verdict.SEND:
                 to_send.append(delivery)
             elif claim.verdict is Verdict.DUPLICATE:
@@ -218,6 +230,11 @@ def _count_batch(keyed_batch: tuple[int, list[Delivery]], channel: str) -> tuple
     return keyed_batch
 
 
+def _template_store(settings: Settings) -> TemplateStore:
+    """Templates live in Herald's own database (herald.templates), read once a minute at most."""
+    return TemplateStore(state_client(settings))
+
+
 class SendDeliveries(beam.PTransform):
     """{branch name: keyed deliveries} (as `Router` tags them) -> (main) terminal events and
     (`dead_letters`) the DeadLetters of deliveries parked, through one batched branch per
@@ -234,6 +251,7 @@ class SendDeliveries(beam.PTransform):
         senders = {channel: ProcessResource(partial(build_sender, channel, self._settings))
                    for channel in Channel}  # one per channel, shared by its lanes
         claims = ProcessResource(partial(SendClaims, self._settings))
+        templates = ProcessResource(partial(_template_store, self._settings))
         results = []
         for channel, lane in BRANCHES:
             name = branch_name(channel, lane)
@@ -244,7 +262,7 @@ class SendDeliveries(beam.PTransform):
                 | f"CountBatch_{name}" >> beam.Map(_count_batch, channel.value)
                 | f"Send_{name}" >> beam.ParDo(AsyncWrapper(
                     _SendBatch(senders[channel], self._directory, claims, self._policy,
-                               self._settings.requests_topic),
+                               self._settings.requests_topic, templates),
                     parallelism=SEND_PARALLELISM,
                     callback_frequency=COMMIT_POLL_S, id_fn=_batch_id)))
         return (results | "MergeSendEvents" >> beam.Flatten()
