@@ -116,9 +116,11 @@ def _report(args: argparse.Namespace) -> None:
 
 def _schema(args: argparse.Namespace) -> None:
     from herald.dbt_project import render_sources_yaml, write_sources_yaml
+    from ingest_function import openapi
 
     if args.write:
         write_sources_yaml()
+        openapi.write()
     else:
         print(render_sources_yaml())
 
@@ -198,7 +200,8 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--out-dir", type=Path, default=Path("reports"))
     report.set_defaults(handler=_report)
 
-    schema = commands.add_parser("schema", help="print (or --write) dbt sources from herald.events")
+    schema = commands.add_parser("schema", help="print (or --write) dbt sources from herald.events "
+                                 "(--write also ingest_function/openapi.json)")
     schema.add_argument("--write", action="store_true")
     schema.set_defaults(handler=_schema)
 

@@ -33,7 +33,7 @@ from herald.contracts import (MAX_BODY_BYTES, ContractError, Envelope, Notificat
                               new_envelope, parse_request)
 from herald.settings import Settings
 from herald.templates import TemplateStore, check_request
-from ingest_function import callbacks, idempotency, registry
+from ingest_function import callbacks, idempotency, openapi, registry
 from ingest_function.idempotency import Claim, Ledger, Receipt
 from ingest_function.outbox import (DEFAULT_REPLAY_LIMIT, PUBLISH_ERRORS, Message, Outbox,
                                     publish)
@@ -183,6 +183,12 @@ def _store(envelope: Envelope, claim: Claim | None) -> flask.Response:
 
 
 @lru_cache(maxsize=1)
+def _openapi() -> bytes:
+    """The stored description (openapi.py, `herald schema --write`)."""
+    return openapi.PATH.read_bytes()
+
+
+@lru_cache(maxsize=1)
 def _registry() -> registry.Registry:
     settings = _settings()
     return registry.Registry(firestore_client(settings), _publisher(), settings,
@@ -233,6 +239,8 @@ def notifications(request: flask.Request) -> flask.Response:
     """Entry point: routes the function's paths."""
     if request.path == "/healthz":
         return flask.Response('{"ok":true}', status=200, mimetype="application/json")
+    if request.path == "/openapi.json":
+        return flask.Response(_openapi(), status=200, mimetype="application/json")
     if registry.handles(request.path):
         return registry_request(request)
     callback_handler = callbacks.ROUTES.get(request.path.rstrip("/"))
