@@ -154,6 +154,16 @@ def document_id(value: str, path: str) -> str:
     return value
 
 
+def text(value: Any, path: str, max_len: int = 256) -> str:
+    """`value` if it is a string that is not blank, at most `max_len` characters of valid
+    Unicode; else ContractError naming `path`."""
+    if not isinstance(value, str) or not value.strip():
+        raise ContractError(path, "must be a non-empty string")
+    if len(value) > max_len:
+        raise ContractError(path, f"must be at most {max_len} characters")
+    return _unicode_text(value, path)
+
+
 def _string(body: Mapping[str, Any], key: str, path: str, *, required: bool = True,
             max_len: int = 256) -> str | None:
     value = body.get(key)
@@ -161,11 +171,7 @@ def _string(body: Mapping[str, Any], key: str, path: str, *, required: bool = Tr
         if required:
             raise ContractError(path, "is required")
         return None
-    if not isinstance(value, str) or not value.strip():
-        raise ContractError(path, "must be a non-empty string")
-    if len(value) > max_len:
-        raise ContractError(path, f"must be at most {max_len} characters")
-    return _unicode_text(value, path)
+    return text(value, path, max_len)
 
 
 def _object(body: Mapping[str, Any], key: str, *, required: bool) -> Mapping[str, Any]:

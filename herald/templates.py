@@ -30,7 +30,7 @@ from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 from google.cloud import firestore
 
-from herald.contracts import ContractError, NotificationRequest
+from herald.contracts import ContractError, NotificationRequest, text
 from herald.users import BCP47, name
 
 COLLECTION = "templates"
@@ -92,11 +92,7 @@ def parse_translation(body: Any) -> Translation:
         if value is None and key not in REQUIRED_FIELDS:
             texts[key] = None
             continue
-        if not isinstance(value, str) or not value.strip():
-            raise ContractError(key, "must be a non-empty string (a Jinja2 template)")
-        if len(value) > MAX_TEXT:
-            raise ContractError(key, f"must be at most {MAX_TEXT} characters")
-        texts[key] = value
+        texts[key] = text(value, key, MAX_TEXT)
     data = body.get("data") or {}
     if not isinstance(data, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in data.items()):

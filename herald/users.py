@@ -37,7 +37,7 @@ from typing import Any, Mapping
 import email_validator
 from google.cloud import firestore
 
-from herald.contracts import Channel, ContractError, Platform, document_id
+from herald.contracts import Channel, ContractError, Platform, document_id, text
 from herald.events import Status, registry_event
 
 USERS = "users"
@@ -135,21 +135,9 @@ def _only(body: Mapping[str, Any], allowed: tuple[str, ...], prefix: str = "") -
             raise ContractError(f"{prefix}{key}", f"is not a known field; use {list(allowed)}")
 
 
-def _text_value(value: Any, path: str, max_len: int = MAX_NAME) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ContractError(path, "must be a non-empty string")
-    if len(value) > max_len:
-        raise ContractError(path, f"must be at most {max_len} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise ContractError(path, "must be valid Unicode text (no lone surrogates)") from error
-    return value
-
-
 def name(value: Any, path: str) -> str:
     """A user, device, category or topic name: a string Firestore takes as a document id."""
-    return document_id(_text_value(value, path), path)
+    return document_id(text(value, path, MAX_NAME), path)
 
 
 @lru_cache(maxsize=1)
@@ -158,19 +146,19 @@ def _time_zones() -> frozenset[str]:
 
 
 def _contact(key: str, value: Any) -> str:
-    text = _text_value(value, key)
+    given = text(value, key, MAX_NAME)
     if key == EMAIL:
         try:
-            return email_validator.validate_email(text, check_deliverability=False).normalized
+            return email_validator.validate_email(given, check_deliverability=False).normalized
         except email_validator.EmailNotValidError as error:
             raise ContractError(key, f"is not an email address: {error}") from error
-    if key == PHONE and not E164.fullmatch(text):
+    if key == PHONE and not E164.fullmatch(given):
         raise ContractError(key, "must be an E.164 number such as +15551234567")
-    if key == LOCALE and not BCP47.fullmatch(text):
+    if key == LOCALE and not BCP47.fullmatch(given):
         raise ContractError(key, "must be a BCP 47 language tag such as ko-KR")
-    if key == TIMEZONE and text not in _time_zones():
+    if key == TIMEZONE and given not in _time_zones():
         raise ContractError(key, "must be an IANA time zone such as Asia/Seoul")
-    return text
+    return given
 
 
 def parse_contacts(body: Any) -> dict[str, str | None]:
@@ -189,7 +177,7 @@ def parse_device(body: Any) -> dict[str, str]:
     platforms = [platform.value for platform in Platform]
     if body.get(PLATFORM) not in platforms:
         raise ContractError(PLATFORM, f"must be one of {platforms}, got {body.get(PLATFORM)!r}")
-    return {PLATFORM: body[PLATFORM], TOKEN: _text_value(body.get(TOKEN), TOKEN, MAX_TOKEN)}
+    return {PLATFORM: body[PLATFORM], TOKEN: text(body.get(TOKEN), TOKEN, MAX_TOKEN)}
 
 
 def _switch_value(value: Any, path: str) -> bool | None:
