@@ -1,4 +1,6 @@
-"""Herald's HTTP edge: `POST /v1/notifications` validates a sender's request and publishes it.
+"""Herald's HTTP edge: `POST /v1/notifications` validates a sender's request and publishes it;
+the registry API (`/v1/users/...`, `/v1/templates/...`, registry.py) and the provider callbacks
+(callbacks.py) share the function, described at `GET /openapi.json` (openapi.py).
 
 Deployed as a Cloud Function (functions-framework), run locally by `herald local up`:
     functions-framework --target=notifications --source=ingest_function/main.py --port=8080
