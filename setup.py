@@ -34,6 +34,8 @@ RUNTIME_MODULES = (
     "herald.events",
     "herald.reconcile",
     "herald.settings",
+    "herald.templates",
+    "herald.users",
     "herald.providers",
     "herald.providers.*",
     "ingest_function",

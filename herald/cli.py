@@ -111,6 +111,21 @@ def _outbox_replay(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def _templates_load(args: argparse.Namespace) -> None:
+    from herald.clients import state_client
+    from herald.contracts import ContractError
+    from herald.settings import Settings
+    from herald.templates import TemplateStore, load_directory
+
+    settings = Settings.from_env() if args.from_env else _stack_settings(args)
+    try:
+        loaded = load_directory(TemplateStore(state_client(settings)), args.directory)
+    except ContractError as error:
+        sys.exit(f"herald: nothing loaded: {error}")
+    for template_type, locale in loaded:
+        print(f"loaded {template_type} {locale}")
+
+
 def _dlq_replay(args: argparse.Namespace) -> None:
     from google.cloud import pubsub_v1
 
@@ -146,10 +161,12 @@ def _report(args: argparse.Namespace) -> None:
 
 def _schema(args: argparse.Namespace) -> None:
     from herald.dbt_project import render_sources_yaml, write_sources_yaml
+    from herald.flex_templates import write_metadata
     from herald.infrastructure import write_files
+    from ingest_function import openapi
 
     if args.write:
-        for path in (write_sources_yaml(), *write_files()):
+        for path in (write_sources_yaml(), *write_files(), openapi.write(), *write_metadata()):
             print(f"wrote {path}")
     else:
         print(render_sources_yaml())
@@ -159,17 +176,6 @@ def _package_function(args: argparse.Namespace) -> None:
     from herald.shipping import build_function
 
     print(f"wrote {build_function(args.out)}")
-
-
-def _templates(args: argparse.Namespace) -> None:
-    from herald.flex_templates import TEMPLATES, render_metadata, write_metadata
-
-    if args.write:
-        for path in write_metadata():
-            print(f"wrote {path}")
-    else:
-        for template in TEMPLATES:
-            print(f"# {template.metadata_path}\n{render_metadata(template)}")
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -226,6 +232,15 @@ def parser() -> argparse.ArgumentParser:
     _add_ops_flags(dlq_replay, "project", "dead_letter_topic")
     dlq_replay.set_defaults(handler=_dlq_replay)
 
+    templates = commands.add_parser("templates", help="notification templates (Firestore)"
+                                    ).add_subparsers(dest="action", required=True)
+    load = templates.add_parser("load", help="store <dir>/<templateType>/<locale>.json (and "
+                                "<locale>.html, the email HTML) in the running local stack")
+    load.add_argument("directory", type=Path)
+    load.add_argument("--from-env", action="store_true", help="the project in the environment "
+                      "(HERALD_PROJECT, GOOGLE_CLOUD_PROJECT) instead of the local stack")
+    load.set_defaults(handler=_templates_load)
+
     from herald.reconcile import DEFAULT_GRACE_S
 
     reconcile = commands.add_parser("reconcile", help="check every accepted request finished; "
@@ -242,15 +257,11 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--out-dir", type=Path, default=Path("reports"))
     report.set_defaults(handler=_report)
 
-    schema = commands.add_parser("schema", help="print dbt sources from herald.events; --write them, "
-                                 "and terraform/generated/ (names, table schemas: herald.infrastructure)")
+    schema = commands.add_parser("schema", help="print dbt sources from herald.events; --write every "
+                                 "generated file: them, terraform/generated/ (names, table schemas), "
+                                 "ingest_function/openapi.json and the Flex Templates' metadata.json")
     schema.add_argument("--write", action="store_true")
     schema.set_defaults(handler=_schema)
-
-    templates = commands.add_parser("templates", help="print (or --write) the Dataflow Flex "
-                                    "Templates' metadata.json from the pipelines' options")
-    templates.add_argument("--write", action="store_true")
-    templates.set_defaults(handler=_templates)
 
     from herald.shipping import DEFAULT_FUNCTION_OUT
 

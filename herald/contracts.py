@@ -78,13 +78,21 @@ class NotificationRequest:
     category_type: str
     channel: Channel
     template_type: str
-    title: str
-    content: str
+    title: str | None
+    """None (with `content`) when the template named by `template_type` supplies the texts."""
+    content: str | None
     priority: Priority = Priority.NORMAL
     device_info: str | None = None
     send_time: str | None = None
     data: Mapping[str, str] = field(default_factory=dict)
     user_ids: tuple[str, ...] = ()
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    """`notificationInfo.variables`: the template's variables (JSON scalars by name)."""
+
+    @property
+    def templated(self) -> bool:
+        """Whether the texts come from the template (no inline title and content)."""
+        return self.title is None
 
     @property
     def audience(self) -> tuple[str, ...]:
@@ -101,9 +109,12 @@ class NotificationRequest:
             "notificationType": self.channel.value,
             "templateType": self.template_type,
             "priority": self.priority.value,
-            "notificationInfo": {"title": self.title, "content": self.content},
+            "notificationInfo": {} if self.templated else {"title": self.title,
+                                                            "content": self.content},
             "metadata": {},
         }
+        if self.variables:
+            body["notificationInfo"]["variables"] = dict(self.variables)
         if self.data:
             body["notificationInfo"]["data"] = dict(self.data)
         if self.device_info is not None:
@@ -146,6 +157,16 @@ def document_id(value: str, path: str) -> str:
     return value
 
 
+def text(value: Any, path: str, max_len: int = 256) -> str:
+    """`value` if it is a string that is not blank, at most `max_len` characters of valid
+    Unicode; else ContractError naming `path`."""
+    if not isinstance(value, str) or not value.strip():
+        raise ContractError(path, "must be a non-empty string")
+    if len(value) > max_len:
+        raise ContractError(path, f"must be at most {max_len} characters")
+    return _unicode_text(value, path)
+
+
 def _string(body: Mapping[str, Any], key: str, path: str, *, required: bool = True,
             max_len: int = 256) -> str | None:
     value = body.get(key)
@@ -153,11 +174,7 @@ def _string(body: Mapping[str, Any], key: str, path: str, *, required: bool = Tr
         if required:
             raise ContractError(path, "is required")
         return None
-    if not isinstance(value, str) or not value.strip():
-        raise ContractError(path, "must be a non-empty string")
-    if len(value) > max_len:
-        raise ContractError(path, f"must be at most {max_len} characters")
-    return _unicode_text(value, path)
+    return text(value, path, max_len)
 
 
 def _object(body: Mapping[str, Any], key: str, *, required: bool) -> Mapping[str, Any]:
@@ -222,20 +239,48 @@ def check_provider_limits(request: NotificationRequest) -> NotificationRequest:
             if fcm_limits.reserved_data_key(key):
                 raise ContractError(f"notificationInfo.data.{key}",
                                     "is reserved by FCM (from, message_type, google*, gcm*)")
-        size = fcm_limits.push_payload_bytes(request.title, request.content, request.data,
-                                             request.notification_id)
+        size = fcm_limits.push_payload_bytes(request.title or "", request.content or "",
+                                             request.data, request.notification_id)
         if size > fcm_limits.MAX_PAYLOAD_BYTES:
             raise ContractError("notificationInfo", (
                 f"makes a {size}-byte push payload; FCM takes at most "
                 f"{fcm_limits.MAX_PAYLOAD_BYTES} bytes of title, content and data keys and "
                 f"values (UTF-8, with the {len(fcm_limits.HERALD_DATA_KEYS)} ids Herald adds)"))
     elif request.channel is Channel.SMS:
-        length = len(twilio_limits.sms_body(request.title, request.content))
+        length = len(twilio_limits.sms_body(request.title or "", request.content or ""))
         if length > twilio_limits.MAX_BODY_CHARS:
             raise ContractError("notificationInfo.content", (
                 f"makes a {length}-character SMS (title, ': ', content); Twilio takes at most "
                 f"{twilio_limits.MAX_BODY_CHARS}"))
     return request
+
+
+MAX_VARIABLES = 100
+
+
+def _variables(info: Mapping[str, Any]) -> dict[str, Any]:
+    """`notificationInfo.variables`: an object of JSON scalars (string, number, boolean, null)
+    named by strings; a template's text refers to them by name."""
+    path = "notificationInfo.variables"
+    value = info.get("variables", {})
+    if not isinstance(value, Mapping) or len(value) > MAX_VARIABLES:
+        raise ContractError(path, f"must be an object of at most {MAX_VARIABLES} variables")
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ContractError(path, f"{key!r} is not a variable name (letters, digits, _)")
+        if item is not None and not isinstance(item, (str, int, float, bool)):
+            raise ContractError(f"{path}.{key}", "must be a string, number, boolean or null")
+        if isinstance(item, str):
+            _unicode_text(item, f"{path}.{key}")
+    return dict(value)
+
+
+def _texts(info: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Inline `title` and `content`, or neither: then the template supplies them."""
+    if info.get("title") is None and info.get("content") is None:
+        return None, None
+    return (_string(info, "title", "notificationInfo.title", max_len=1024),
+            _string(info, "content", "notificationInfo.content", max_len=32 * 1024))
 
 
 def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest:
@@ -258,6 +303,7 @@ def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest
         _unicode_text(value, f"notificationInfo.data.{key}")
     user_ids = _audience(body)
     user_id = None if user_ids else _string(body, "userId", "userId")
+    title, content = _texts(info)
     return check_provider_limits(NotificationRequest(
         user_id=user_id and document_id(user_id, "userId"),
         user_ids=user_ids,
@@ -266,8 +312,9 @@ def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest
         category_type=_string(body, "categoryType", "categoryType"),
         channel=_enum(body, "notificationType", Channel, None),
         template_type=_string(body, "templateType", "templateType"),
-        title=_string(info, "title", "notificationInfo.title", max_len=1024),
-        content=_string(info, "content", "notificationInfo.content", max_len=32 * 1024),
+        title=title,
+        content=content,
+        variables=_variables(info),
         priority=_enum(body, "priority", Priority, Priority.NORMAL),
         device_info=_string(metadata, "deviceInfo", "metadata.deviceInfo", required=False),
         send_time=_timestamp(

@@ -61,6 +61,10 @@ def test_ids_firestore_accepts_pass() -> None:
     (("serviceType",), "svc\udc00", "serviceType"),
     (("notificationInfo", "data"), {"k": "\ud800"}, "notificationInfo.data.k"),
     (("notificationInfo", "data"), {"\ud800": "v"}, "notificationInfo.data"),
+    (("notificationInfo", "variables"), ["orderId"], "notificationInfo.variables"),
+    (("notificationInfo", "variables"), {"order id": "A"}, "notificationInfo.variables"),
+    (("notificationInfo", "variables"), {"order": {"id": 1}}, "notificationInfo.variables.order"),
+    (("notificationInfo", "variables"), {"order": "\ud800"}, "notificationInfo.variables.order"),
 ])
 def test_bad_fields_are_named(path: tuple[str, ...], value: object, field: str) -> None:
     body = copy.deepcopy(DESIGN_BODY)
@@ -170,3 +174,14 @@ def test_what_the_provider_would_refuse_is_refused_naming_the_field(channel, inf
 ])
 def test_what_the_provider_takes_is_accepted(channel, info) -> None:
     parse_request({**DESIGN_BODY, "notificationType": channel, "notificationInfo": info})
+def test_a_templated_request_has_no_inline_texts_and_round_trips() -> None:
+    body = {**DESIGN_BODY, "notificationInfo": {"variables": {"orderId": "A-17", "count": 2}}}
+    request = parse_request(body)
+    assert request.templated and (request.title, request.content) == (None, None)
+    assert request.variables == {"orderId": "A-17", "count": 2}
+    envelope = new_envelope(request, "orders-svc")
+    assert Envelope.from_pubsub(envelope.to_pubsub()[0]).request == request
+    assert not parse_request(DESIGN_BODY).templated
+    with pytest.raises(ContractError) as error:  # one inline text needs the other
+        parse_request({**DESIGN_BODY, "notificationInfo": {"title": "Shipped"}})
+    assert error.value.field == "notificationInfo.content"

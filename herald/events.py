@@ -51,10 +51,17 @@ class Status(StrEnum):
     OPTED_IN = "opted_in"
     """A provider told Herald the recipient opted back in (an SMS START, YES or UNSTOP reply):
     the opt-out the same provider reported for the channel is lifted."""
+    PREFERENCE_CHANGED = "preference_changed"
+    """The registry API set one of a user's switches (`setting`, new value in `value`): global,
+    category, channel, device, quiet hours, topic subscription. Not about a delivery."""
+    REGISTRY_CHANGED = "registry_changed"
+    """The registry API changed a user's record otherwise (`setting`): contacts, a device
+    registered or removed, the user erased. Not about a delivery."""
 
 
 TERMINAL = frozenset({Status.SUPPRESSED, Status.DUPLICATE, Status.SENT, Status.FAILED,
                       Status.DEAD_LETTER})
+REGISTRY = frozenset({Status.PREFERENCE_CHANGED, Status.REGISTRY_CHANGED})
 CALLBACK = frozenset({Status.PROVIDER_ACCEPTED, Status.DELIVERED, Status.UNDELIVERED,
                       Status.BOUNCED, Status.DROPPED, Status.DEFERRED, Status.OPENED,
                       Status.CLICKED, Status.OPTED_OUT, Status.OPTED_IN})
@@ -86,6 +93,9 @@ class Reason(StrEnum):
     ROW_REJECTED = "row_rejected"
     """BigQuery refused an event row (the dead letter holds the row and BigQuery's error); not
     replayable through Pub/Sub: fix the cause and insert the row from `dead_letters`."""
+    TEMPLATE_ERROR = "template_error"
+    """The request's template could not be rendered for the delivery (no such template or
+    locale, a variable the request did not give): `detail` says which."""
     UNPROCESSABLE = "unprocessable"
     """A request the pipeline failed on after parsing it (a value its lookups refused, a bug):
     parked whole, with the error, so one request never stops the others."""
@@ -147,6 +157,16 @@ EVENT_FIELDS: tuple[Field, ...] = (
     Field("not_before", "TIMESTAMP", "NULLABLE",
           "On Herald's own `deferred` event: when the delivery will be sent again, as long as "
           "its provider asked Herald to wait."),
+    Field("locale", "STRING", "NULLABLE",
+          "On a templated delivery's events: the template locale it was rendered in (the "
+          "recipient's locale, else its language, else the template's default)."),
+    Field("setting", "STRING", "NULLABLE",
+          "On preference_changed / registry_changed: what changed (notification_enabled, "
+          "categories.<category>, channels.<channel>, devices.<deviceId>.notification_enabled, "
+          "quiet_hours, topics.<topic>, contacts.<field>, devices.<deviceId>, user)."),
+    Field("value", "STRING", "NULLABLE",
+          "On preference_changed / registry_changed: the new value as JSON (true, false, "
+          "quiet hours, a platform), null when removed; never a contact address or token."),
 )
 
 PARTITION_FIELD = "event_ts"
@@ -254,6 +274,30 @@ def callback_event(*, span_id: str | None, status: Status, occurred_at: str,
         "detail": detail,
         "bounce_type": bounce_type,
         "machine_open": machine_open,
+    })
+
+
+def registry_event(*, status: Status, trace_id: str, user_id: str, sender_client: str,
+                   setting: str, value: str | None, changed_at: str,
+                   device_id: str | None = None) -> dict[str, Any]:
+    """A change the registry API made to a user's record: who (`sender_client`), which user and
+    `setting`, the new `value` (JSON text), when. One `trace_id` per API request, so the settings
+    one PATCH changed share it; the event id is the trace, user and setting, so a redelivered
+    message is counted once."""
+    if status not in REGISTRY:
+        raise ValueError(f"{status} is not a registry status")
+    span = span_for(trace_id, user_id, setting)
+    return _complete({
+        "event_id": _event_id(span, status),
+        "event_ts": changed_at,
+        "status": status.value,
+        "trace_id": trace_id,
+        "span_id": span,
+        "user_id": user_id,
+        "sender_client": sender_client,
+        "device_id": device_id,
+        "setting": setting,
+        "value": value,
     })
 
 

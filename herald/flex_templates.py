@@ -5,7 +5,7 @@
 a parameter with the flag's help text, type and default) and from the pipeline module's docstring.
 herald/flex_templates_test.py fails while a committed file and the options differ, and validates
 each with the Dataflow API's own `TemplateMetadata` type; rewrite them with
-`write_metadata()` (`herald templates --write`).
+`write_metadata()` (`herald schema --write`).
 
 The metadata format: https://cloud.google.com/dataflow/docs/guides/templates/configuring-flex-templates#metadata
 The image both templates run in: pipelines/templates/Dockerfile.

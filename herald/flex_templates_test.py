@@ -37,7 +37,7 @@ LOCAL_ENVIRONMENT = ("HERALD_", "PUBSUB_EMULATOR", "FIRESTORE_EMULATOR", "BIGQUE
 def test_metadata_is_generated_from_the_options(template: FlexTemplate) -> None:
     committed = template.metadata_path.read_text()
     assert committed == flex_templates.render_metadata(template), (
-        f"{template.metadata_path} differs from pipelines/options.py: run `herald templates --write`")
+        f"{template.metadata_path} differs from pipelines/options.py: run `herald schema --write`")
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda t: t.job)

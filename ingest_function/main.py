@@ -1,4 +1,6 @@
-"""Herald's HTTP edge: `POST /v1/notifications` validates a sender's request and publishes it.
+"""Herald's HTTP edge: `POST /v1/notifications` validates a sender's request and publishes it;
+the registry API (`/v1/users/...`, `/v1/templates/...`, registry.py) and the provider callbacks
+(callbacks.py) share the function, described at `GET /openapi.json` (openapi.py).
 
 Deployed as a Cloud Function (functions-framework), run locally by `herald local up`:
     functions-framework --target=notifications --source=ingest_function/main.py --port=8080
@@ -30,12 +32,13 @@ from google.api_core.exceptions import GoogleAPIError
 from google.api_core.retry import Retry
 from google.cloud import firestore, pubsub_v1
 
-from herald.clients import bigquery_client, state_client
+from herald.clients import bigquery_client, firestore_client, state_client
 from herald.contracts import (HEARTBEAT_ATTRIBUTE, MAX_BODY_BYTES, ContractError, Envelope,
-                              new_envelope, parse_request)
+                              NotificationRequest, new_envelope, parse_request)
 from herald.reconcile import DEFAULT_GRACE_S, Reconciler
 from herald.settings import Settings
-from ingest_function import idempotency, webhooks
+from herald.templates import TemplateStore, check_request
+from ingest_function import idempotency, openapi, registry, webhooks
 from ingest_function.breaker import CircuitBreaker, CircuitOpen
 from ingest_function.idempotency import Claim, Ledger, Receipt
 from ingest_function.outbox import (DEFAULT_REPLAY_LIMIT, PUBLISH_ERRORS, Message, Outbox,
@@ -142,6 +145,8 @@ def accept_notification(request: flask.Request) -> flask.Response:
     try:
         body = _read_json(request)
         notification = parse_request(body)
+        if notification.templated:
+            _check_template(notification)
         key = idempotency.key_for(sender, request.headers.get(idempotency.HEADER), body)
     except _TooLarge:
         return _error(413, "body", f"must be at most {MAX_BODY_BYTES} bytes")
@@ -201,11 +206,67 @@ def _store(envelope: Envelope, claim: Claim | None) -> flask.Response:
     return _accepted(Receipt.of(envelope))
 
 
+@lru_cache(maxsize=1)
+def _openapi() -> bytes:
+    """The stored description (openapi.py, `herald schema --write`)."""
+    return openapi.PATH.read_bytes()
+
+
+@lru_cache(maxsize=1)
+def _registry() -> registry.Registry:
+    settings = _settings()
+    return registry.Registry(firestore_client(settings), _publisher(), settings,
+                             _firestore_call(settings), _templates())
+
+
+@lru_cache(maxsize=1)
+def _templates() -> TemplateStore:
+    return TemplateStore(_firestore(), call=_firestore_call(_settings()))
+
+
+def _check_template(notification: NotificationRequest) -> None:
+    """A templated request's template must exist and get every variable it uses (ContractError).
+    When Firestore cannot say, the request is accepted: the pipeline decides (template_error)."""
+    try:
+        template = _templates().get(notification.template_type)
+    except GoogleAPIError as error:
+        log.warning("template %r unreadable, leaving the check to the pipeline: %s",
+                    notification.template_type, error)
+        return
+    check_request(template, notification)
+
+
+def registry_request(request: flask.Request) -> flask.Response:
+    """The registry API (registry.py) behind the same authentication and error shape."""
+    sender = _authenticate(request, _settings())
+    if sender is None:
+        return _error(401, "Authorization", "a valid `Authorization: Bearer <api key>` is required")
+    try:
+        status, body = registry.dispatch(request, sender, _registry(), _read_json)
+    except _TooLarge:
+        return _error(413, "body", f"must be at most {MAX_BODY_BYTES} bytes")
+    except ContractError as error:
+        return _error(400, error.field, error.message)
+    except registry.RegistryError as error:
+        return _error(error.status, error.field, error.message)
+    except GoogleAPIError as error:
+        log.warning("registry request %s %s failed: %s", request.method, request.path, error)
+        return _error(503, "firestore", "the user registry is unavailable; retry later")
+    if body is None:
+        return flask.Response(status=status)
+    return flask.Response(json.dumps(body, default=str), status=status,
+                          mimetype="application/json")
+
+
 @functions_framework.http
 def notifications(request: flask.Request) -> flask.Response:
     """Entry point: routes the function's paths."""
     if request.path == "/healthz":
         return flask.Response('{"ok":true}', status=200, mimetype="application/json")
+    if request.path == "/openapi.json":
+        return flask.Response(_openapi(), status=200, mimetype="application/json")
+    if registry.handles(request.path):
+        return registry_request(request)
     callback_handler = webhooks.ROUTES.get(request.path.rstrip("/"))
     if callback_handler is not None:
         return callback_handler(request, _settings(), _publisher())

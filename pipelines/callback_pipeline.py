@@ -6,6 +6,9 @@
     Firestore (Directory.record_opt_out), so later notifications are suppressed, and an event
     each; opted_in callbacks lift it (Directory.lift_opt_out)
 
+The same topic carries the registry API's records of its changes (herald.users.RegistryChanges,
+marked by REGISTRY_ATTRIBUTE), written as preference_changed / registry_changed events.
+
 A job of its own rather than a second read in the delivery pipeline: callbacks arrive later and
 in other volumes than requests, scale separately on Dataflow, and on the DirectRunner a second
 Pub/Sub read would stall the single worker thread in its idle pulls.
@@ -29,6 +32,7 @@ from herald.contracts import CHANNEL_BY_PROVIDER, ContractError
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status, dead_letter_event, recipient_hash
 from herald.settings import Settings
+from herald.users import REGISTRY_ATTRIBUTE, RegistryChanges
 from pipelines import launch
 from pipelines.bigquery_sink import WriteRecords
 from pipelines.directory import Directory
@@ -53,8 +57,11 @@ class _ParseCallback(beam.DoFn):
         if HEARTBEAT_ATTRIBUTE in attributes:
             return
         try:
+            if REGISTRY_ATTRIBUTE in attributes:  # the registry API's record of its changes
+                yield from RegistryChanges.from_pubsub(message.data).to_events()
+                return
             callback = DeliveryCallback.from_pubsub(message.data)
-        except (ContractError, ValueError, TypeError) as error:
+        except (ContractError, ValueError, TypeError, KeyError) as error:
             self.invalid.inc()
             yield TaggedOutput(EVENTS, dead_letter_event(message.data, Reason.INVALID_MESSAGE,
                                                          str(error)))

@@ -17,8 +17,9 @@ from herald.callback_events import callback
 from herald.contracts import Channel
 from herald.events import Status, dead_letter_event, recipient_hash
 from herald.settings import Settings
+from herald.users import REGISTRY_ATTRIBUTE, Change, RegistryChanges, provider_opt_out
 from pipelines.callback_pipeline import DEAD_LETTERS, EVENTS, RecordCallbacks
-from pipelines.directory import Directory, provider_opt_out
+from pipelines.directory import Directory
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 from pipelines.resources import ProcessResource
 
@@ -139,3 +140,27 @@ def test_an_opt_in_lifts_the_opt_out_its_provider_reported_before_it(settings: S
     assert provider_opt_out(documents["u-1"], Channel.EMAIL)["reason"] == "unsubscribe"
     assert provider_opt_out(documents["u-2"], Channel.SMS)["reason"] == "STOP"
     assert provider_opt_out(documents["u-3"], Channel.SMS)["source"] == "operator"
+
+def test_registry_changes_become_one_event_per_change() -> None:
+    changes = RegistryChanges("trace-1", "crm", "2026-11-24T12:00:00.000000Z", (
+        Change(Status.PREFERENCE_CHANGED, "u-1", "categories.marketing", False),
+        Change(Status.PREFERENCE_CHANGED, "u-1", "devices.d1.notification_enabled", True, "d1"),
+        Change(Status.REGISTRY_CHANGED, "u-1", "user", None)))
+    broken = PubsubMessage(b'{"traceId": "t"}', {REGISTRY_ATTRIBUTE: "true"})
+    with TestPipeline() as p:
+        recorded = (p | beam.Create([PubsubMessage(*changes.to_pubsub()), broken])
+                    | RecordCallbacks("notification-callbacks", KEY, ProcessResource(
+                        partial(Directory, Settings(project="registry-changes")))))
+        assert_that(recorded[EVENTS] | beam.Filter(lambda e: e["status"] != "dead_letter")
+                    | beam.Map(lambda e: (e["status"], e["user_id"], e["sender_client"],
+                                          e["setting"], e["value"], e["device_id"],
+                                          e["event_ts"])),
+                    equal_to([
+                        ("preference_changed", "u-1", "crm", "categories.marketing", "false", None,
+                         "2026-11-24T12:00:00.000000Z"),
+                        ("preference_changed", "u-1", "crm", "devices.d1.notification_enabled",
+                         "true", "d1", "2026-11-24T12:00:00.000000Z"),
+                        ("registry_changed", "u-1", "crm", "user", None, None,
+                         "2026-11-24T12:00:00.000000Z")]))
+        assert_that(recorded[DEAD_LETTERS] | beam.Map(lambda d: d.data),
+                    equal_to([b'{"traceId": "t"}']), label="a broken record is parked")

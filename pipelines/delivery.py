@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from herald import events
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Envelope, Platform
 from herald.events import Reason, Status
 from herald.providers.base import Outgoing
+from herald.templates import Rendered, TemplateError, TemplateStore
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,10 @@ class Delivery:
     device_id: str | None = None
     skip: Reason | None = None
     """Why it must not be sent (an opt-out), decided when planned and recorded once claimed."""
+    recipient_locale: str | None = None
+    """The user's `locale`: picks a templated request's translation."""
+    rendered: Rendered | None = None
+    """A templated request's texts for this recipient, once `render` has run."""
 
     @property
     def span_id(self) -> str:
@@ -53,11 +59,33 @@ class Delivery:
             self.envelope, self.span_id, status, user_id=self.user_id,
             platform=self.platform and self.platform.value,
             device_id=self.device_id, recipient_hash=self.recipient_hash,
-            provider=PROVIDER_BY_CHANNEL[self.channel], **extra)
+            provider=PROVIDER_BY_CHANNEL[self.channel],
+            **({"locale": self.rendered.locale} if self.rendered else {}), **extra)
+
+    def render(self, templates: TemplateStore) -> Delivery:
+        """This delivery with its template rendered in the recipient's locale (itself when the
+        request gave its texts inline). TemplateError: no such template, a missing variable."""
+        request = self.envelope.request
+        if not request.templated:
+            return self
+        template = templates.get(request.template_type)
+        if template is None:
+            raise TemplateError(f"no template {request.template_type!r}")
+        return dataclasses.replace(
+            self, rendered=template.render(self.recipient_locale, request.variables))
 
     def outgoing(self) -> Outgoing:
+        """What the provider sends: the request's inline texts, or the rendered template (email
+        takes its subject and HTML body; push data adds the template's to the request's)."""
         request = self.envelope.request
+        texts = self.rendered
+        title, content, data, html = request.title, request.content, dict(request.data), None
+        if texts is not None:
+            email = self.channel is Channel.EMAIL
+            title = texts.email_subject if email else texts.title
+            content, data = texts.content, {**texts.data, **request.data}
+            html = texts.email_html if email else None
         return Outgoing(span_id=self.span_id, notification_id=request.notification_id,
-                        channel=self.channel, address=self.address or "", title=request.title,
-                        content=request.content, priority=request.priority,
-                        platform=self.platform, data=dict(request.data))
+                        channel=self.channel, address=self.address or "", title=title or "",
+                        content=content or "", priority=request.priority,
+                        platform=self.platform, data=data, html=html)

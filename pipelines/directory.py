@@ -1,4 +1,4 @@
-"""The pipeline's access to users and devices in Firestore (layout in herald/local/seed.py)."""
+"""The pipeline's access to users and devices in Firestore (layout in herald/users.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,9 @@ from typing import Any
 from google.cloud import firestore
 
 from herald.clients import firestore_client
+from herald import users
 from herald.contracts import Channel, utc_now_iso
 from herald.settings import Settings
-
-
-ADDRESS_FIELDS = {Channel.SMS: "phone", Channel.EMAIL: "email"}
-"""The user document field holding each addressed channel's address (push addresses devices)."""
-
-PROVIDER_OPT_OUTS = "provider_opt_outs"
-"""User document field: {channel: {"source": provider, "reason": the provider's word, "at": ISO
-time}}, one entry per channel whose provider reported the recipient's opt-out."""
-
-
-def provider_opt_out(user: dict[str, Any], channel: Channel) -> dict[str, Any] | None:
-    """The opt-out a provider reported for `channel` on this user document, if any."""
-    return (user.get(PROVIDER_OPT_OUTS) or {}).get(channel.value)
 
 
 class Directory:
@@ -34,23 +22,23 @@ class Directory:
         self._pool = ThreadPoolExecutor(max_workers=16)
 
     def _user(self, user_id: str) -> firestore.DocumentReference:
-        return self._client.collection("users").document(user_id)
+        return users.user_ref(self._client, user_id)
 
     def users_and_devices(self, user_ids: list[str], push_user_ids: list[str]
                           ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
         """The documents of `user_ids` that exist, and the devices of `push_user_ids` (an unknown
         user has none), read at the same time: on the DirectRunner the runner's one thread waits
         for these reads, so they overlap rather than follow one another."""
-        users = self._pool.submit(self._users, user_ids)
+        user_docs = self._pool.submit(self._users, user_ids)
         devices = dict(zip(push_user_ids, self._pool.map(self._devices, push_user_ids)))
-        return users.result(), devices
+        return user_docs.result(), devices
 
     def _users(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
         snapshots = self._client.get_all([self._user(u) for u in user_ids])
         return {snap.id: snap.to_dict() for snap in snapshots if snap.exists}
 
     def _devices(self, user_id: str) -> dict[str, dict[str, Any]]:
-        return {doc.id: doc.to_dict() for doc in self._user(user_id).collection("devices").stream()}
+        return {doc.id: doc.to_dict() for doc in self._user(user_id).collection(users.DEVICES).stream()}
 
     def users_with_address(self, channel: Channel, address: str) -> list[str]:
         """Ids of the users whose `channel` address is `address` (an equality query on a field
@@ -58,7 +46,7 @@ class Directory:
         opt out an address (SendGrid's suppression lists, Twilio's STOP block of a number), so
         every user who has it is refused by the provider from then on."""
         query = self._client.collection("users").where(
-            filter=firestore.FieldFilter(ADDRESS_FIELDS[channel], "==", address))
+            filter=firestore.FieldFilter(users.ADDRESS_FIELDS[channel], "==", address))
         return sorted(snapshot.id for snapshot in query.stream())
 
     def record_opt_out(self, user_id: str, channel: Channel, source: str, reason: str,
@@ -68,7 +56,7 @@ class Directory:
         channel are suppressed (`provider_opted_out`) without calling the provider. A merge, so
         an unknown user gets no document of its own beyond this field. `at` is when the provider
         says it happened (now when not given)."""
-        self._user(user_id).set({PROVIDER_OPT_OUTS: {channel.value: {
+        self._user(user_id).set({users.PROVIDER_OPT_OUTS: {channel.value: {
             "source": source, "reason": reason, "at": at or utc_now_iso()}}}, merge=True)
 
     def lift_opt_out(self, user_id: str, channel: Channel, source: str, at: str) -> bool:
@@ -81,10 +69,10 @@ class Directory:
         @firestore.transactional
         def lift(transaction: firestore.Transaction) -> bool:
             snapshot = reference.get(transaction=transaction)
-            current = provider_opt_out(snapshot.to_dict() or {}, channel) if snapshot.exists else None
+            current = users.provider_opt_out(snapshot.to_dict() or {}, channel) if snapshot.exists else None
             if current is None or current.get("source") != source or current.get("at", "") > at:
                 return False
-            transaction.update(reference, {f"{PROVIDER_OPT_OUTS}.{channel.value}":
+            transaction.update(reference, {f"{users.PROVIDER_OPT_OUTS}.{channel.value}":
                                            firestore.DELETE_FIELD})
             return True
 
@@ -93,5 +81,6 @@ class Directory:
     def disable_device(self, user_id: str, device_id: str, reason: str) -> None:
         """Token hygiene: later notifications skip the device (it reads as `device_disabled`),
         and the reason stays on the document for support and for the app to re-register."""
-        self._user(user_id).collection("devices").document(device_id).update({
-            "notification_enabled": False, "disabled_reason": reason, "disabled_at": utc_now_iso()})
+        users.device_ref(self._client, user_id, device_id).update({
+            users.NOTIFICATION_ENABLED: False, users.DISABLED_REASON: reason,
+            users.DISABLED_AT: utc_now_iso()})

@@ -46,12 +46,15 @@ from apache_beam.testing.util import BeamAssertException, assert_that
 from apache_beam.transforms.async_dofn import AsyncWrapper
 from google.cloud import firestore
 
+from herald import users
+from herald.clients import state_client
 from herald.contracts import Envelope, new_envelope, parse_request
 from herald.dead_letters import DeadLetter
 from herald.local.seed import SeedUser, demo_users, seed
 from herald.workload import hostile_messages
 from herald.sandbox import server as sandbox_server
 from herald.settings import Settings
+from herald.templates import TemplateStore, parse_translation
 from pipelines import resources
 from pipelines.bigquery_sink import WriteBatching
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
@@ -644,3 +647,69 @@ def test_hostile_values_in_any_field_never_stop_the_pipeline(
                     ("suppressed", "duplicate", "sent", "failed", "dead_letter"))
     planned = {e["trace_id"]: e["deliveries"] for e in events if e["status"] == "resolved"}
     assert {trace: ended[trace] for trace in planned} == planned
+
+
+# --- templates (issue 13) -------------------------------------------------------------------------
+
+TRANSLATIONS = {
+    "en": {"title": "Order {{ orderId }}", "content": "Shipped", "default": True,
+           "email_subject": "Order {{ orderId }} shipped", "email_html": "<b>{{ orderId }}</b>"},
+    "ko": {"title": "주문 {{ orderId }}", "content": "발송",
+           "email_subject": "주문 {{ orderId }} 발송"},
+    "de": {"title": "Bestellung {{ orderId }}", "content": "Versandt",
+           "email_subject": "Bestellung {{ orderId }} versandt"},
+}
+
+
+def templated_message(notification_id: str, channel: str, user_ids: list[str],
+                      template_type: str = "order_shipped", **variables: str) -> Message:
+    body = {"userIds": user_ids, "notificationId": notification_id, "serviceType": "orders",
+            "categoryType": "delivery", "notificationType": channel,
+            "templateType": template_type, "notificationInfo": {"variables": variables}}
+    envelope = new_envelope(parse_request(body, generate_id=False), "pipeline-test")
+    data, attributes = envelope.to_pubsub()
+    return Message(PubsubMessage(data, attributes, message_id=f"m-{next(_ids)}"), "envelope",
+                   envelope=envelope)
+
+
+def test_templated_requests_reach_each_user_in_their_language(
+        firestore_emulator, sandbox, fresh_resources, tmp_path) -> None:
+    """A template in three locales: each user's email and push are in their language (ko-KR ->
+    ko, de-AT -> de, fr-FR -> the default en), variables filled, the locale used on each event;
+    an unknown template or a missing variable ends each delivery `failed` (template_error)."""
+    client = firestore.Client(project=PROJECT)
+    locales = {"tpl-ko": "ko-KR", "tpl-de": "de-AT", "tpl-fr": "fr-FR"}
+    for user_id, locale in locales.items():
+        users.user_ref(client, user_id).set({users.EMAIL: f"{user_id}@example.com",
+                                             users.LOCALE: locale})
+        users.device_ref(client, user_id, "phone").set({users.PLATFORM: "android",
+                                                        users.TOKEN: f"tok-{user_id}"})
+    store = TemplateStore(state_client(settings_for(sandbox)))
+    for locale, body in TRANSLATIONS.items():
+        store.put("order_shipped", locale, parse_translation(body), body.get("default", False))
+    audience = sorted(locales)
+    steps = [[templated_message("tpl-email", "email", audience, orderId="A-17"),
+              templated_message("tpl-push", "push", audience, orderId="A-18"),
+              templated_message("tpl-missing", "email", ["tpl-ko"]),
+              templated_message("tpl-unknown", "email", ["tpl-de"], template_type="nope")]]
+    _, events = run_pipeline(steps, sandbox, tmp_path / "events.json", CLOCK_LEAD_S)
+
+    sent = {(e["notification_id"], e["user_id"]): e["locale"]
+            for e in events if e["status"] == "sent"}
+    assert sent == {(n, u): {"tpl-ko": "ko", "tpl-de": "de", "tpl-fr": "en"}[u]
+                    for n in ("tpl-email", "tpl-push") for u in audience}
+    received = {(e["notification_id"], e["recipient"]): e["text"]
+                for e in (entry.to_json() for entry in sandbox.ledger.entries())
+                if e["notification_id"].startswith("tpl-")}
+    assert received == {
+        ("tpl-email", "tpl-ko@example.com"): "주문 A-17 발송",
+        ("tpl-email", "tpl-de@example.com"): "Bestellung A-17 versandt",
+        ("tpl-email", "tpl-fr@example.com"): "Order A-17 shipped",
+        ("tpl-push", "tok-tpl-ko"): "주문 A-18",
+        ("tpl-push", "tok-tpl-de"): "Bestellung A-18",
+        ("tpl-push", "tok-tpl-fr"): "Order A-18"}
+    failed = {e["notification_id"]: (e["reason"], e["detail"])
+              for e in events if e["status"] == "failed"}
+    assert failed.keys() == {"tpl-missing", "tpl-unknown"}
+    assert failed["tpl-missing"][0] == failed["tpl-unknown"][0] == "template_error"
+    assert "orderId" in failed["tpl-missing"][1] and "nope" in failed["tpl-unknown"][1]

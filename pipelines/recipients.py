@@ -18,13 +18,14 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from google.api_core import exceptions
 
-from herald import events
+from herald import events, users
 from herald.contracts import Channel, Envelope, Platform
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status
 from herald.settings import Settings
 from pipelines.delivery import Delivery
-from pipelines.directory import ADDRESS_FIELDS, Directory, provider_opt_out
+from herald.users import switch
+from pipelines.directory import Directory
 from pipelines.resources import ProcessResource
 
 EVENTS = "events"
@@ -35,12 +36,6 @@ TRANSIENT_ERRORS = (exceptions.ServiceUnavailable, exceptions.DeadlineExceeded,
                     ConnectionError, TimeoutError)
 """Firestore errors that say nothing about the request: the runner retries the bundle."""
 log = logging.getLogger("herald.pipeline.recipients")
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    """A map field of an app-written document; anything else (absent, a list, a string) reads as
-    empty, so a malformed document can only make a switch read as unset."""
-    return value if isinstance(value, Mapping) else {}
 
 
 def _text(value: Any) -> str | None:
@@ -57,13 +52,13 @@ def _opt_out_reason(user: Mapping[str, Any], envelope: Envelope) -> Reason | Non
     """User, then category, then channel (the user's switch, then a provider-reported opt-out):
     the broadest switch that is off is the reason."""
     request = envelope.request
-    if user.get("notification_enabled") is False:
+    if switch(user, users.NOTIFICATION_ENABLED) is False:
         return Reason.USER_OPTED_OUT
-    if _mapping(user.get("categories")).get(request.category_type) is False:
+    if switch(user, users.CATEGORIES, request.category_type) is False:
         return Reason.CATEGORY_OPTED_OUT
-    if _mapping(user.get("channels")).get(request.channel.value) is False:
+    if switch(user, users.CHANNELS, request.channel.value) is False:
         return Reason.CHANNEL_OPTED_OUT
-    if provider_opt_out(user, request.channel) is not None:
+    if users.provider_opt_out(user, request.channel) is not None:
         return Reason.PROVIDER_OPTED_OUT
     return None
 
@@ -77,14 +72,14 @@ def _disabled_for(device: Mapping[str, Any], envelope: Envelope) -> bool:
     accepted: the request was addressed to a device that was enabled then, so it is planned the
     same whenever it is processed, and a redelivery after a restart (keyed state lost) cannot end
     a delivery a second way (`failed` UNREGISTERED, then `suppressed`)."""
-    if device.get("notification_enabled") is not False:
+    if switch(device, users.NOTIFICATION_ENABLED) is not False:
         return False
-    disabled_at = _text(device.get("disabled_at"))
+    disabled_at = _text(device.get(users.DISABLED_AT))
     try:
         disabled_later = disabled_at is not None and _instant(disabled_at) >= _instant(envelope.accepted_at)
     except ValueError:  # not Herald's timestamp: the app disabled it
         disabled_later = False
-    return not (device.get("disabled_reason") and disabled_later)
+    return not (device.get(users.DISABLED_REASON) and disabled_later)
 
 
 def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | None,
@@ -100,15 +95,17 @@ def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | 
     if user is None:
         yield Delivery(envelope, user_id, channel, None, None), Reason.UNKNOWN_USER
         return
+    locale = _text(user.get(users.LOCALE))
     reason = _opt_out_reason(user, envelope)
     if channel is Channel.PUSH:
         if not devices:
             yield Delivery(envelope, user_id, channel, None, None), reason or Reason.NO_ADDRESS
         for device_id, device in sorted(devices.items()):
-            token = _text(device.get("token"))
+            token = _text(device.get(users.TOKEN))
             delivery = Delivery(envelope, user_id, channel, token,
                                 events.recipient_hash(token, hash_key) if token else None,
-                                _platform(device.get("platform")), device_id)
+                                _platform(device.get(users.PLATFORM)), device_id,
+                                recipient_locale=locale)
             if reason is None and _disabled_for(device, envelope):
                 yield delivery, Reason.DEVICE_DISABLED
             elif reason is None and not token:
@@ -116,9 +113,10 @@ def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | 
             else:
                 yield delivery, reason
         return
-    address = _text(user.get(ADDRESS_FIELDS[channel]))
+    address = _text(user.get(users.ADDRESS_FIELDS[channel]))
     delivery = Delivery(envelope, user_id, channel, address,
-                        events.recipient_hash(address, hash_key) if address else None)
+                        events.recipient_hash(address, hash_key) if address else None,
+                        recipient_locale=locale)
     if reason is None and not address:
         reason = Reason.NO_ADDRESS
     yield delivery, reason
@@ -175,13 +173,13 @@ class _LookupAndPlan(beam.DoFn):
                         detail=detail))]
 
     def _plan(self, batch: list[Envelope]) -> Iterator[Any]:
-        users, devices = self._directory.get().users_and_devices(
+        user_docs, devices = self._directory.get().users_and_devices(
             sorted({u for e in batch for u in e.request.audience}),
             sorted({u for e in batch if e.request.channel is Channel.PUSH
                     for u in e.request.audience}))
         for envelope in batch:
             planned = [planned for user_id in envelope.request.audience
-                       for planned in plan_deliveries(envelope, user_id, users.get(user_id),
+                       for planned in plan_deliveries(envelope, user_id, user_docs.get(user_id),
                                                       devices.get(user_id, {}), self._hash_key)]
             yield TaggedOutput(EVENTS, events.request_event(envelope, Status.RESOLVED,
                                                             deliveries=len(planned)))

@@ -31,6 +31,7 @@ from herald.providers.retry import Outcome, RetryPolicy, send_with_retries
 from herald.providers.sendgrid.sender import SendGridSender
 from herald.providers.twilio.sender import TwilioSender
 from herald.settings import Settings
+from herald.templates import TemplateError, TemplateStore
 from pipelines.claims import Claim, SendClaims, Verdict
 from pipelines.delivery import Delivery
 from pipelines.directory import Directory
@@ -137,7 +138,7 @@ class _SendBatch(beam.DoFn):
     def __init__(self, sender: ProcessResource[Sender], directory: ProcessResource[Directory],
                  claims: ProcessResource[SendClaims], outbox: ProcessResource[Outbox],
                  policy: RetryPolicy, source_topic: str, source_topic_path: str,
-                 default_wait_s: float) -> None:
+                 default_wait_s: float, templates: ProcessResource[TemplateStore]) -> None:
         self._sender = sender
         self._directory = directory
         self._claims = claims
@@ -146,10 +147,20 @@ class _SendBatch(beam.DoFn):
         self._source_topic = source_topic
         self._source_topic_path = source_topic_path
         self._default_wait_s = default_wait_s
+        self._templates = templates
 
     def process(self, keyed_batch: tuple[int, Iterable[Delivery]]) -> Iterator[dict | DeadLetter]:
         to_send: list[Delivery] = []
-        for delivery, claim in self._claim(list(keyed_batch[1])):
+        rendered: list[Delivery] = []
+        for delivery in keyed_batch[1]:  # before any claim: a template error is not a send
+            try:
+                rendered.append(delivery.render(self._templates.get()))
+            except TemplateError as error:
+                yield delivery.event(Status.FAILED, reason=Reason.TEMPLATE_ERROR.value,
+                                     detail=str(error))
+        if not rendered:
+            return
+        for delivery, claim in self._claim(rendered):
             if claim.verdict is Verdict.SEND:
                 to_send.append(delivery)
             elif claim.verdict is Verdict.DUPLICATE:
@@ -270,6 +281,11 @@ def _count_batch(keyed_batch: tuple[int, list[Delivery]], channel: str) -> tuple
     return keyed_batch
 
 
+def _template_store(settings: Settings) -> TemplateStore:
+    """Templates live in Herald's own database (herald.templates), read once a minute at most."""
+    return TemplateStore(state_client(settings))
+
+
 class SendDeliveries(beam.PTransform):
     """{branch name: keyed deliveries} (as `Router` tags them) -> (main) terminal events and
     (`dead_letters`) the DeadLetters of deliveries parked, through one batched branch per
@@ -287,6 +303,7 @@ class SendDeliveries(beam.PTransform):
                    for channel in Channel}  # one per channel, shared by its lanes
         claims = ProcessResource(partial(SendClaims, self._settings))
         outbox = ProcessResource(partial(_outbox, self._settings))
+        templates = ProcessResource(partial(_template_store, self._settings))
         results = []
         for channel, lane in BRANCHES:
             name = branch_name(channel, lane)
@@ -299,7 +316,7 @@ class SendDeliveries(beam.PTransform):
                     _SendBatch(senders[channel], self._directory, claims, outbox, self._policy,
                                self._settings.requests_topic,
                                self._settings.topic_path(self._settings.requests_topic),
-                               self._settings.provider_wait_s),
+                               self._settings.provider_wait_s, templates),
                     parallelism=SEND_PARALLELISM,
                     callback_frequency=COMMIT_POLL_S, id_fn=_batch_id)))
         return (results | "MergeSendEvents" >> beam.Flatten()

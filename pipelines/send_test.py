@@ -21,10 +21,11 @@ from herald.settings import Settings
 from ingest_function.outbox import COLLECTION as OUTBOX
 from pipelines.claims import SendClaims
 from pipelines.delivery import Delivery
-from pipelines.directory import PROVIDER_OPT_OUTS, Directory
+from herald.users import PROVIDER_OPT_OUTS
+from pipelines.directory import Directory
 from pipelines.recipients import plan_deliveries
 from pipelines.resources import ProcessResource
-from pipelines.send import BRANCH_NAMES, _outbox, _SendBatch, lane_of, redact
+from pipelines.send import BRANCH_NAMES, _outbox, _SendBatch, _template_store, lane_of, redact
 
 
 def test_provider_messages_lose_the_recipient_address() -> None:
@@ -82,7 +83,8 @@ def run(settings: Settings, channel: Channel, error: ProviderError | None):
                       ProcessResource(partial(SendClaims, settings)),
                       ProcessResource(partial(_outbox, settings)),
                       RetryPolicy(max_attempts=2, base_delay_s=0.01), settings.requests_topic,
-                      settings.topic_path(settings.requests_topic), default_wait_s=60.0)
+                      settings.topic_path(settings.requests_topic), default_wait_s=60.0,
+                      templates=ProcessResource(partial(_template_store, settings)))
     out = list(step.process((0, [delivery])))
     events = [item for item in out if isinstance(item, dict)]
     return delivery, events, [item for item in out if isinstance(item, DeadLetter)], sender

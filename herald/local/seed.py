@@ -1,10 +1,5 @@
-"""Demo users and devices in Firestore: the shape the pipeline reads, with every kind of opt-out.
-
-Layout (the production contract for the device/contact registration services):
-  users/{userId}: notification_enabled, categories {name: bool}, channels {push|sms|email: bool},
-                  email, phone, locale, timezone
-  users/{userId}/devices/{deviceId}: platform (ios|android|web), token, notification_enabled
-"""
+"""Demo users and devices in Firestore, with every kind of opt-out, in the layout of
+herald/users.py (what the registry API writes and the pipeline reads)."""
 
 from __future__ import annotations
 
@@ -14,6 +9,8 @@ from typing import Any, Iterator, Mapping
 from google.cloud import firestore
 
 from herald.contracts import Channel, Platform
+from herald.users import (CATEGORIES, CHANNELS, EMAIL, LOCALE, NOTIFICATION_ENABLED, PHONE,
+                          PLATFORM, TIMEZONE, TOKEN, device_ref, user_ref)
 
 DEMO_CATEGORIES = ("delivery", "account", "marketing", "security")
 _PLATFORMS = tuple(Platform)
@@ -58,39 +55,39 @@ def demo_users(count: int) -> Iterator[SeedUser]:
         shared = f"home-{index}"
         for user_id in household(index):
             yield SeedUser(user_id, {
-                "notification_enabled": True,
-                "categories": dict.fromkeys(DEMO_CATEGORIES, True),
-                "channels": {channel.value: True for channel in Channel},
-                "email": f"{shared}@example.com", "phone": f"+1666{index:07d}",
-                "locale": "en-US", "timezone": "America/New_York",
-            }, {"dev-0": {"platform": Platform.ANDROID.value, "token": f"tok-{shared}-tablet",
-                          "notification_enabled": True},
-                "dev-1": {"platform": Platform.IOS.value, "token": f"tok-{user_id}-phone",
-                          "notification_enabled": True}})
+                NOTIFICATION_ENABLED: True,
+                CATEGORIES: dict.fromkeys(DEMO_CATEGORIES, True),
+                CHANNELS: {channel.value: True for channel in Channel},
+                EMAIL: f"{shared}@example.com", PHONE: f"+1666{index:07d}",
+                LOCALE: "en-US", TIMEZONE: "America/New_York",
+            }, {"dev-0": {PLATFORM: Platform.ANDROID.value, TOKEN: f"tok-{shared}-tablet",
+                          NOTIFICATION_ENABLED: True},
+                "dev-1": {PLATFORM: Platform.IOS.value, TOKEN: f"tok-{user_id}-phone",
+                          NOTIFICATION_ENABLED: True}})
 
 
 def _individuals(count: int) -> Iterator[SeedUser]:
     for index in range(count):
         user_id = f"user-{index:05d}"
         document = {
-            "notification_enabled": index % 10 != 3,
-            "categories": {category: not (category == "marketing" and index % 7 == 0)
-                           for category in DEMO_CATEGORIES},
-            "channels": {channel.value: not (channel is Channel.SMS and index % 9 == 0)
-                         for channel in Channel},
-            "email": f"{user_id}@example.com",
-            "phone": None if index % 17 == 0 else f"+1555{index:07d}",
-            "locale": "en-US",
-            "timezone": "America/New_York",
+            NOTIFICATION_ENABLED: index % 10 != 3,
+            CATEGORIES: {category: not (category == "marketing" and index % 7 == 0)
+                         for category in DEMO_CATEGORIES},
+            CHANNELS: {channel.value: not (channel is Channel.SMS and index % 9 == 0)
+                       for channel in Channel},
+            EMAIL: f"{user_id}@example.com",
+            PHONE: None if index % 17 == 0 else f"+1555{index:07d}",
+            LOCALE: "en-US",
+            TIMEZONE: "America/New_York",
         }
         devices = {}
         for number in range(1 + index % 3):
             platform = _PLATFORMS[(index + number) % len(_PLATFORMS)]
             token_prefix = "unregistered-" if index % 13 == 0 and number == 0 else "tok-"
             devices[f"dev-{number}"] = {
-                "platform": platform.value,
-                "token": f"{token_prefix}{user_id}-{number}",
-                "notification_enabled": not (index % 5 == 0 and number == 0),
+                PLATFORM: platform.value,
+                TOKEN: f"{token_prefix}{user_id}-{number}",
+                NOTIFICATION_ENABLED: not (index % 5 == 0 and number == 0),
             }
         yield SeedUser(user_id, document, devices)
 
@@ -100,10 +97,9 @@ def seed(client: firestore.Client, users: int) -> int:
     written = 0
     batch = client.batch()
     for user in demo_users(users):
-        user_ref = client.collection("users").document(user.user_id)
-        batch.set(user_ref, user.document)
+        batch.set(user_ref(client, user.user_id), user.document)
         for device_id, device in user.devices.items():
-            batch.set(user_ref.collection("devices").document(device_id), device)
+            batch.set(device_ref(client, user.user_id, device_id), device)
         written += 1 + len(user.devices)
         if len(batch) >= 400:
             batch.commit()

@@ -117,6 +117,8 @@ class Outgoing:
     priority: Priority = Priority.NORMAL
     platform: Platform | None = None
     data: Mapping[str, str] = field(default_factory=dict)
+    html: str | None = None
+    """An email's HTML body (a rendered template's `email_html`), beside the plain `content`."""
 
 
 @dataclass(frozen=True)

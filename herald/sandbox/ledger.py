@@ -25,6 +25,8 @@ class Delivery:
     notification_id: str | None
     span_id: str | None
     provider_message_id: str
+    text: str | None = None
+    """What the recipient reads first: the push's title, the SMS body, the email's subject."""
 
 
 @dataclass(frozen=True)

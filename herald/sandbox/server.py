@@ -137,7 +137,8 @@ def _fcm_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Repl
     name = f"projects/{project}/messages/0:{time.time_ns() // 1_000_000}%{secrets.token_hex(8)}"
     data = _mapping(message.get("data"))
     return _json_reply(200, {"name": name}, (Delivery(
-        Channel.PUSH, token, data.get("notification_id"), data.get("span_id"), name),))
+        Channel.PUSH, token, data.get("notification_id"), data.get("span_id"), name,
+        _mapping(message.get("notification")).get("title")),))
 
 
 # --- Twilio Messages API -----------------------------------------------------------------------
@@ -177,7 +178,7 @@ def _twilio_create_message(sandbox: SandboxServer, match: re.Match[str], body: b
     ids = parse_qs(urlsplit(status_callback or "").query)
     reply = _json_reply(201, resource, (Delivery(
         Channel.SMS, to, ids.get("notification_id", [None])[0], ids.get("span_id", [None])[0],
-        sid),))
+        sid, text),))
     return replace(reply, callback=TwilioMessage(sid, account, to, sender, status_callback))
 
 
@@ -222,7 +223,8 @@ def _sendgrid_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) ->
             continue
         args = {**shared_args, **_mapping(personalization.get("custom_args"))}
         accepted.extend(Delivery(Channel.EMAIL, recipient["email"], args.get("notification_id"),
-                                 args.get("span_id"), message_id) for recipient in recipients)
+                                 args.get("span_id"), message_id, mail.get("subject"))
+                        for recipient in recipients)
         called_back.extend(SendGridRecipient(recipient["email"], args) for recipient in recipients)
     if bad:  # SendGrid refuses the whole request, naming each bad address
         return _json_reply(400, {"errors": [{"message": "Does not contain a valid address.",

@@ -49,6 +49,11 @@ renamed as (
         priority,
         platform,
         provider,
+        locale,
+
+        -- registry changes (preference_changed, registry_changed)
+        setting,
+        value,
 
         -- timestamps
         cast(event_ts as timestamp) as event_ts,

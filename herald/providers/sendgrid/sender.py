@@ -43,7 +43,8 @@ def build_mail(items: Sequence[Outgoing], from_email: str) -> Mail:
     recipient; the ids go in each personalization's custom_args, which SendGrid echoes in every
     webhook event for that recipient."""
     first = items[0]
-    mail = Mail(from_email=from_email, subject=first.title, plain_text_content=first.content)
+    mail = Mail(from_email=from_email, subject=first.title, plain_text_content=first.content,
+                html_content=first.html)
     for index, item in enumerate(items):
         personalization = Personalization()
         personalization.add_to(_to(item.address))
@@ -53,8 +54,8 @@ def build_mail(items: Sequence[Outgoing], from_email: str) -> Mail:
     return mail
 
 
-def _same_mail(item: Outgoing) -> tuple[str, str, str]:
-    return item.notification_id, item.title, item.content
+def _same_mail(item: Outgoing) -> tuple[str, str, str, str | None]:
+    return item.notification_id, item.title, item.content, item.html
 
 
 def _errors(error: HTTPError) -> list[dict[str, Any]]:
