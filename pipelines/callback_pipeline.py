@@ -28,7 +28,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from herald.callback_events import DeliveryCallback
-from herald.contracts import CHANNEL_BY_PROVIDER, ContractError
+from herald.contracts import CHANNEL_BY_PROVIDER
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status, dead_letter_event, recipient_hash
 from herald.settings import Settings
@@ -58,10 +58,12 @@ class _ParseCallback(beam.DoFn):
             return
         try:
             if REGISTRY_ATTRIBUTE in attributes:  # the registry API's record of its changes
-                yield from RegistryChanges.from_pubsub(message.data).to_events()
+                changes = [TaggedOutput(EVENTS, event)
+                           for event in RegistryChanges.from_pubsub(message.data).to_events()]
+                yield from changes
                 return
             callback = DeliveryCallback.from_pubsub(message.data)
-        except (ContractError, ValueError, TypeError, KeyError) as error:
+        except Exception as error:  # noqa: BLE001 - whatever a message holds, it is parked, never raised
             self.invalid.inc()
             yield TaggedOutput(EVENTS, dead_letter_event(message.data, Reason.INVALID_MESSAGE,
                                                          str(error)))
