@@ -26,6 +26,8 @@ from herald.settings import Settings
 CHANNELS = ("push", "sms", "email")
 CHANNEL_COLORS = {"push": "#4C72B0", "sms": "#DD8452", "email": "#55A868"}
 FUNNEL_STEPS = ("requested", "eligible", "sent", "delivered", "opened", "clicked")
+BESIDE_FUNNEL = ("machine_opened",)
+"""Counted beside the funnel, not a step of it: delivered messages only a privacy proxy opened."""
 LATENCY_STAGES = {
     "accept_to_sent_ms": "accepted → sent (Herald)",
     "accept_to_delivered_ms": "accepted → delivered (end to end)",
@@ -63,8 +65,10 @@ class Marts:
     # Queries. SUMs are cast to INT64 (a no-op on BigQuery; the emulator widens them).
 
     def funnel(self) -> pd.DataFrame:
-        """One row per channel: the funnel steps summed over every day."""
-        sums = ",\n".join(f"cast(sum({step}) as int64) as {step}" for step in FUNNEL_STEPS)
+        """One row per channel: the funnel steps (opened: by a person) summed over every day,
+        and the machine opens beside them."""
+        sums = ",\n".join(f"cast(sum({step}) as int64) as {step}"
+                          for step in (*FUNNEL_STEPS, *BESIDE_FUNNEL))
         return self._by_channel(self.query(f"""
             select channel, {sums}
             from {self.table('delivery_funnel_daily')}
@@ -89,29 +93,29 @@ class Marts:
             order by accepted_date, channel""")
 
     def failures(self) -> pd.DataFrame:
-        """Failed deliveries per channel, failure, reason and provider code, most first."""
-        return self.query(f"""
-            select
-                channel,
-                failure,
-                reason,
-                provider_code,
-                cast(sum(deliveries) as int64) as deliveries
-            from {self.table('delivery_failures_daily')}
-            group by channel, failure, reason, provider_code
-            order by deliveries desc, channel, failure, reason, provider_code""")
+        """Failed deliveries per channel, failure, bounce type (hard bounce or blocked), reason
+        and provider code, most first."""
+        return self._totals("delivery_failures_daily", "deliveries",
+                            ("channel", "failure", "bounce_type", "reason", "provider_code"))
 
     def suppressions(self) -> pd.DataFrame:
         """Opt-out suppressions per channel, category and reason, most first."""
+        return self._totals("opt_out_suppressions_daily", "suppressed",
+                            ("channel", "category_type", "reason"))
+
+    def provider_opt_outs(self) -> pd.DataFrame:
+        """Opt-outs the providers reported per channel, provider and reason, most first."""
+        return self._totals("provider_opt_outs_daily", "opt_outs",
+                            ("channel", "provider", "reason"))
+
+    def _totals(self, model: str, measure: str, keys: tuple[str, ...]) -> pd.DataFrame:
+        """`measure` of a daily mart summed over every day by `keys`, largest first."""
+        columns = ", ".join(keys)
         return self.query(f"""
-            select
-                channel,
-                category_type,
-                reason,
-                cast(sum(suppressed) as int64) as suppressed
-            from {self.table('opt_out_suppressions_daily')}
-            group by channel, category_type, reason
-            order by suppressed desc, channel, category_type, reason""")
+            select {columns}, cast(sum({measure}) as int64) as {measure}
+            from {self.table(model)}
+            group by {columns}
+            order by {measure} desc, {columns}""")
 
     def latency_quantiles(self, days: int | None = None) -> pd.DataFrame:
         """Latency distributions per channel from int_deliveries, as percentiles 0..100 (a CDF):
@@ -280,7 +284,10 @@ def failures_figure(failures: pd.DataFrame) -> Figure:
     for row in rows:
         why = " / ".join(str(v) for v in (row["reason"], row["provider_code"])
                          if v is not None and not pd.isna(v)) or "no reason given"
-        labels.append(f"{row['channel']} · {row['failure']} · {why}")
+        failure = row["failure"]
+        if row.get("bounce_type") is not None and not pd.isna(row["bounce_type"]):
+            failure = f"{failure} ({'hard' if row['bounce_type'] == 'bounce' else 'blocked'})"
+        labels.append(f"{row['channel']} · {failure} · {why}")
     ax.barh(labels, [float(row["deliveries"]) for row in rows],
             color=[CHANNEL_COLORS.get(row["channel"]) for row in rows])
     ax.set_xlabel("deliveries")

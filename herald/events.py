@@ -58,7 +58,8 @@ CALLBACK = frozenset({Status.PROVIDER_ACCEPTED, Status.DELIVERED, Status.UNDELIV
 
 
 class Reason(StrEnum):
-    """Why a delivery did not go out; provider-specific codes travel in `provider_code`."""
+    """Why a delivery did not go out; provider-specific codes travel in `provider_code`. (A
+    provider callback's `reason` is the provider's own word, see herald.callback_events.)"""
 
     USER_OPTED_OUT = "user_opted_out"
     CATEGORY_OPTED_OUT = "category_opted_out"
@@ -122,7 +123,10 @@ EVENT_FIELDS: tuple[Field, ...] = (
           "Keyed hash (HMAC-SHA256) of the token, phone or email: joins without exposing it."),
     Field("provider", "STRING", "NULLABLE", "fcm, twilio or sendgrid."),
     Field("provider_message_id", "STRING", "NULLABLE", "Id the provider returned on send."),
-    Field("reason", "STRING", "NULLABLE", "Why a delivery was suppressed, failed or dead-lettered."),
+    Field("reason", "STRING", "NULLABLE",
+          "Why a delivery was suppressed, failed or dead-lettered (herald.events.Reason); on a "
+          "provider callback, the provider's word: Twilio's error class, SendGrid's dropped "
+          "reason or bounce_classification, the opt-out's keyword or event type."),
     Field("provider_code", "STRING", "NULLABLE", "The provider's own error code, if any."),
     Field("accepted_at", "TIMESTAMP", "NULLABLE", "When the ingest function accepted the request."),
     Field("attempts", "INTEGER", "NULLABLE", "Provider attempts a sent/failed/dead-lettered delivery took."),
@@ -131,6 +135,12 @@ EVENT_FIELDS: tuple[Field, ...] = (
           "whose every delivery has a terminal event is known to be complete."),
     Field("detail", "STRING", "NULLABLE",
           "Free text: the provider's error message, or the raw message of a dead letter."),
+    Field("bounce_type", "STRING", "NULLABLE",
+          "On a bounced event: SendGrid's type, bounce (permanent, a hard bounce) or blocked "
+          "(the receiving server refused it for now: a soft bounce)."),
+    Field("machine_open", "BOOLEAN", "NULLABLE",
+          "On an opened event: true when a privacy proxy (such as Apple Mail Privacy Protection) "
+          "fetched the message, not a person (SendGrid's sg_machine_open)."),
     Field("not_before", "TIMESTAMP", "NULLABLE",
           "On Herald's own `deferred` event: when the delivery will be sent again, as long as "
           "its provider asked Herald to wait."),
@@ -210,25 +220,37 @@ def dead_letter_event(raw: bytes, reason: str, detail: str) -> dict[str, Any]:
 
 
 def callback_event(*, span_id: str | None, status: Status, occurred_at: str,
-                   notification_id: str | None, provider: str, provider_message_id: str,
-                   provider_code: str | None) -> dict[str, Any]:
-    """A provider's report about a delivery (see herald.callbacks), joined to it by span id.
+                   notification_id: str | None, provider: str, provider_message_id: str | None,
+                   callback_id: str, provider_code: str | None = None, reason: str | None = None,
+                   detail: str | None = None, bounce_type: str | None = None,
+                   machine_open: bool | None = None, user_id: str | None = None,
+                   recipient_hash: str | None = None) -> dict[str, Any]:
+    """A provider's report about a delivery (see herald.callback_events), joined to it by span id.
 
     The event id is the delivery's span and the status, like every other event, so a callback
-    the provider repeats is counted once.
+    the provider repeats is counted once; a machine open is a stage of its own, so a person's
+    open after a privacy proxy's is not dropped as its repeat. A callback about no delivery (an
+    opt-out the recipient texted on its own) is identified by the provider's event and its user.
     """
     if status not in CALLBACK:
         raise ValueError(f"{status} is not a callback status")
+    stage = f"{status.value}/machine" if machine_open else status.value
     return _complete({
-        "event_id": _event_id(span_id or provider_message_id, status),
+        "event_id": _event_id(span_id or f"{callback_id}/{user_id}", stage),
         "event_ts": occurred_at,
         "status": status.value,
         "span_id": span_id,
         "notification_id": notification_id,
+        "user_id": user_id,
+        "recipient_hash": recipient_hash,
         "channel": CHANNEL_BY_PROVIDER[provider].value,
         "provider": provider,
         "provider_message_id": provider_message_id,
         "provider_code": provider_code,
+        "reason": reason,
+        "detail": detail,
+        "bounce_type": bounce_type,
+        "machine_open": machine_open,
     })
 
 

@@ -84,6 +84,8 @@ def render_report(marts: analytics.Marts, generated: datetime) -> str:
         _table_html("delivery_failures", "Failures (delivery_failures_daily, all days)", failures),
         _table_html("opt_out_suppressions", "Opt-out suppressions "
                     "(opt_out_suppressions_daily, all days)", marts.suppressions()),
+        _table_html("provider_opt_outs", "Opt-outs the providers reported "
+                    "(provider_opt_outs_daily, all days)", marts.provider_opt_outs()),
     ]
     title = f"Herald delivery report: {marts.project}.{marts.dataset}"
     return "\n".join([

@@ -62,6 +62,9 @@ class Settings:
     callback_base_url: str | None = None
     sendgrid_webhook_public_key: str | None = None
     """Verifies SendGrid's signed Event Webhook: base64 DER, as SendGrid's dashboard shows it."""
+    twilio_webhook_shared_key: str | None = None
+    """The SharedKey secret Twilio signs webhooks with when a Webhook Rule names one (the request
+    then carries X-Twilio-Webhooks-Signature-Settings); without one, the Auth Token signs them."""
     twilio_account_sid: str = "AC00000000000000000000000000000000"
     twilio_auth_token: str = "local-twilio-token"
     twilio_from_number: str = "+15550000000"
@@ -109,6 +112,7 @@ class Settings:
             callbacks_subscription=env.get("HERALD_CALLBACKS_SUBSCRIPTION",
                                            "notification-callbacks-pipeline"),
             sendgrid_webhook_public_key=env.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
+            twilio_webhook_shared_key=env.get("TWILIO_WEBHOOK_SHARED_KEY") or None,
             bigquery_endpoint=env.get("BIGQUERY_API_ENDPOINT") or None,
             api_keys=parse_api_keys(env.get("HERALD_API_KEYS", "")),
             hash_key=env.get("HERALD_HASH_KEY", "herald-local-hash-key").encode(),

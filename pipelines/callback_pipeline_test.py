@@ -1,51 +1,114 @@
-"""RecordCallbacks: provider reports become events on their delivery's span; junk is dead-lettered."""
+"""RecordCallbacks: provider reports become events on their delivery's span, opt-outs become the
+users' provider opt-outs in Firestore (the real emulator), junk is dead-lettered."""
 
 from __future__ import annotations
 
+import uuid
+from functools import partial
+
 import apache_beam as beam
+import pytest
 from apache_beam.io.gcp.pubsub import PubsubMessage
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from google.cloud import firestore
 
-from herald.callbacks import DeliveryCallback
-from herald.events import Status
-from herald.events import dead_letter_event
-from pipelines.callback_pipeline import RecordCallbacks
+from herald.callback_events import callback
+from herald.contracts import Channel
+from herald.events import Status, dead_letter_event, recipient_hash
+from herald.settings import Settings
+from pipelines.callback_pipeline import DEAD_LETTERS, EVENTS, RecordCallbacks
+from pipelines.directory import Directory, provider_opt_out
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
+from pipelines.resources import ProcessResource
+
+AT = "2026-11-24T12:00:00.000000Z"
+KEY = b"test-hash-key"
 
 
-def message(status: Status, provider: str = "twilio", span: str = "span-1") -> PubsubMessage:
-    callback = DeliveryCallback(
-        provider=provider, provider_message_id="SM1", notification_id="n-1", span_id=span,
-        status=status, provider_code="30003" if status is Status.UNDELIVERED else None,
-        occurred_at="2026-11-24T12:00:00.000000Z", callback_id=f"{span}-{status.value}")
-    data, attributes = callback.to_pubsub()
+def message(status: Status, provider: str = "twilio", span: str | None = "span-1",
+            **fields) -> PubsubMessage:
+    data, attributes = callback(provider, status, AT, (span, fields.get("address")),
+                                provider_message_id="SM1", notification_id="n-1", span_id=span,
+                                **fields).to_pubsub()
     return PubsubMessage(data, attributes)
 
 
-def test_callbacks_become_events_and_junk_is_dead_lettered() -> None:
+@pytest.fixture
+def settings(firestore_emulator: str) -> Settings:
+    return Settings(project=f"callbacks-{uuid.uuid4().hex[:8]}", hash_key=KEY)
+
+
+def run(settings: Settings, messages: list[PubsubMessage], check) -> None:
+    with TestPipeline() as p:
+        recorded = p | beam.Create(messages) | RecordCallbacks(
+            "notification-callbacks", KEY, ProcessResource(partial(Directory, settings)))
+        check(recorded[EVENTS], recorded[DEAD_LETTERS])
+
+
+def test_callbacks_become_events_and_junk_is_dead_lettered(settings: Settings) -> None:
     messages = [
         message(Status.DELIVERED),
         message(Status.DELIVERED),                 # the provider repeated itself
-        message(Status.UNDELIVERED, span="span-2"),     # Twilio "failed" after Herald's "sent"
-        message(Status.OPENED, provider="sendgrid", span="span-3"),
+        message(Status.UNDELIVERED, span="span-2", provider_code="30003"),
+        message(Status.OPENED, provider="sendgrid", span="span-3", machine_open=True),
         PubsubMessage(b"not json", {}),
         PubsubMessage(b"{}", {HEARTBEAT_ATTRIBUTE: "1"}),
     ]
-    with TestPipeline() as p:
-        recorded = p | beam.Create(messages) | RecordCallbacks("notification-callbacks")
-        events = recorded.events
-        assert_that(recorded.dead_letters | beam.Map(
+
+    def check(events, dead_letters):
+        assert_that(dead_letters | beam.Map(
             lambda d: (d.source_topic, d.reason, d.data, d.span_id)),
             equal_to([("notification-callbacks", "invalid_message", b"not json", None)]),
             label="junk is parked for replay to its topic")
         assert_that(events | beam.Map(lambda e: (e["span_id"], e["status"], e["channel"],
-                                                 e["provider_code"])),
-                    equal_to([("span-1", "delivered", "sms", None),
-                              ("span-1", "delivered", "sms", None),
-                              ("span-2", "undelivered", "sms", "30003"),
-                              ("span-3", "opened", "email", None),
-                              (dead_letter_event(b"not json", "r", "d")["span_id"], "dead_letter", None, None)]))
+                                                 e["provider_code"], e["machine_open"])),
+                    equal_to([("span-1", "delivered", "sms", None, None),
+                              ("span-1", "delivered", "sms", None, None),
+                              ("span-2", "undelivered", "sms", "30003", None),
+                              ("span-3", "opened", "email", None, True),
+                              (dead_letter_event(b"not json", "r", "d")["span_id"],
+                               "dead_letter", None, None, None)]))
         assert_that(events | "Ids" >> beam.Map(lambda e: e["event_id"])
                     | beam.combiners.Count.PerElement() | beam.Filter(lambda kv: kv[1] > 1)
                     | beam.Map(lambda kv: kv[1]), equal_to([2]), label="repeat shares its id")
+
+    run(settings, messages, check)
+
+
+def test_an_opt_out_reaches_every_user_with_the_address(settings: Settings) -> None:
+    users = firestore.Client(project=settings.project).collection("users")
+    users.document("u-1").set({"phone": "+15550000001", "email": "one@example.com"})
+    users.document("u-2").set({"phone": "+15550000001", "email": "two@example.com"})
+    users.document("u-3").set({"phone": "+15550000003", "email": "three@example.com"})
+    messages = [
+        message(Status.OPTED_OUT, span=None, reason="STOP", address="+15550000001"),
+        message(Status.OPTED_OUT, provider="sendgrid", span="span-9", reason="unsubscribe",
+                address="three@example.com"),
+        message(Status.OPTED_OUT, provider="sendgrid", span="span-8", reason="spamreport",
+                address="nobody@example.com"),
+    ]
+
+    def check(events, _):
+        assert_that(events | beam.Map(lambda e: (e["status"], e["channel"], e["user_id"],
+                                                 e["span_id"], e["reason"],
+                                                 e["recipient_hash"])),
+                    equal_to([
+                        ("opted_out", "sms", "u-1", None, "STOP",
+                         recipient_hash("+15550000001", KEY)),
+                        ("opted_out", "sms", "u-2", None, "STOP",
+                         recipient_hash("+15550000001", KEY)),
+                        ("opted_out", "email", "u-3", "span-9", "unsubscribe",
+                         recipient_hash("three@example.com", KEY)),
+                        ("opted_out", "email", None, "span-8", "spamreport",
+                         recipient_hash("nobody@example.com", KEY))]))
+
+    run(settings, messages, check)
+
+    documents = {doc.id: doc.to_dict() for doc in users.stream()}
+    assert {user: {c.value: (provider_opt_out(doc, c) or {}).get("reason")
+                   for c in (Channel.SMS, Channel.EMAIL)}
+            for user, doc in documents.items()} == {
+        "u-1": {"sms": "STOP", "email": None}, "u-2": {"sms": "STOP", "email": None},
+        "u-3": {"sms": None, "email": "unsubscribe"}}
+    assert provider_opt_out(documents["u-3"], Channel.EMAIL)["source"] == "sendgrid"

@@ -12,6 +12,9 @@ from herald.contracts import Channel, utc_now_iso
 from herald.settings import Settings
 
 
+ADDRESS_FIELDS = {Channel.SMS: "phone", Channel.EMAIL: "email"}
+"""The user document field holding each addressed channel's address (push addresses devices)."""
+
 PROVIDER_OPT_OUTS = "provider_opt_outs"
 """User document field: {channel: {"source": provider, "reason": the provider's word, "at": ISO
 time}}, one entry per channel whose provider reported the recipient's opt-out."""
@@ -48,6 +51,15 @@ class Directory:
 
     def _devices(self, user_id: str) -> dict[str, dict[str, Any]]:
         return {doc.id: doc.to_dict() for doc in self._user(user_id).collection("devices").stream()}
+
+    def users_with_address(self, channel: Channel, address: str) -> list[str]:
+        """Ids of the users whose `channel` address is `address` (an equality query on a field
+        Firestore indexes by itself). How a provider-reported opt-out finds its users: providers
+        opt out an address (SendGrid's suppression lists, Twilio's STOP block of a number), so
+        every user who has it is refused by the provider from then on."""
+        query = self._client.collection("users").where(
+            filter=firestore.FieldFilter(ADDRESS_FIELDS[channel], "==", address))
+        return sorted(snapshot.id for snapshot in query.stream())
 
     def record_opt_out(self, user_id: str, channel: Channel, source: str, reason: str) -> None:
         """A provider reported that the user opted out of `channel` (Twilio error 21610 or a STOP

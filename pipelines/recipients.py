@@ -24,7 +24,7 @@ from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status
 from herald.settings import Settings
 from pipelines.delivery import Delivery
-from pipelines.directory import Directory, provider_opt_out
+from pipelines.directory import ADDRESS_FIELDS, Directory, provider_opt_out
 from pipelines.resources import ProcessResource
 
 EVENTS = "events"
@@ -116,7 +116,7 @@ def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | 
             else:
                 yield delivery, reason
         return
-    address = _text(user.get("phone") if channel is Channel.SMS else user.get("email"))
+    address = _text(user.get(ADDRESS_FIELDS[channel]))
     delivery = Delivery(envelope, user_id, channel, address,
                         events.recipient_hash(address, hash_key) if address else None)
     if reason is None and not address:

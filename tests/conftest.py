@@ -12,25 +12,29 @@ Day 1, 2026-11-02, sender "shop", category parcel_update unless said otherwise
          devices: one suppressed (device_disabled), one failed (no_address). No callbacks (FCM).
          One sent event inserted twice.
   sms    sms1 sent 700 ms: delivered reported at 3.7 s, provider_accepted at 5 s (out of order).
-         sms2 sent 1500 ms: provider_accepted 2 s, undelivered (30005) at 6.5 s, posted twice.
+         sms2 sent 1500 ms: provider_accepted 2 s, undelivered (30005, unreachable) at 6.5 s,
+         posted twice.
          sms3 accepted 23:59:59.5, sent 900 ms later (after midnight: still day 1), delivered 2.9 s.
          sms4 failed (provider_error 30003). sms5 duplicate.
          sms6 sent 1100 ms, delivered 6.1 s. sms7 sent 1300 ms, provider_accepted only.
          The accepted event of sms1 inserted twice.
   email  email1 sent 2000 ms: provider_accepted 2.5 s, delivered 5 s; opened (posted twice) and
-         clicked the next day.
+         clicked the next day, then unsubscribed (an opted_out report, day 2).
          email2 suppressed (category_opted_out).
-         email3 sent 1000 ms: delivered 4 s, then bounced (550) the next day.
-         email4 sent 3000 ms: opened 20 s, no delivered report.
-         email5 sent 1500 ms: dropped ("Bounced Address") 1.6 s.
+         email3 sent 1000 ms: delivered 4 s, then a hard bounce (5.1.1, Invalid Address) the next
+         day.
+         email4 sent 3000 ms: opened by a privacy proxy (machine open) 20 s, no delivered report.
+         email5 sent 1500 ms: dropped ("Bounced Address", status 5.0.0) 1.6 s.
          email6, email7, email8 from sender "crm", category promotions:
          email6 sent 2500 ms: deferred 3 s, delivered 8.5 s. email7 sent 500 ms, delivered 1.5 s.
-         email8 sent 12 s after acceptance (outside the 10 s SLO), provider_accepted 12.4 s.
+         email8 sent 12 s after acceptance (outside the 10 s SLO), provider_accepted 12.4 s,
+         blocked (a soft bounce: 4.0.0, Reputation) 20 s.
+  a STOP texted by the user of day 2's suppressed SMS (an opted_out report with no span).
   a dead letter (no trace, no parent): not a delivery.
   a delivered callback for a span Herald never sent, and one with no span id (a SendGrid message
   sent without Herald's custom args): not deliveries.
 Day 2, 2026-11-03
-  email  1 failed (unknown_user). sms 1 suppressed (user_opted_out).
+  email  1 failed (unknown_user). sms 1 suppressed (provider_opted_out: the STOP of day 1).
 """
 
 from __future__ import annotations
@@ -98,12 +102,13 @@ class Story:
         span_id = events.span_for(envelope.trace_id, channel.value, address)
         at = iso(accepted + timedelta(milliseconds=after_ms))
         if status in events.CALLBACK:
-            # As herald.callbacks records them: span, provider and codes, no request attributes.
+            # As herald.callback_events records them: span, provider and what the provider
+            # said, no request attributes.
             row = events.callback_event(
                 span_id=span_id, status=status, occurred_at=at,
                 notification_id=envelope.request.notification_id,
                 provider=PROVIDER_BY_CHANNEL[channel], provider_message_id=f"msg-{span_id}",
-                provider_code=extra.get("provider_code"))
+                callback_id=f"{span_id}/{status.value}/{after_ms}", **extra)
         else:
             if status is Status.SENT:
                 extra.setdefault("provider_message_id", f"msg-{span_id}")
@@ -118,7 +123,7 @@ DAY_MS = 24 * 3600 * 1000
 
 
 def story_rows() -> list[dict[str, Any]]:
-    """The module docstring's story: 91 rows, 87 distinct events, 40 deliveries."""
+    """The module docstring's story: 94 rows, 90 distinct events, 40 deliveries."""
     story = Story()
     platforms = [Platform.ANDROID, Platform.IOS, Platform.WEB]
     latencies = iter(PUSH_LATENCIES_MS)
@@ -142,7 +147,7 @@ def story_rows() -> list[dict[str, Any]]:
     story.delivery(sms, "+15550000002", Status.SENT, 1500)
     story.delivery(sms, "+15550000002", Status.PROVIDER_ACCEPTED, 2000)
     undelivered = story.delivery(sms, "+15550000002", Status.UNDELIVERED, 6500,
-                                 provider_code="30005")
+                                 provider_code="30005", reason="unreachable")
     sms = story.request(Channel.SMS, datetime(2026, 11, 2, 23, 59, 59, 500000, timezone.utc))
     story.delivery(sms, "+15550000003", Status.SENT, 900)
     story.delivery(sms, "+15550000003", Status.DELIVERED, 2900)
@@ -166,19 +171,25 @@ def story_rows() -> list[dict[str, Any]]:
     story.delivery(email, "a@example.com", Status.DELIVERED, 5000)
     opened = story.delivery(email, "a@example.com", Status.OPENED, DAY_MS)
     story.delivery(email, "a@example.com", Status.CLICKED, DAY_MS + 30_000)
+    story.delivery(email, "a@example.com", Status.OPTED_OUT, DAY_MS + 60_000,
+                   reason="unsubscribe", user_id=email.request.user_id,
+                   recipient_hash="hash-a@example.com")
     email = story.request(Channel.EMAIL, DAY_1 + timedelta(hours=7))
     story.delivery(email, "b@example.com", Status.SUPPRESSED, 4,
                    reason=Reason.CATEGORY_OPTED_OUT.value)
     email = story.request(Channel.EMAIL, DAY_1 + timedelta(hours=7, minutes=10))
     story.delivery(email, "c@example.com", Status.SENT, 1000)
     story.delivery(email, "c@example.com", Status.DELIVERED, 4000)
-    story.delivery(email, "c@example.com", Status.BOUNCED, DAY_MS + 60_000, provider_code="550")
+    story.delivery(email, "c@example.com", Status.BOUNCED, DAY_MS + 60_000, provider_code="5.1.1",
+                   reason="Invalid Address", bounce_type="bounce",
+                   detail="550 5.1.1 The email account does not exist.")
     email = story.request(Channel.EMAIL, DAY_1 + timedelta(hours=7, minutes=20))
     story.delivery(email, "d@example.com", Status.SENT, 3000)
-    story.delivery(email, "d@example.com", Status.OPENED, 20_000)
+    story.delivery(email, "d@example.com", Status.OPENED, 20_000, machine_open=True)
     email = story.request(Channel.EMAIL, DAY_1 + timedelta(hours=7, minutes=30))
     story.delivery(email, "e@example.com", Status.SENT, 1500)
-    story.delivery(email, "e@example.com", Status.DROPPED, 1600, provider_code="Bounced Address")
+    story.delivery(email, "e@example.com", Status.DROPPED, 1600, reason="Bounced Address",
+                   provider_code="5.0.0")
     email = story.request(Channel.EMAIL, DAY_1 + timedelta(hours=8), sender="crm",
                           category="promotions")
     story.delivery(email, "f@example.com", Status.SENT, 2500)
@@ -192,12 +203,19 @@ def story_rows() -> list[dict[str, Any]]:
                           category="promotions")
     story.delivery(email, "h@example.com", Status.SENT, 12_000)
     story.delivery(email, "h@example.com", Status.PROVIDER_ACCEPTED, 12_400)
+    story.delivery(email, "h@example.com", Status.BOUNCED, 20_000, provider_code="4.0.0",
+                   reason="Reputation", bounce_type="blocked")
 
     email = story.request(Channel.EMAIL, DAY_2)
     story.delivery(email, "none", Status.FAILED, 6, reason=Reason.UNKNOWN_USER.value)
     sms = story.request(Channel.SMS, DAY_2 + timedelta(hours=1))
     story.delivery(sms, "+15550000009", Status.SUPPRESSED, 2,
-                   reason=Reason.USER_OPTED_OUT.value)
+                   reason=Reason.PROVIDER_OPTED_OUT.value)
+    stop = events.callback_event(
+        span_id=None, status=Status.OPTED_OUT, occurred_at=iso(DAY_1 + timedelta(hours=10)),
+        notification_id=None, provider="twilio", provider_message_id="SM-incoming-stop",
+        callback_id="stop", reason="STOP", user_id=sms.request.user_id,
+        recipient_hash="hash-+15550000009")
 
     dead_letter = events.dead_letter_event(b"{not json", Reason.INVALID_MESSAGE.value,
                                            "message is not JSON")
@@ -205,14 +223,14 @@ def story_rows() -> list[dict[str, Any]]:
     orphan = events.callback_event(
         span_id="span-herald-never-sent", status=Status.DELIVERED,
         occurred_at=iso(DAY_1 + timedelta(hours=9)), notification_id=None, provider="twilio",
-        provider_message_id="SM-unknown", provider_code=None)
+        provider_message_id="SM-unknown", callback_id="orphan")
     spanless = events.callback_event(
         span_id=None, status=Status.DELIVERED, occurred_at=iso(DAY_1 + timedelta(hours=9)),
         notification_id=None, provider="sendgrid", provider_message_id="sg-no-custom-args",
-        provider_code=None)
+        callback_id="spanless")
     first_push_sent = story.rows[1]
     assert first_push_sent["status"] == Status.SENT
-    return [*story.rows, dead_letter, orphan, spanless, dict(first_push_sent),
+    return [*story.rows, stop, dead_letter, orphan, spanless, dict(first_push_sent),
             dict(sms_accepted_twice), dict(undelivered), dict(opened)]
 
 

@@ -25,16 +25,16 @@ if TYPE_CHECKING:  # the fixtures' types; conftest.py is not imported by tests
     from conftest import DbtRun, Story, Warehouse
 
 D1, D2 = date(2026, 11, 2), date(2026, 11, 3)
-RAW_ROWS = 91        # 25 accepted + 40 terminal + 21 callbacks + 1 dead letter, 4 repeats
-DISTINCT_EVENTS = 87
+RAW_ROWS = 94        # 25 accepted + 40 terminal + 24 callbacks + 1 dead letter, 4 repeats
+DISTINCT_EVENTS = 90
 DELIVERIES = 40      # the two orphan callbacks and the dead letter are not deliveries
 
 # int_deliveries: (terminal_status, final_status) -> deliveries. A callback refines sent only.
 EXPECTED_STATUSES = {
-    ("sent", "sent"): 21 + 1 + 1,             # push; sms7; email8
+    ("sent", "sent"): 21 + 1,                 # push; sms7
     ("sent", "delivered"): 3 + 4,             # sms1, sms3, sms6; email1, email4, email6, email7
     ("sent", "undelivered"): 1,               # sms2
-    ("sent", "bounced"): 1,                   # email3, after a delivered report
+    ("sent", "bounced"): 2,                   # email3, after a delivered report; email8 blocked
     ("sent", "dropped"): 1,                   # email5
     ("failed", "failed"): 3,
     ("suppressed", "suppressed"): 3,
@@ -42,27 +42,30 @@ EXPECTED_STATUSES = {
 }
 
 # delivery_rates_daily: (date, channel) -> deliveries, sent, failed, suppressed, duplicate,
-# eligible, delivery_rate (sent / eligible), delivered, undelivered, bounced, dropped, opened,
-# clicked, confirmed_delivery_rate (delivered / sent; NULL for push: FCM sends no receipts).
+# eligible, delivery_rate (sent / eligible), delivered, undelivered, bounced (hard_bounced,
+# blocked), dropped, opened (by a person), machine_opened (by a privacy proxy only), clicked,
+# opted_out, confirmed_delivery_rate (delivered / sent; NULL for push: FCM sends no receipts).
 RATE_COLUMNS = ("deliveries", "sent", "failed", "suppressed", "duplicate", "eligible",
-                "delivery_rate", "delivered", "undelivered", "bounced", "dropped", "opened",
-                "clicked", "confirmed_delivery_rate")
+                "delivery_rate", "delivered", "undelivered", "bounced", "hard_bounced", "blocked",
+                "dropped", "opened", "machine_opened", "clicked", "opted_out",
+                "confirmed_delivery_rate")
 EXPECTED_RATES = {
-    (D1, "push"): (23, 21, 1, 1, 0, 22, 21 / 22, 0, 0, 0, 0, 0, 0, None),
-    (D1, "sms"): (7, 5, 1, 0, 1, 6, 5 / 6, 3, 1, 0, 0, 0, 0, 3 / 5),
-    # opened: email1 (opened, clicked) and email4 (opened, no delivered report)
-    (D1, "email"): (8, 7, 0, 1, 0, 7, 1.0, 4, 0, 1, 1, 2, 1, 4 / 7),
-    (D2, "email"): (1, 0, 1, 0, 0, 1, 0.0, 0, 0, 0, 0, 0, 0, None),
-    (D2, "sms"): (1, 0, 0, 1, 0, 0, None, 0, 0, 0, 0, 0, 0, None),
+    (D1, "push"): (23, 21, 1, 1, 0, 22, 21 / 22, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None),
+    (D1, "sms"): (7, 5, 1, 0, 1, 6, 5 / 6, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 3 / 5),
+    # bounced: email3 (hard) and email8 (blocked); opened: email1 (opened, clicked, then
+    # unsubscribed); machine_opened: email4 (a proxy's open, no delivered report)
+    (D1, "email"): (8, 7, 0, 1, 0, 7, 1.0, 4, 0, 2, 1, 1, 1, 1, 1, 1, 1, 4 / 7),
+    (D2, "email"): (1, 0, 1, 0, 0, 1, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None),
+    (D2, "sms"): (1, 0, 0, 1, 0, 0, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None),
 }
 
-# delivery_funnel_daily: requested, eligible, sent, delivered, opened, clicked.
+# delivery_funnel_daily: requested, eligible, sent, delivered, opened, clicked, machine_opened.
 EXPECTED_FUNNEL = {
-    (D1, "push"): (23, 22, 21, 0, 0, 0),
-    (D1, "sms"): (7, 6, 5, 3, 0, 0),
-    (D1, "email"): (8, 7, 7, 4, 2, 1),
-    (D2, "email"): (1, 1, 0, 0, 0, 0),
-    (D2, "sms"): (1, 0, 0, 0, 0, 0),
+    (D1, "push"): (23, 22, 21, 0, 0, 0, 0),
+    (D1, "sms"): (7, 6, 5, 3, 0, 0, 0),
+    (D1, "email"): (8, 7, 7, 4, 1, 1, 1),
+    (D2, "email"): (1, 1, 0, 0, 0, 0, 0),
+    (D2, "sms"): (1, 0, 0, 0, 0, 0, 0),
 }
 
 # send_slo_daily: slo_ms, sent, sent_within_slo, slo_share. email8 took 12 s.
@@ -100,32 +103,40 @@ EXPECTED_LATENCY = {
     "email": (7, 2000, 12000, 12000, 12000),
 }
 
-# delivery_failures_daily: (date, channel, provider, failure, reason, provider_code) -> deliveries.
+# delivery_failures_daily: (date, channel, provider, failure, bounce_type, reason, provider_code)
+# -> deliveries. A dropped event's reason is its reason, its status ("5.0.0") the SMTP code.
 EXPECTED_FAILURES = {
-    (D1, "push", "fcm", "failed", "no_address", None): 1,
-    (D1, "sms", "twilio", "failed", "provider_error", "30003"): 1,
-    (D1, "sms", "twilio", "undelivered", None, "30005"): 1,
-    (D1, "email", "sendgrid", "bounced", None, "550"): 1,
-    (D1, "email", "sendgrid", "dropped", None, "Bounced Address"): 1,
-    (D2, "email", "sendgrid", "failed", "unknown_user", None): 1,
+    (D1, "push", "fcm", "failed", None, "no_address", None): 1,
+    (D1, "sms", "twilio", "failed", None, "provider_error", "30003"): 1,
+    (D1, "sms", "twilio", "undelivered", None, "unreachable", "30005"): 1,
+    (D1, "email", "sendgrid", "bounced", "bounce", "Invalid Address", "5.1.1"): 1,
+    (D1, "email", "sendgrid", "bounced", "blocked", "Reputation", "4.0.0"): 1,
+    (D1, "email", "sendgrid", "dropped", None, "Bounced Address", "5.0.0"): 1,
+    (D2, "email", "sendgrid", "failed", None, "unknown_user", None): 1,
 }
 # opt_out_suppressions_daily: (date, channel, category, reason) -> suppressed.
 EXPECTED_SUPPRESSIONS = {
     (D1, "push", "parcel_update", "device_disabled"): 1,
     (D1, "email", "parcel_update", "category_opted_out"): 1,
-    (D2, "sms", "parcel_update", "user_opted_out"): 1,
+    (D2, "sms", "parcel_update", "provider_opted_out"): 1,
+}
+# provider_opt_outs_daily: (event date, channel, provider, reason) -> opt_outs, users.
+EXPECTED_PROVIDER_OPT_OUTS = {
+    (D1, "sms", "twilio", "STOP"): (1, 1),               # texted, about no delivery
+    (D2, "email", "sendgrid", "unsubscribe"): (1, 1),    # email1's recipient, the next day
 }
 # delivery_outcomes_daily, day 1 email by sender and category: deliveries, sent, sent_within_slo,
-# delivered, bounced, dropped, opened, clicked, confirmed_delivery_rate.
+# delivered, bounced, hard_bounced, blocked, dropped, opened, machine_opened, clicked, opted_out,
+# confirmed_delivery_rate.
 EXPECTED_EMAIL_OUTCOMES = {
-    ("shop", "parcel_update"): (5, 4, 4, 2, 1, 1, 2, 1, 2 / 4),   # email1-5 (email2 suppressed)
-    ("crm", "promotions"): (3, 3, 2, 2, 0, 0, 0, 0, 2 / 3),       # email6-8
+    ("shop", "parcel_update"): (5, 4, 4, 2, 1, 1, 0, 1, 1, 1, 1, 1, 2 / 4),  # email1-5
+    ("crm", "promotions"): (3, 3, 2, 2, 1, 0, 1, 0, 0, 0, 0, 0, 2 / 3),      # email6-8
 }
 
 MODELS = ("stg_herald__events", "int_deliveries", "delivery_outcomes_daily",
           "delivery_rates_daily", "delivery_funnel_daily", "send_slo_daily",
           "delivery_latency_daily", "send_latency", "delivery_failures_daily",
-          "opt_out_suppressions_daily")
+          "opt_out_suppressions_daily", "provider_opt_outs_daily")
 
 
 def _rows(warehouse: Warehouse, dataset: str, model: str) -> list[dict[str, Any]]:
@@ -195,11 +206,13 @@ def test_int_deliveries_one_row_per_delivery(warehouse: Warehouse, built: Settin
 def test_int_deliveries_callbacks_in_any_order(warehouse: Warehouse, built: Settings) -> None:
     """Each stage keeps its first report; final_status follows the precedence, not arrival."""
     rows = warehouse.query(built.dataset, f"""
-        select user_id, final_status, reason, provider_code,
+        select user_id, final_status, reason, provider_code, bounce_type,
             timestamp_diff(provider_accepted_at, accepted_at, millisecond) as to_provider_accepted,
             timestamp_diff(delivered_at, accepted_at, millisecond) as to_delivered,
             timestamp_diff(opened_at, accepted_at, millisecond) as to_opened,
+            timestamp_diff(machine_opened_at, accepted_at, millisecond) as to_machine_opened,
             timestamp_diff(clicked_at, accepted_at, millisecond) as to_clicked,
+            timestamp_diff(opted_out_at, accepted_at, millisecond) as to_opted_out,
             timestamp_diff(final_at, accepted_at, millisecond) as to_final,
             accept_to_sent_ms, sent_to_delivered_ms, accept_to_delivered_ms, sent_within_slo
         from `{built.dataset}.int_deliveries`
@@ -208,34 +221,38 @@ def test_int_deliveries_callbacks_in_any_order(warehouse: Warehouse, built: Sett
     day = 24 * 3600 * 1000
 
     def delivery(final, code=None, pa=None, dl=None, op=None, cl=None, fin=None, a2s=None,
-                 s2d=None, a2d=None, slo=True):
-        return {"final_status": final, "reason": None, "provider_code": code,
-                "to_provider_accepted": pa, "to_delivered": dl, "to_opened": op, "to_clicked": cl,
+                 s2d=None, a2d=None, slo=True, reason=None, mop=None, out=None, bounce=None):
+        return {"final_status": final, "reason": reason, "provider_code": code,
+                "to_provider_accepted": pa, "to_delivered": dl, "to_opened": op,
+                "to_machine_opened": mop, "to_clicked": cl, "to_opted_out": out,
                 "to_final": fin, "accept_to_sent_ms": a2s, "sent_to_delivered_ms": s2d,
-                "accept_to_delivered_ms": a2d, "sent_within_slo": slo}
+                "accept_to_delivered_ms": a2d, "sent_within_slo": slo, "bounce_type": bounce}
 
     # Users are numbered by request: 1-8 push, 9-15 sms, 16-23 email.
     assert actual == {
         # delivered reported before provider_accepted
         "user-9": delivery("delivered", pa=5000, dl=3700, fin=3700, a2s=700, s2d=3000, a2d=3700),
         # undelivered posted twice
-        "user-10": delivery("undelivered", "30005", pa=2000, fin=6500, a2s=1500),
+        "user-10": delivery("undelivered", "30005", pa=2000, fin=6500, a2s=1500,
+                            reason="unreachable"),
         "user-11": delivery("delivered", dl=2900, fin=2900, a2s=900, s2d=2000, a2d=2900),
         "user-14": delivery("delivered", dl=6100, fin=6100, a2s=1100, s2d=5000, a2d=6100),
         "user-15": delivery("sent", pa=1800, fin=1300, a2s=1300),
-        # opened (posted twice) and clicked the next day: the open decides
+        # opened (posted twice) and clicked the next day: the open decides; the unsubscribe
+        # after them decides nothing
         "user-16": delivery("delivered", pa=2500, dl=5000, op=day, cl=day + 30_000, fin=day,
-                            a2s=2000, s2d=3000, a2d=5000),
+                            a2s=2000, s2d=3000, a2d=5000, out=day + 60_000),
         # a bounce after a delivered report wins over it; delivered_at stays
-        "user-18": delivery("bounced", "550", dl=4000, fin=day + 60_000, a2s=1000, s2d=3000,
-                            a2d=4000),
-        # an open without a delivered report proves delivery, but says not when
-        "user-19": delivery("delivered", op=20_000, fin=20_000, a2s=3000),
-        "user-20": delivery("dropped", "Bounced Address", fin=1600, a2s=1500),
+        "user-18": delivery("bounced", "5.1.1", dl=4000, fin=day + 60_000, a2s=1000, s2d=3000,
+                            a2d=4000, reason="Invalid Address", bounce="bounce"),
+        # a privacy proxy's open without a delivered report proves delivery, not a reader
+        "user-19": delivery("delivered", mop=20_000, fin=20_000, a2s=3000),
+        "user-20": delivery("dropped", "5.0.0", fin=1600, a2s=1500, reason="Bounced Address"),
         # deferred changes nothing
         "user-21": delivery("delivered", dl=8500, fin=8500, a2s=2500, s2d=6000, a2d=8500),
         "user-22": delivery("delivered", dl=1500, fin=1500, a2s=500, s2d=1000, a2d=1500),
-        "user-23": delivery("sent", pa=12_400, fin=12_000, a2s=12_000, slo=False),
+        "user-23": delivery("bounced", "4.0.0", pa=12_400, fin=20_000, a2s=12_000, slo=False,
+                            reason="Reputation", bounce="blocked"),
     }
 
 
@@ -261,8 +278,8 @@ def test_delivery_rates_daily(warehouse: Warehouse, built: Settings) -> None:
 def test_delivery_funnel_daily(warehouse: Warehouse, built: Settings) -> None:
     rows = _rows(warehouse, built.dataset, "delivery_funnel_daily")
     _assert_table(_table(rows, ("accepted_date", "channel"),
-                         ("requested", "eligible", "sent", "delivered", "opened", "clicked")),
-                  EXPECTED_FUNNEL)
+                         ("requested", "eligible", "sent", "delivered", "opened", "clicked",
+                          "machine_opened")), EXPECTED_FUNNEL)
 
 
 def test_send_slo_daily(warehouse: Warehouse, built: Settings) -> None:
@@ -289,8 +306,8 @@ def test_send_latency(warehouse: Warehouse, built: Settings) -> None:
 
 def test_delivery_failures_daily(warehouse: Warehouse, built: Settings) -> None:
     rows = _rows(warehouse, built.dataset, "delivery_failures_daily")
-    actual = _table(rows, ("accepted_date", "channel", "provider", "failure", "reason",
-                           "provider_code"), ("deliveries",))
+    actual = _table(rows, ("accepted_date", "channel", "provider", "failure", "bounce_type",
+                           "reason", "provider_code"), ("deliveries",))
     assert actual == {key: (n,) for key, n in EXPECTED_FAILURES.items()}
 
 
@@ -300,6 +317,12 @@ def test_opt_out_suppressions_daily(warehouse: Warehouse, built: Settings) -> No
     assert actual == {key: (n,) for key, n in EXPECTED_SUPPRESSIONS.items()}
 
 
+def test_provider_opt_outs_daily(warehouse: Warehouse, built: Settings) -> None:
+    rows = _rows(warehouse, built.dataset, "provider_opt_outs_daily")
+    _assert_table(_table(rows, ("event_date", "channel", "provider", "reason"),
+                         ("opt_outs", "users")), EXPECTED_PROVIDER_OPT_OUTS)
+
+
 def test_delivery_outcomes_daily(warehouse: Warehouse, built: Settings) -> None:
     """The fact the daily marts roll up: split by provider, category and sender."""
     rows = _rows(warehouse, built.dataset, "delivery_outcomes_daily")
@@ -307,8 +330,9 @@ def test_delivery_outcomes_daily(warehouse: Warehouse, built: Settings) -> None:
         (channel.value, provider) for channel, provider in PROVIDER_BY_CHANNEL.items()}
     email = [r for r in rows if r["accepted_date"] == D1 and r["channel"] == "email"]
     _assert_table(_table(email, ("sender_client", "category_type"), (
-        "deliveries", "sent", "sent_within_slo", "delivered", "bounced", "dropped", "opened",
-        "clicked", "confirmed_delivery_rate")), EXPECTED_EMAIL_OUTCOMES)
+        "deliveries", "sent", "sent_within_slo", "delivered", "bounced", "hard_bounced",
+        "blocked", "dropped", "opened", "machine_opened", "clicked", "opted_out",
+        "confirmed_delivery_rate")), EXPECTED_EMAIL_OUTCOMES)
     by_day_channel: dict[tuple, list[int]] = {}
     for row in rows:
         sums = by_day_channel.setdefault((row["accepted_date"], row["channel"]), [0, 0])
@@ -326,7 +350,8 @@ def test_mart_column_types(built: Settings) -> None:
             f"{built.project}.{built.dataset}.{model}").schema}
 
     counts = ("deliveries", "sent", "failed", "suppressed", "duplicate", "eligible", "delivered",
-              "undelivered", "bounced", "dropped", "opened", "clicked")
+              "undelivered", "bounced", "hard_bounced", "blocked", "dropped", "opened",
+              "machine_opened", "clicked", "opted_out")
     assert schema("delivery_rates_daily") == {
         "accepted_date": "DATE", "channel": "STRING", **{c: "INTEGER" for c in counts},
         "delivery_rate": "FLOAT", "confirmed_delivery_rate": "FLOAT"}
@@ -336,7 +361,8 @@ def test_mart_column_types(built: Settings) -> None:
         "max_accept_to_sent_ms": "INTEGER"}
     assert schema("delivery_funnel_daily") == {
         "accepted_date": "DATE", "channel": "STRING", **{c: "INTEGER" for c in (
-            "requested", "eligible", "sent", "delivered", "opened", "clicked")}}
+            "requested", "eligible", "sent", "delivered", "opened", "clicked",
+            "machine_opened")}}
     assert schema("send_slo_daily") == {
         "accepted_date": "DATE", "channel": "STRING", "slo_ms": "INTEGER", "sent": "INTEGER",
         "sent_within_slo": "INTEGER", "slo_share": "FLOAT"}
@@ -454,7 +480,7 @@ def test_hand_written_value_lists_match_the_contracts() -> None:
     assert set(project_vars["callback_statuses"]) == callbacks
 
     precedence = project_vars["final_status_precedence"]
-    neutral = {Status.PROVIDER_ACCEPTED.value, Status.DEFERRED.value}
+    neutral = {Status.PROVIDER_ACCEPTED.value, Status.DEFERRED.value, Status.OPTED_OUT.value}
     assert set(precedence) == (delivery_terminal | callbacks) - neutral
     final_statuses = {outcome for _, outcome in precedence.values()}
     assert set(_model_accepted_values("intermediate/int_deliveries.yml", "final_status")) == \

@@ -166,7 +166,7 @@ def test_unregistered_tokens_disable_their_device(run: Run) -> None:
 
 # Issue 4's proof: the marts against figures computed here from the sandbox's own records. The
 # provider vocabularies and the precedence rule are written out again on purpose (as the product
-# states them), not imported from herald.callbacks or the dbt project.
+# states them), not imported from the provider packages or the dbt project.
 TWILIO_TO_HERALD = {"sent": "provider_accepted", "delivered": "delivered",
                     "undelivered": "undelivered", "failed": "undelivered", "read": "opened"}
 SENDGRID_TO_HERALD = {"processed": "provider_accepted", "delivered": "delivered",
@@ -235,7 +235,8 @@ def test_marts_match_the_ledger_and_callback_log(run: Run, local_stack: dict[str
         opened[entry["channel"]] += bool(seen & {"opened", "clicked"})
         clicked[entry["channel"]] += "clicked" in seen
     assert sum(final["email"][s] for s in ("bounced", "dropped")) > 0, "no email failed to deliver"
-    assert opened["email"] > 0 and clicked["email"] > 0
+    # Herald's email is plain text, in which SendGrid can track neither opens nor clicks.
+    assert opened["email"] == 0 and clicked["email"] == 0
 
     dataset = f"{run.settings.project}.{run.settings.dataset}"
     outcomes = {row["channel"]: row for row in client.query(

@@ -15,7 +15,7 @@ from herald.settings import Settings
 
 FIGURES = ("funnel", "delivery-rate", "latency-cdf", "failures")
 TABLES = ("funnel", "delivery_rates_daily", "send_slo_daily", "delivery_latency_daily",
-          "delivery_failures", "opt_out_suppressions")
+          "delivery_failures", "opt_out_suppressions", "provider_opt_outs")
 
 
 def test_report_embeds_figures_and_tables(built: Settings, tmp_path: Path) -> None:
@@ -33,6 +33,8 @@ def test_report_embeds_figures_and_tables(built: Settings, tmp_path: Path) -> No
     assert "src=\"http" not in page and "<script" not in page  # nothing fetched when opened
     # A few cells of the story (tests/dbt_models_test.py has them all).
     assert "<td>Bounced Address</td>" in page and "<td>category_opted_out</td>" in page
+    assert "<td>blocked</td>" in page and "<td>STOP</td>" in page  # a soft bounce, an SMS STOP
+    assert "<th>machine_opened</th>" in page
     assert "<td>0.857</td>" in page  # email's share sent within 10 s on 2026-11-02: 6 / 7
 
 

@@ -4,8 +4,14 @@ signed and POSTed by background workers once due.
 - Twilio: for each accepted SMS that named a StatusCallback URL, one form POST per status change
   to that URL (sent then delivered or undelivered; failed alone), signed with X-Twilio-Signature.
 - SendGrid: for each accepted mail/send request, JSON arrays of events (processed; delivered,
-  bounce, dropped, or deferred then delivered; open; click) to the one configured Event Webhook
-  URL, signed with ECDSA P-256 as SendGrid's Signed Event Webhook is.
+  bounce, dropped, or deferred then delivered; then, for mail with an HTML part only, open and
+  click: SendGrid tracks opens with an image and clicks by rewriting HTML links, so plain-text
+  mail, which is what Herald sends, has neither) to the one configured Event Webhook URL, signed
+  with ECDSA P-256 as SendGrid's Signed Event Webhook is.
+
+Every payload has the shape and the fields the providers document (the contract fixtures in
+tests/fixtures/providers are the reference the tests hold the sandbox to), not only the ones
+Herald reads.
 - FCM has no delivery callbacks: its answer only says Google accepted the message and any device
   receipt goes to the app, not the sender, so the product records push as "sent" only and the
   sandbox calls nothing back for it.
@@ -27,6 +33,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, fields
+from datetime import datetime, timezone
 from typing import Any, Mapping
 from urllib.parse import urlencode
 
@@ -56,15 +63,20 @@ SENDGRID_TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 TWILIO_ERROR_CODES = {"undelivered": "30003", "failed": "30008"}
 """Twilio's "Unreachable destination handset" and "Unknown error"."""
 
-SENDGRID_EVENT_DETAILS: Mapping[str, Mapping[str, str]] = {
-    "bounce": {"type": "bounce", "status": "5.1.1",
-               "reason": "550 5.1.1 The email account that you tried to reach does not exist."},
-    "dropped": {"reason": "Bounced Address"},
-    "deferred": {"response": "451 4.7.1 Try again later", "attempt": "1"},
-    "open": {"useragent": "Mozilla/5.0", "ip": "192.0.2.1"},
-    "click": {"url": "https://herald.local/", "useragent": "Mozilla/5.0", "ip": "192.0.2.1"},
+SENDGRID_EVENT_DETAILS: Mapping[str, Mapping[str, Any]] = {
+    "delivered": {"response": "250 2.0.0 OK", "ip": "192.0.2.10", "tls": 1},
+    "bounce": {"type": "bounce", "status": "5.1.1", "bounce_classification": "Invalid Address",
+               "reason": "550 5.1.1 The email account that you tried to reach does not exist.",
+               "ip": "192.0.2.10", "tls": 1},
+    "dropped": {"reason": "Bounced Address", "status": "5.0.0"},
+    "deferred": {"response": "451 4.7.1 Try again later", "attempt": "1", "ip": "192.0.2.10",
+                 "tls": 1},
+    "open": {"useragent": "Mozilla/5.0", "ip": "192.0.2.1", "sg_machine_open": False},
+    "click": {"url": "https://herald.local/", "url_offset": {"index": 0, "type": "html"},
+              "useragent": "Mozilla/5.0", "ip": "192.0.2.1"},
 }
-"""The fields SendGrid adds to each kind of event, beyond the ones every event has."""
+"""The fields SendGrid documents for each kind of event, beyond the ones every event has
+(https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event)."""
 
 CALLBACK_TIMEOUT_S = 5.0
 WORKERS = 8
@@ -129,10 +141,16 @@ class TwilioMessage:
         return [self._form(status) for status in statuses]
 
     def _form(self, status: str) -> dict[str, str]:
-        form = {"MessageSid": self.sid, "MessageStatus": status, "AccountSid": self.account_sid,
-                "To": self.to, "From": self.sender}
+        """The properties Twilio documents for a status callback (SmsSid and SmsStatus repeat
+        MessageSid and MessageStatus), with ErrorCode on a failure and the carrier's receipt time
+        (RawDlrDoneDate, YYMMDDhhmm) on delivered and undelivered."""
+        form = {"MessageSid": self.sid, "SmsSid": self.sid, "MessageStatus": status,
+                "SmsStatus": status, "AccountSid": self.account_sid, "To": self.to,
+                "From": self.sender, "ApiVersion": "2010-04-01"}
         if status in TWILIO_ERROR_CODES:
             form["ErrorCode"] = TWILIO_ERROR_CODES[status]
+        if status in ("delivered", "undelivered"):
+            form["RawDlrDoneDate"] = datetime.now(timezone.utc).strftime("%y%m%d%H%M")
         return form
 
 
@@ -149,6 +167,8 @@ class SendGridMail:
 
     message_id: str
     recipients: tuple[SendGridRecipient, ...]
+    html: bool = False
+    """The mail has a text/html part, so SendGrid can track its opens and clicks."""
 
     def payloads(self, faults: SendGridFaults, dice: Dice, accepted_at: float,
                  step_s: float) -> list[list[dict[str, Any]]]:
@@ -168,7 +188,7 @@ class SendGridMail:
             chain = ["processed", outcome]
         else:
             chain = ["processed", *(["deferred"] if outcome else []), "delivered"]
-            if dice.chance(faults.open):
+            if self.html and dice.chance(faults.open):
                 chain.append("open")
                 if dice.chance(faults.click):
                     chain.append("click")
@@ -176,6 +196,7 @@ class SendGridMail:
         message_id = f"{self.message_id}.filterdrecv-sandbox-{index}.0"
         return [{**recipient.custom_args, **SENDGRID_EVENT_DETAILS.get(event, {}),
                  "email": recipient.email, "timestamp": int(accepted_at + step * step_s),
+                 "smtp-id": f"<{self.message_id}@sandbox.herald.local>",
                  "event": event, "sg_event_id": secrets.token_urlsafe(16),
                  "sg_message_id": message_id}
                 for step, event in enumerate(chain, 1)]

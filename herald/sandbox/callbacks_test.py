@@ -17,6 +17,9 @@ import requests
 from sendgrid.helpers.eventwebhook import EventWebhook
 from twilio.request_validator import RequestValidator
 
+from herald.providers import contract_fixtures
+from herald.providers.sendgrid import event_webhook
+from herald.providers.twilio import status_callbacks
 from herald.sandbox import SandboxServer
 from herald.sandbox import callbacks as sandbox_callbacks
 from herald.settings import Settings
@@ -118,13 +121,15 @@ def send_sms(sandbox: SandboxServer, status_callback: str | None) -> str:
     return response.json()["sid"]
 
 
-def send_mail(sandbox: SandboxServer) -> str:
+def send_mail(sandbox: SandboxServer, html: bool = False) -> str:
+    """A mail/send with two recipients; plain text, as Herald sends, or with an HTML part."""
     body = {"personalizations": [
         {"to": [{"email": "a@x.io"}], "custom_args": {"notification_id": "n1", "span_id": "s1"}},
         {"to": [{"email": "b@x.io"}], "custom_args": {"span_id": "s2"}}],
         "custom_args": {"notification_id": "shared"},
         "from": {"email": "h@x.io"}, "subject": "s",
-        "content": [{"type": "text/plain", "value": "c"}]}
+        "content": [{"type": "text/plain", "value": "c"},
+                    *([{"type": "text/html", "value": "<p>c</p>"}] if html else [])]}
     response = requests.post(f"{sandbox.url}{MAIL_PATH}", json=body, timeout=5)
     assert response.status_code == 202
     return response.headers["X-Message-Id"]
@@ -160,9 +165,12 @@ def test_twilio_status_callbacks_are_signed_for_the_sdk_validator(make_sandbox, 
         assert not validator.validate(url.replace("span_id=s1", "span_id=s2"), request.form(),
                                       signature)
     assert [r.path for r in received] == ["/v1/callbacks/twilio?notification_id=n1&span_id=s1"] * 2
-    assert [r.form() for r in received] == [
+    forms = [r.form() for r in received]
+    assert [{k: form[k] for k in ("MessageSid", "MessageStatus", "AccountSid", "To", "From")}
+            for form in forms] == [
         {"MessageSid": sid, "MessageStatus": status, "AccountSid": "AC0123",
          "To": SMS["To"], "From": SMS["From"]} for status in ("sent", "delivered")]
+    assert "RawDlrDoneDate" not in forms[0] and len(forms[1]["RawDlrDoneDate"]) == 10
 
 
 @pytest.mark.parametrize(("outcome", "statuses", "error_code"), [
@@ -183,7 +191,7 @@ def test_twilio_failures_carry_an_error_code(make_sandbox, receiver, outcome, st
 
 def test_sendgrid_event_batches_are_signed_for_the_sdk_validator(make_sandbox, receiver):
     sandbox = make_sandbox(sendgrid={"open": 1, "click": 1})
-    message_id = send_mail(sandbox)
+    message_id = send_mail(sandbox, html=True)
 
     received = receiver.wait_for(4)
 
@@ -295,3 +303,60 @@ def test_an_unreachable_receiver_is_recorded_without_a_status():
         recorded = wait_for_callbacks(sandbox, 2)
 
     assert [c["status"] for c in recorded] == [None, None]
+
+
+def test_plain_text_mail_has_no_opens_or_clicks(make_sandbox, receiver):
+    """SendGrid tracks opens with an image and clicks by rewriting HTML links: plain text, which
+    is what Herald sends, has neither, whatever the open and click rates."""
+    sandbox = make_sandbox(sendgrid={"open": 1, "click": 1})
+    send_mail(sandbox)
+
+    received = receiver.wait_for(2)
+    time.sleep(4 * STEP_MS / 1000)  # time for an open or a click, were there one
+
+    assert [[e["event"] for e in json.loads(r.body)] for r in receiver.requests] == [
+        ["processed", "processed"], ["delivered", "delivered"]]
+    assert len(received) == 2
+
+
+FIXTURES = {"twilio": contract_fixtures.load("twilio", "callbacks"),
+            "sendgrid": contract_fixtures.load("sendgrid", "events")}
+
+
+def documented_fields(provider: str, kind: str) -> set[str]:
+    """Every field the documentation fixtures show for one Twilio MessageStatus or one SendGrid
+    event type."""
+    if provider == "twilio":
+        return {name for f in FIXTURES["twilio"].values() if f["kind"] == "status_callback"
+                and f["form"]["MessageStatus"] == kind for name in f["form"]}
+    return {name for f in FIXTURES["sendgrid"].values() for event in f["events"]
+            if event.get("event") == kind for name in event}
+
+
+@pytest.mark.parametrize("outcome", [None, "undelivered", "failed"])
+def test_twilio_callbacks_have_only_documented_fields_and_read_as_documented(
+        make_sandbox, receiver, outcome):
+    sandbox = make_sandbox(twilio={outcome: 1} if outcome else {})
+    send_sms(sandbox, twilio_callback_url(receiver))
+
+    forms = [r.form() for r in receiver.wait_for(1 if outcome == "failed" else 2)]
+
+    for form in forms:
+        assert set(form) <= documented_fields("twilio", form["MessageStatus"]), form
+        assert status_callbacks.status_callback(form, {}, "2026-11-02T10:00:00.000000Z")
+
+
+@pytest.mark.parametrize("outcome", [{}, {"bounce": 1}, {"dropped": 1}, {"deferred": 1}])
+def test_sendgrid_events_have_only_documented_fields_and_read_as_documented(
+        make_sandbox, receiver, outcome):
+    sandbox = make_sandbox(sendgrid={**outcome, "open": 1, "click": 1})
+    send_mail(sandbox, html=True)
+    custom_args = {"notification_id", "span_id"}
+
+    chain = 2 if "bounce" in outcome or "dropped" in outcome else 4 + ("deferred" in outcome)
+    events = [e for r in receiver.wait_for(chain) for e in json.loads(r.body)]
+
+    for event in events:
+        assert set(event) - custom_args <= documented_fields("sendgrid", event["event"]), event
+    batch = event_webhook.read_events(events)
+    assert (len(batch.callbacks), batch.invalid, dict(batch.ignored)) == (len(events), 0, {})

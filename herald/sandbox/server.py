@@ -227,7 +227,9 @@ def _sendgrid_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) ->
                                              "field": field_path, "help": None}
                                             for field_path in bad]})
     return Reply(202, headers={"X-Message-Id": message_id}, accepted=tuple(accepted),
-                 callback=SendGridMail(message_id, tuple(called_back)))
+                 callback=SendGridMail(message_id, tuple(called_back), html=any(
+                     _mapping(part).get("type") == "text/html"
+                     for part in mail.get("content") or [])))
 
 
 # --- injected faults ---------------------------------------------------------------------------

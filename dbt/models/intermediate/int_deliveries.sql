@@ -12,7 +12,9 @@
 --     substitute, SendGrid's X-Message-Id covers a whole bulk request of up to 1,000 recipients.
 -- final_status is the candidate with the highest rank in var('final_status_precedence')
 -- (dbt_project.yml): a delivered, bounced, dropped or undelivered report refines `sent`, an open
--- or click proves delivery, whatever order the reports came in.
+-- (a person's or a privacy proxy's) or click proves delivery, whatever order the reports came
+-- in. An opted_out report (an unsubscribe, a spam report, a STOP) decides nothing; it is dated in
+-- opted_out_at.
 --
 -- Incremental (merge on span_id): a run reads only the events since the newest one it already
 -- holds (event_date_watermark), folds them into the stored rows of the deliveries they belong
@@ -86,12 +88,15 @@ terminal_parts as (
         cast(null as timestamp) as provider_accepted_at,
         cast(null as timestamp) as delivered_at,
         cast(null as timestamp) as opened_at,
+        cast(null as timestamp) as machine_opened_at,
         cast(null as timestamp) as clicked_at,
+        cast(null as timestamp) as opted_out_at,
         {{ status_rank('status') }} as outcome_rank,
         {{ status_outcome('status') }} as outcome,
         event_ts as outcome_at,
         reason,
         provider_code,
+        cast(null as string) as bounce_type,
         event_ts as last_event_at
     from terminal_events
 
@@ -119,13 +124,17 @@ callback_parts as (
         cast(null as timestamp) as terminal_at,
         if(status = 'provider_accepted', event_ts, null) as provider_accepted_at,
         if(status = 'delivered', event_ts, null) as delivered_at,
-        if(status = 'opened', event_ts, null) as opened_at,
+        -- A person's open, and a privacy proxy's fetch (machine_open), apart.
+        if(status = 'opened' and not coalesce(machine_open, false), event_ts, null) as opened_at,
+        if(status = 'opened' and machine_open, event_ts, null) as machine_opened_at,
         if(status = 'clicked', event_ts, null) as clicked_at,
+        if(status = 'opted_out', event_ts, null) as opted_out_at,
         {{ status_rank('status') }} as outcome_rank,
         {{ status_outcome('status') }} as outcome,
         event_ts as outcome_at,
         reason,
         provider_code,
+        bounce_type,
         event_ts as last_event_at
     from callback_events
 
@@ -147,7 +156,8 @@ stored as (
     -- decided by an open or click keeps that rank (a later bounce report must not win).
     select
         *,
-        if(final_status = 'delivered' and coalesce(opened_at, clicked_at) is not null,
+        if(final_status = 'delivered'
+           and coalesce(opened_at, machine_opened_at, clicked_at) is not null,
            'opened', final_status) as stored_as
     from {{ this }}
     where accepted_date >= {{ late_callback_window_start() }}
@@ -177,12 +187,15 @@ stored_parts as (
         provider_accepted_at,
         delivered_at,
         opened_at,
+        machine_opened_at,
         clicked_at,
+        opted_out_at,
         {{ status_rank('stored_as') }} as outcome_rank,
         {{ status_outcome('stored_as') }} as outcome,
         final_at as outcome_at,
         reason,
         provider_code,
+        bounce_type,
         last_event_at
     from stored
 
@@ -225,7 +238,9 @@ folded as (
         min(provider_accepted_at) as provider_accepted_at,
         min(delivered_at) as delivered_at,
         min(opened_at) as opened_at,
+        min(machine_opened_at) as machine_opened_at,
         min(clicked_at) as clicked_at,
+        min(opted_out_at) as opted_out_at,
         max(last_event_at) as last_event_at
     from parts
     group by span_id
@@ -240,7 +255,8 @@ outcomes as (
         outcome as final_status,
         outcome_at as final_at,
         reason,
-        provider_code
+        provider_code,
+        bounce_type
     from parts
     where outcome_rank is not null
     qualify row_number() over (
@@ -258,7 +274,8 @@ joined as (
         outcomes.final_status,
         outcomes.final_at,
         outcomes.reason,
-        outcomes.provider_code
+        outcomes.provider_code,
+        outcomes.bounce_type
     from folded
     inner join outcomes
         on folded.span_id = outcomes.span_id
@@ -288,13 +305,16 @@ final as (
         provider_accepted_at,
         delivered_at,
         opened_at,
+        machine_opened_at,
         clicked_at,
+        opted_out_at,
         terminal_status,
         terminal_at,
         final_status,
         final_at,
         reason,
         provider_code,
+        bounce_type,
         timestamp_diff(sent_at, accepted_at, millisecond) as accept_to_sent_ms,
         timestamp_diff(delivered_at, sent_at, millisecond) as sent_to_delivered_ms,
         timestamp_diff(delivered_at, accepted_at, millisecond) as accept_to_delivered_ms,

@@ -1,6 +1,7 @@
 -- Why deliveries failed, per day (of acceptance, UTC), channel and provider: Herald's own
 -- failures (failed: unknown_user, no_address, provider_error) and the provider's later reports
--- (undelivered, bounced, dropped), by reason and the provider's own code.
+-- (undelivered, bounced, dropped), by reason and the provider's own code; a bounce is hard
+-- (bounce_type bounce) or soft (blocked).
 
 with
 
@@ -25,11 +26,12 @@ final as (
         channel,
         provider,
         final_status as failure,
+        bounce_type,
         reason,
         provider_code,
         count(*) as deliveries
     from failures
-    group by accepted_date, channel, provider, final_status, reason, provider_code
+    group by accepted_date, channel, provider, final_status, bounce_type, reason, provider_code
 
 )
 

@@ -48,12 +48,20 @@ daily as (
         cast(countif(final_status = 'delivered') as int64) as delivered,
         cast(countif(final_status = 'undelivered') as int64) as undelivered,
         cast(countif(final_status = 'bounced') as int64) as bounced,
+        -- SendGrid's bounce (permanent: a hard bounce) and blocked (for now: a soft bounce).
+        cast(countif(final_status = 'bounced' and bounce_type = 'bounce') as int64)
+            as hard_bounced,
+        cast(countif(final_status = 'bounced' and bounce_type = 'blocked') as int64) as blocked,
         cast(countif(final_status = 'dropped') as int64) as dropped,
         -- A click without an open (images blocked) is an open too; neither counts unless the
-        -- delivery ended delivered, so the funnel only narrows.
+        -- delivery ended delivered, so the funnel only narrows. An open by a privacy proxy
+        -- (machine_opened_at) is not a person's: those deliveries count as machine_opened.
         cast(countif(final_status = 'delivered'
                      and coalesce(opened_at, clicked_at) is not null) as int64) as opened,
+        cast(countif(final_status = 'delivered' and machine_opened_at is not null
+                     and coalesce(opened_at, clicked_at) is null) as int64) as machine_opened,
         cast(countif(final_status = 'delivered' and clicked_at is not null) as int64) as clicked,
+        cast(countif(opted_out_at is not null) as int64) as opted_out,
         max(last_event_at) as last_event_at
     from deliveries
     group by accepted_date, channel, provider, category_type, sender_client
@@ -78,9 +86,13 @@ final as (
         delivered,
         undelivered,
         bounced,
+        hard_bounced,
+        blocked,
         dropped,
         opened,
+        machine_opened,
         clicked,
+        opted_out,
         -- NULL, not 0, when nothing was eligible: no attempt is not a failed attempt.
         safe_divide(sent, deliveries - suppressed - duplicate) as delivery_rate,
         -- NULL for providers that send no delivery receipts (FCM): unknown is not undelivered.

@@ -23,9 +23,13 @@ daily as (
         cast(sum(delivered) as int64) as delivered,
         cast(sum(undelivered) as int64) as undelivered,
         cast(sum(bounced) as int64) as bounced,
+        cast(sum(hard_bounced) as int64) as hard_bounced,
+        cast(sum(blocked) as int64) as blocked,
         cast(sum(dropped) as int64) as dropped,
         cast(sum(opened) as int64) as opened,
+        cast(sum(machine_opened) as int64) as machine_opened,
         cast(sum(clicked) as int64) as clicked,
+        cast(sum(opted_out) as int64) as opted_out,
         -- Sends through providers that report delivery; NULL when there were none.
         cast(sum(if(provider in ({{ sql_strings(var('providers_without_delivery_receipts')) }}),
                     null, sent)) as int64) as sent_with_receipts
@@ -50,9 +54,13 @@ final as (
         delivered,
         undelivered,
         bounced,
+        hard_bounced,
+        blocked,
         dropped,
         opened,
+        machine_opened,
         clicked,
+        opted_out,
         safe_divide(delivered, sent_with_receipts) as confirmed_delivery_rate
     from daily
 

@@ -37,6 +37,8 @@ renamed as (
         reason,
         provider_code,
         detail,
+        bounce_type,
+        machine_open,
 
         -- request and delivery attributes
         sender_client,
