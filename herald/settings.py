@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from herald.contracts import PROVIDER_BY_CHANNEL
+from herald.providers.fcm.labels import DEFAULT_BUCKETS, AnalyticsLabels
 
 DEFAULT_LOCAL_API_KEY = "local-dev-key"
 DEFAULT_LOCAL_CLIENT = "local-dev"
@@ -89,6 +90,10 @@ class Settings:
     """Per provider ("fcm", "twilio", "sendgrid"), the most requests per second one process
     sends (`HERALD_<PROVIDER>_MAX_PER_S`); unset is no limit. E.g. 1 for Twilio's one message per
     second per long code (herald.providers.twilio.limits.DEFAULT_LONG_CODE_MPS)."""
+    fcm_analytics_labels: AnalyticsLabels = AnalyticsLabels()
+    """How pushes are labelled for FCM's reports (herald/providers/fcm/labels.py): the
+    `category.template` pairs or categories in HERALD_FCM_ANALYTICS_LABELS get their own label,
+    the rest one of HERALD_FCM_LABEL_BUCKETS hash labels, 100 at most in all (FCM's daily limit)."""
     state_database: str = "herald-state"
     """The Firestore database of Herald's own state (idempotency records, outbox, send claims),
     apart from the users and devices in `(default)`: the app owns those and Herald only reads them
@@ -126,6 +131,9 @@ class Settings:
             breaker_probe_s=float(env.get("HERALD_BREAKER_PROBE_S", "1")),
             firestore_timeout_s=float(env.get("HERALD_FIRESTORE_TIMEOUT_S", "5")),
             state_database=env.get("HERALD_STATE_DATABASE", "herald-state"),
+            fcm_analytics_labels=AnalyticsLabels.parse(
+                env.get("HERALD_FCM_ANALYTICS_LABELS", ""),
+                int(env.get("HERALD_FCM_LABEL_BUCKETS", str(DEFAULT_BUCKETS)))),
             provider_wait_s=float(env.get("HERALD_PROVIDER_WAIT_S", "60")),
             provider_max_per_s={provider: float(env[variable]) for provider in PROVIDER_BY_CHANNEL.values()
                                 if env.get(variable := f"HERALD_{provider.upper()}_MAX_PER_S")},

@@ -60,4 +60,5 @@ class Delivery:
         return Outgoing(span_id=self.span_id, notification_id=request.notification_id,
                         channel=self.channel, address=self.address or "", title=request.title,
                         content=request.content, priority=request.priority,
-                        platform=self.platform, data=dict(request.data))
+                        platform=self.platform, data=dict(request.data),
+                        category=request.category_type, template=request.template_type)

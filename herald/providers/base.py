@@ -117,6 +117,10 @@ class Outgoing:
     priority: Priority = Priority.NORMAL
     platform: Platform | None = None
     data: Mapping[str, str] = field(default_factory=dict)
+    category: str | None = None
+    """The request's category_type and template_type: what analysts slice deliveries by (FCM's
+    analytics label is derived from them, herald/providers/fcm/labels.py)."""
+    template: str | None = None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ class Delivery:
     notification_id: str | None
     span_id: str | None
     provider_message_id: str
+    analytics_label: str | None = None
+    """A push's `fcm_options.analytics_label`, as FCM's BigQuery export would carry it."""
 
 
 @dataclass(frozen=True)

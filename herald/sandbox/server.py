@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel
+from herald.providers.fcm import labels as fcm_labels
 from herald.providers.fcm import limits as fcm_limits
 from herald.providers.fcm.errors import BAD_REQUEST_TYPE, FCM_ERROR_TYPE
 from herald.providers.sendgrid.limits import MAX_PERSONALIZATIONS
@@ -91,7 +92,12 @@ def _fcm_error(status: int, grpc_status: str, message: str, fcm_code: str | None
 
 def _fcm_payload_error(message: Mapping[str, Any]) -> Reply | None:
     """FCM's INVALID_ARGUMENT for what it refuses in a message: a non-string data value, a
-    reserved data key, a payload over 4,096 bytes (herald.providers.fcm.limits)."""
+    reserved data key, a payload over 4,096 bytes (herald.providers.fcm.limits), an analytics
+    label outside FCM's format (herald.providers.fcm.labels)."""
+    label = _mapping(message.get("fcm_options")).get("analytics_label")
+    if label is not None and not (isinstance(label, str) and fcm_labels.valid(label)):
+        return _fcm_error(400, "INVALID_ARGUMENT", f"Invalid analytics_label: {label}",
+                          "INVALID_ARGUMENT", "message.fcm_options.analytics_label")
     data = _mapping(message.get("data"))
     for index, (key, value) in enumerate(data.items()):
         if not isinstance(value, str):
@@ -135,7 +141,8 @@ def _fcm_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Repl
     name = f"projects/{project}/messages/0:{time.time_ns() // 1_000_000}%{secrets.token_hex(8)}"
     data = _mapping(message.get("data"))
     return _json_reply(200, {"name": name}, (Delivery(
-        Channel.PUSH, token, data.get("notification_id"), data.get("span_id"), name),))
+        Channel.PUSH, token, data.get("notification_id"), data.get("span_id"), name,
+        _mapping(message.get("fcm_options")).get("analytics_label")),))
 
 
 # --- Twilio Messages API -----------------------------------------------------------------------
