@@ -23,8 +23,8 @@ from herald.contracts import CHANNEL_BY_PROVIDER, Envelope, utc_now_iso
 class Status(StrEnum):
     """Stages an event can record. `accepted` and `resolved` (the request has been fanned out to
     `deliveries` deliveries) are about the request; `TERMINAL` ones close a delivery inside Herald;
-    `CALLBACK` ones come later from the provider (FCM sends none) and refine what happened after
-    `sent`."""
+    `CALLBACK` ones come later from the provider (for push, which FCM calls nobody back about:
+    from the app's receipts, herald/receipts.py) and refine what happened after `sent`."""
 
     ACCEPTED = "accepted"
     RESOLVED = "resolved"

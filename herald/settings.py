@@ -13,6 +13,7 @@ from typing import Mapping
 
 from herald.contracts import PROVIDER_BY_CHANNEL
 from herald.providers.fcm.labels import DEFAULT_BUCKETS, AnalyticsLabels
+from herald.receipts import ReceiptKey
 
 DEFAULT_LOCAL_API_KEY = "local-dev-key"
 DEFAULT_LOCAL_CLIENT = "local-dev"
@@ -94,6 +95,16 @@ class Settings:
     """How pushes are labelled for FCM's reports (herald/providers/fcm/labels.py): the
     `category.template` pairs or categories in HERALD_FCM_ANALYTICS_LABELS get their own label,
     the rest one of HERALD_FCM_LABEL_BUCKETS hash labels, 100 at most in all (FCM's daily limit)."""
+    receipt_key: bytes = b"herald-local-receipt-key"
+    """Signs the receipt token every push carries (herald/receipts.py): a secret, from Secret
+    Manager in production (HERALD_RECEIPT_KEY)."""
+    receipt_ttl_s: int = 28 * 24 * 3600
+    """How long an app may post a push's receipt: FCM's default time to live, four weeks."""
+    fcm_export_project: str | None = None
+    fcm_export_dataset: str = "firebase_messaging"
+    fcm_export_table: str = "data"
+    """Where FCM's BigQuery export of message delivery data is (herald/providers/fcm/export.py):
+    the Firebase project (default: `project`), dataset and table; dbt reads the same variables."""
     state_database: str = "herald-state"
     """The Firestore database of Herald's own state (idempotency records, outbox, send claims),
     apart from the users and devices in `(default)`: the app owns those and Herald only reads them
@@ -131,6 +142,11 @@ class Settings:
             breaker_probe_s=float(env.get("HERALD_BREAKER_PROBE_S", "1")),
             firestore_timeout_s=float(env.get("HERALD_FIRESTORE_TIMEOUT_S", "5")),
             state_database=env.get("HERALD_STATE_DATABASE", "herald-state"),
+            receipt_key=env.get("HERALD_RECEIPT_KEY", "herald-local-receipt-key").encode(),
+            receipt_ttl_s=int(env.get("HERALD_RECEIPT_TTL_S", str(28 * 24 * 3600))),
+            fcm_export_project=env.get("HERALD_FCM_EXPORT_PROJECT") or None,
+            fcm_export_dataset=env.get("HERALD_FCM_EXPORT_DATASET", "firebase_messaging"),
+            fcm_export_table=env.get("HERALD_FCM_EXPORT_TABLE", "data"),
             fcm_analytics_labels=AnalyticsLabels.parse(
                 env.get("HERALD_FCM_ANALYTICS_LABELS", ""),
                 int(env.get("HERALD_FCM_LABEL_BUCKETS", str(DEFAULT_BUCKETS)))),
@@ -152,3 +168,14 @@ class Settings:
     @property
     def events_table(self) -> str:
         return self.table("events")
+
+    @property
+    def receipts(self) -> ReceiptKey:
+        """The receipt key pushes are signed and receipts verified with."""
+        return ReceiptKey(self.receipt_key, self.receipt_ttl_s)
+
+    @property
+    def fcm_export_table_id(self) -> str:
+        """`project.dataset.table` of FCM's BigQuery export."""
+        return (f"{self.fcm_export_project or self.project}.{self.fcm_export_dataset}."
+                f"{self.fcm_export_table}")

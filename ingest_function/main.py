@@ -34,7 +34,7 @@ from herald.clients import state_client
 from herald.contracts import (HEARTBEAT_ATTRIBUTE, MAX_BODY_BYTES, ContractError, Envelope,
                               new_envelope, parse_request)
 from herald.settings import Settings
-from ingest_function import idempotency, webhooks
+from ingest_function import idempotency, receipts, webhooks
 from ingest_function.breaker import CircuitBreaker, CircuitOpen
 from ingest_function.idempotency import Claim, Ledger, Receipt
 from ingest_function.outbox import (DEFAULT_REPLAY_LIMIT, PUBLISH_ERRORS, Message, Outbox,
@@ -205,7 +205,7 @@ def notifications(request: flask.Request) -> flask.Response:
     """Entry point: routes the function's paths."""
     if request.path == "/healthz":
         return flask.Response('{"ok":true}', status=200, mimetype="application/json")
-    callback_handler = webhooks.ROUTES.get(request.path.rstrip("/"))
+    callback_handler = {**webhooks.ROUTES, **receipts.ROUTES}.get(request.path.rstrip("/"))
     if callback_handler is not None:
         return callback_handler(request, _settings(), _publisher())
     if request.path.rstrip("/") != "/v1/notifications":

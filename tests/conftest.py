@@ -259,12 +259,14 @@ class Warehouse:
     work: Path
 
     def settings(self, dataset: str) -> Settings:
-        return Settings(project=PROJECT, dataset=dataset, bigquery_endpoint=self.endpoint)
+        """The dataset's settings; its FCM export table is in the dataset itself."""
+        return Settings(project=PROJECT, dataset=dataset, bigquery_endpoint=self.endpoint,
+                        fcm_export_dataset=dataset)
 
     def env(self, dataset: str) -> dict[str, str]:
         """What the dbt profile and herald.settings read, for this dataset."""
         return {"BIGQUERY_API_ENDPOINT": self.endpoint, "HERALD_PROJECT": PROJECT,
-                "HERALD_DATASET": dataset}
+                "HERALD_DATASET": dataset, "HERALD_FCM_EXPORT_DATASET": dataset}
 
     def load(self, dataset: str, rows: list[dict[str, Any]]) -> Settings:
         """Create the dataset's events table (as the local stack does) and insert rows."""

@@ -433,7 +433,8 @@ def test_a_delivery_that_ends_twice_fails_the_build(warehouse: Warehouse, built:
                    reason=Reason.PROVIDER_ERROR.value, provider_code="30005")
     story.delivery(envelope, "+15550000009", Status.DELIVERED, 900)
     warehouse.load(dataset, story.rows)
-    run = warehouse.dbt(dataset, "build", "--select", "stg_herald__events", "int_deliveries",
+    run = warehouse.dbt(dataset, "build", "--select", "stg_herald__events",
+                        "stg_fcm__message_events", "int_deliveries",
                         "assert_one_terminal_event_per_delivery")
     assert not run.success
     status, failures, _, _ = run.nodes["assert_one_terminal_event_per_delivery"]

@@ -35,6 +35,7 @@ from herald.sandbox.callbacks import (DEFAULT_TWILIO_AUTH_TOKEN, CallbackDispatc
                                       SendGridRecipient, SendGridSigner, TwilioMessage)
 from herald.sandbox.faults import Dice, Fault, ProviderFaults, SandboxSettings
 from herald.sandbox.ledger import Delivery, Ledger
+from herald.sandbox.push_outcomes import AcceptedPush, ExportSink, PushOutcomes
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Reply:
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
     accepted: tuple[Delivery, ...] = ()
-    callback: TwilioMessage | SendGridMail | None = None
+    callback: TwilioMessage | SendGridMail | AcceptedPush | None = None
 
 
 def _json_reply(status: int, payload: Any, accepted: tuple[Delivery, ...] = ()) -> Reply:
@@ -140,9 +141,10 @@ def _fcm_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Repl
         return refused
     name = f"projects/{project}/messages/0:{time.time_ns() // 1_000_000}%{secrets.token_hex(8)}"
     data = _mapping(message.get("data"))
-    return _json_reply(200, {"name": name}, (Delivery(
+    reply = _json_reply(200, {"name": name}, (Delivery(
         Channel.PUSH, token, data.get("notification_id"), data.get("span_id"), name,
         _mapping(message.get("fcm_options")).get("analytics_label")),))
+    return replace(reply, callback=AcceptedPush.of(name, token, message))
 
 
 # --- Twilio Messages API -----------------------------------------------------------------------
@@ -294,6 +296,10 @@ def _ledger(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
     return _json_reply(200, {"entries": [entry.to_json() for entry in sandbox.ledger.entries()]})
 
 
+def _fcm_export(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
+    return _json_reply(200, {"rows": sandbox.push_outcomes.written()})
+
+
 def _health(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
     return _json_reply(200, {"ok": True})
 
@@ -338,6 +344,7 @@ _ROUTES = (
            PROVIDER_BY_CHANNEL[Channel.EMAIL]),
     _Route("GET", re.compile(r"/_ledger"), _ledger),
     _Route("GET", re.compile(r"/_callbacks"), _callbacks),
+    _Route("GET", re.compile(r"/_fcm_export"), _fcm_export),
     _Route("GET", re.compile(r"/_keys"), _keys),
     _Route("GET", re.compile(r"/_health"), _health),
     _Route("POST", re.compile(r"/_config"), _config),
@@ -410,13 +417,17 @@ class SandboxServer:
     `config` is a `POST /_config` body applied at start (faults, seed). Twilio callbacks go to
     each message's StatusCallback, SendGrid's to `sendgrid_webhook_url` (none when unset),
     signed with `sendgrid_signer` (a fresh key when unset; `GET /_keys` serves its public half).
+    Accepted pushes get FCM export rows through `fcm_export` and app receipts posted to
+    `receipts_url` (herald/sandbox/push_outcomes.py), each when configured.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency_ms: float = 100.0,
                  project: str = "herald-local", config: Mapping[str, Any] | None = None,
                  twilio_auth_token: str = DEFAULT_TWILIO_AUTH_TOKEN,
                  sendgrid_webhook_url: str | None = None,
-                 sendgrid_signer: SendGridSigner | None = None) -> None:
+                 sendgrid_signer: SendGridSigner | None = None,
+                 fcm_export: ExportSink | None = None,
+                 receipts_url: str | None = None) -> None:
         self.project = project
         self.ledger = Ledger()
         self.settings = SandboxSettings().updated({"latency_ms": latency_ms, **(config or {})})
@@ -427,6 +438,8 @@ class SandboxServer:
         self.callbacks = CallbackDispatcher(
             self.ledger, self._dice, twilio_auth_token=twilio_auth_token,
             sendgrid_webhook_url=sendgrid_webhook_url, sendgrid_signer=self.sendgrid_signer)
+        self.push_outcomes = PushOutcomes(project, self._dice, self.ledger, fcm_export,
+                                          receipts_url)
         self._thread: threading.Thread | None = None
 
     @property
@@ -471,7 +484,9 @@ class SandboxServer:
         reply = _fault_reply(provider, fault, faults) if fault else handler(self, match, body)
         time.sleep(settings.latency_ms / 1000)
         self.ledger.record(request_index, reply.accepted)
-        if reply.callback is not None:
+        if isinstance(reply.callback, AcceptedPush):
+            self.push_outcomes.schedule(reply.callback, settings.fcm)
+        elif reply.callback is not None:
             self.callbacks.schedule(reply.callback, settings)
         return reply
 
@@ -494,6 +509,7 @@ class SandboxServer:
             self._thread = None
         self._http.server_close()
         self.callbacks.close()
+        self.push_outcomes.close()
 
     def __enter__(self) -> SandboxServer:
         return self.start()
