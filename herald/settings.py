@@ -100,6 +100,9 @@ class Settings:
     Manager in production (HERALD_RECEIPT_KEY)."""
     receipt_ttl_s: int = 28 * 24 * 3600
     """How long an app may post a push's receipt: FCM's default time to live, four weeks."""
+    status_ttl_s: int = 30 * 24 * 3600
+    """How long the status API can answer about a request (herald/status.py): each status
+    document's expires_at, for Firestore's TTL policy (HERALD_STATUS_TTL_S)."""
     fcm_export_project: str | None = None
     fcm_export_dataset: str = "firebase_messaging"
     fcm_export_table: str = "data"
@@ -144,6 +147,7 @@ class Settings:
             state_database=env.get("HERALD_STATE_DATABASE", "herald-state"),
             receipt_key=env.get("HERALD_RECEIPT_KEY", "herald-local-receipt-key").encode(),
             receipt_ttl_s=int(env.get("HERALD_RECEIPT_TTL_S", str(28 * 24 * 3600))),
+            status_ttl_s=int(env.get("HERALD_STATUS_TTL_S", str(30 * 24 * 3600))),
             fcm_export_project=env.get("HERALD_FCM_EXPORT_PROJECT") or None,
             fcm_export_dataset=env.get("HERALD_FCM_EXPORT_DATASET", "firebase_messaging"),
             fcm_export_table=env.get("HERALD_FCM_EXPORT_TABLE", "data"),

@@ -34,7 +34,7 @@ from herald.clients import state_client
 from herald.contracts import (HEARTBEAT_ATTRIBUTE, MAX_BODY_BYTES, ContractError, Envelope,
                               new_envelope, parse_request)
 from herald.settings import Settings
-from ingest_function import idempotency, receipts, webhooks
+from ingest_function import idempotency, receipts, status, webhooks
 from ingest_function.breaker import CircuitBreaker, CircuitOpen
 from ingest_function.idempotency import Claim, Ledger, Receipt
 from ingest_function.outbox import (DEFAULT_REPLAY_LIMIT, PUBLISH_ERRORS, Message, Outbox,
@@ -208,6 +208,8 @@ def notifications(request: flask.Request) -> flask.Response:
     callback_handler = {**webhooks.ROUTES, **receipts.ROUTES}.get(request.path.rstrip("/"))
     if callback_handler is not None:
         return callback_handler(request, _settings(), _publisher())
+    if request.method == "GET" and status.notification_id(request.path) is not None:
+        return status.lookup(request, _settings(), _firestore(), _authenticate(request, _settings()))
     if request.path.rstrip("/") != "/v1/notifications":
         return _error(404, "path", f"no route {request.path}; use POST /v1/notifications")
     if request.method != "POST":

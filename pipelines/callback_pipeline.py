@@ -34,6 +34,7 @@ from pipelines.directory import Directory
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 from pipelines.options import HeraldOptions, write_batching
 from pipelines.resources import ProcessResource
+from pipelines.status_sink import RecordStatus
 
 DEAD_LETTERS = "dead_letters"
 EVENTS = "events"
@@ -124,6 +125,8 @@ def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -
                     ProcessResource(partial(Directory, settings))))
     ((recorded[EVENTS], recorded[DEAD_LETTERS])
      | "Write" >> WriteRecords(settings, options.batch_shards, write_batching(options)))
+    recorded[EVENTS] | "RecordStatus" >> RecordStatus(settings, options.batch_shards,
+                                                      write_batching(options))
 
 
 if __name__ == "__main__":
