@@ -7,7 +7,8 @@
 --     carries the request's attributes (channel, sender, ...).
 --   * FCM's own record that an Android push reached its device (stg_fcm__message_events, from
 --     FCM's BigQuery export: MESSAGE_DELIVERED), matched to the push's sent event by FCM's
---     message id: delivered_at and fcm_delivered_at. FCM itself calls nobody back.
+--     message id: delivered_at and fcm_delivered_at. FCM itself calls nobody back; a push's
+--     callbacks are its app's receipts (provider fcm): receipt_delivered_at.
 --   * provider callbacks, later and for sent deliveries only: same span_id, event_ts = when the provider reported it, possibly out of order,
 --     no parent or request attributes (herald.events.callback_event). A callback without a
 --     span_id (a message sent without Herald's ids) is not attributed: provider_message_id is no
@@ -104,6 +105,7 @@ terminal_parts as (
         channel,
         priority,
         platform,
+        device_id,
         provider,
         provider_message_id,
         accepted_at,
@@ -116,6 +118,7 @@ terminal_parts as (
         cast(null as timestamp) as clicked_at,
         cast(null as timestamp) as opted_out_at,
         cast(null as timestamp) as fcm_delivered_at,
+        cast(null as timestamp) as receipt_delivered_at,
         {{ status_rank('status') }} as outcome_rank,
         {{ status_outcome('status') }} as outcome,
         event_ts as outcome_at,
@@ -142,6 +145,7 @@ callback_parts as (
         cast(null as string) as channel,
         cast(null as string) as priority,
         cast(null as string) as platform,
+        cast(null as string) as device_id,
         cast(null as string) as provider,
         provider_message_id,
         cast(null as timestamp) as accepted_at,
@@ -155,6 +159,10 @@ callback_parts as (
         if(status = 'clicked', event_ts, null) as clicked_at,
         if(status = 'opted_out', event_ts, null) as opted_out_at,
         cast(null as timestamp) as fcm_delivered_at,
+        -- FCM calls nobody back: a push's callbacks are its app's receipts (herald/receipts.py),
+        -- received (delivered) or opened, either of which proves delivery.
+        if(provider = 'fcm' and status in ('delivered', 'opened'), event_ts, null)
+            as receipt_delivered_at,
         {{ status_rank('status') }} as outcome_rank,
         {{ status_outcome('status') }} as outcome,
         event_ts as outcome_at,
@@ -181,6 +189,7 @@ fcm_parts as (
         cast(null as string) as channel,
         cast(null as string) as priority,
         cast(null as string) as platform,
+        cast(null as string) as device_id,
         cast(null as string) as provider,
         cast(null as string) as provider_message_id,
         cast(null as timestamp) as accepted_at,
@@ -193,6 +202,7 @@ fcm_parts as (
         cast(null as timestamp) as clicked_at,
         cast(null as timestamp) as opted_out_at,
         fcm_delivered_at,
+        cast(null as timestamp) as receipt_delivered_at,
         {{ status_rank("'delivered'") }} as outcome_rank,
         {{ status_outcome("'delivered'") }} as outcome,
         fcm_delivered_at as outcome_at,
@@ -245,6 +255,7 @@ stored_parts as (
         channel,
         priority,
         platform,
+        device_id,
         provider,
         provider_message_id,
         accepted_at,
@@ -257,6 +268,7 @@ stored_parts as (
         clicked_at,
         opted_out_at,
         fcm_delivered_at,
+        receipt_delivered_at,
         {{ status_rank('stored_as') }} as outcome_rank,
         {{ status_outcome('stored_as') }} as outcome,
         final_at as outcome_at,
@@ -299,6 +311,7 @@ folded as (
         max(channel) as channel,
         max(priority) as priority,
         max(platform) as platform,
+        max(device_id) as device_id,
         max(provider) as provider,
         max(provider_message_id) as provider_message_id,
         min(accepted_at) as accepted_at,
@@ -311,6 +324,7 @@ folded as (
         min(clicked_at) as clicked_at,
         min(opted_out_at) as opted_out_at,
         min(fcm_delivered_at) as fcm_delivered_at,
+        min(receipt_delivered_at) as receipt_delivered_at,
         max(last_event_at) as last_event_at
     from parts
     group by span_id
@@ -367,6 +381,7 @@ final as (
         channel,
         priority,
         platform,
+        device_id,
         provider,
         provider_message_id,
         date(accepted_at) as accepted_date,
@@ -379,6 +394,7 @@ final as (
         clicked_at,
         opted_out_at,
         fcm_delivered_at,
+        receipt_delivered_at,
         terminal_status,
         terminal_at,
         final_status,
