@@ -8,7 +8,10 @@ own database (Settings.state_database), written by the pipelines in batches:
   platform, reason, provider code and the time of each stage Herald itself recorded (its terminal
   event: sent, failed, suppressed, duplicate, dead_letter; deferred);
 - `delivery_stages/{span id}`, written by the callbacks pipeline: the time of each stage a
-  provider or the app reported later (provider_accepted, delivered, opened, bounced, ...).
+  provider or the app reported later (provider_accepted, delivered, opened, bounced, ...); and
+  by `FcmExportSync`, a scheduled job, for the Android pushes FCM's BigQuery export reports
+  delivered (FCM calls nobody back, so no pipeline sees those: one BigQuery query a run, never
+  one per API call).
   Callbacks name their delivery by span id only, never its sender, so they are written where they
   can be addressed blind, without a read; the lookup reads the request's document and its
   deliveries' stage documents in one batched get.
@@ -30,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
-from google.cloud import firestore
+from google.cloud import bigquery, firestore
 
 from herald import batch_writes
 from herald.events import CALLBACK, TERMINAL, Status
@@ -157,3 +160,38 @@ def _timestamp(value: Any) -> datetime | None:
 
 def _iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+
+
+class FcmExportSync:
+    """One run: the pushes FCM's BigQuery export (herald/providers/fcm/export.py) reported
+    delivered in the last `lookback`, matched to their sent events by FCM's message id as dbt's
+    int_deliveries does, merged into their stage documents as `delivered`. Re-reading the whole
+    window each run is idempotent (the same stage is rewritten) and covers the export's lag."""
+
+    def __init__(self, client: bigquery.Client, store: StatusStore, events_table: str,
+                 export_table: str, lookback: timedelta) -> None:
+        self._client = client
+        self._store = store
+        self._lookback = lookback
+        self._sql = f"""
+            select sent.span_id, min(fcm.event_timestamp) as delivered_at
+            from `{export_table}` as fcm
+            join `{events_table}` as sent
+                on fcm.message_id = substr(sent.provider_message_id,
+                                           strpos(sent.provider_message_id, '/messages/') + 10)
+            where fcm.event = 'MESSAGE_DELIVERED'
+                and fcm.event_timestamp >= @since
+                and sent.status = 'sent'
+                and sent.provider = 'fcm'
+                and sent.event_ts >= @since
+            group by sent.span_id"""
+
+    def run(self) -> str:
+        since = datetime.now(timezone.utc) - self._lookback
+        config = bigquery.QueryJobConfig(query_parameters=[
+            bigquery.ScalarQueryParameter("since", "TIMESTAMP", since)])
+        rows = self._client.query(self._sql, job_config=config).result()
+        stages = [{"status": Status.DELIVERED.value, "span_id": row["span_id"],
+                   "event_ts": _iso(row["delivered_at"])} for row in rows]
+        self._store.record(stages)
+        return f"{len(stages)} pushes FCM's export reports delivered since {_iso(since)}"

@@ -6,17 +6,18 @@ FCM's record (joined by FCM's message id), and no iOS or web push."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from herald import events
-from herald.clients import bigquery_client
+from herald.clients import bigquery_client, state_client
 from herald.contracts import Channel, Platform
 from herald.events import Status
 from herald.providers.base import Outgoing
 from herald.providers.fcm import export
 from herald.providers.fcm.sender import FcmSender
 from herald.sandbox.server import SandboxServer
+from herald.status import FcmExportSync, StatusStore
 
 if TYPE_CHECKING:
     from conftest import Story, Warehouse
@@ -32,7 +33,7 @@ def _wait_for(condition, timeout_s: float = 30.0) -> None:
 
 
 def test_android_pushes_get_delivered_at_from_the_export_the_sandbox_wrote(
-        warehouse: Warehouse, new_story: Story) -> None:
+        warehouse: Warehouse, new_story: Story, firestore_emulator: str) -> None:
     dataset = "herald_fcm_export"
     settings = warehouse.load(dataset, [])
     client = bigquery_client(settings)
@@ -89,3 +90,17 @@ def test_android_pushes_get_delivered_at_from_the_export_the_sandbox_wrote(
         assert row["delivered_at"] == row["fcm_delivered_at"]
         if row["platform"] != "android":
             assert row["fcm_delivered_at"] is None
+
+    # The status API's store learns the same from one BigQuery query (the scheduled sync).
+    store = StatusStore(state_client(settings), timedelta(days=1))
+    store.record(new_story.rows)
+    sync = FcmExportSync(client, store, settings.events_table, settings.fcm_export_table_id,
+                         lookback=timedelta(days=36500))
+    assert sync.run().startswith(f"{len(delivered_ids)} pushes")
+    shown = {}
+    for row in deliveries:
+        notification = next(e["notification_id"] for e in new_story.rows
+                            if e.get("provider_message_id") == row["provider_message_id"])
+        [delivery] = store.lookup("shop", notification)["deliveries"]
+        shown[export.message_id(row["provider_message_id"])] = delivery["status"]
+    assert {m for m, status in shown.items() if status == "delivered"} == delivered_ids
