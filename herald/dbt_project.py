@@ -168,15 +168,6 @@ def write_sources_yaml() -> Path:
     return SOURCES_PATH
 
 
-def final_status_precedence() -> dict[str, tuple[int, str]]:
-    """The `final_status_precedence` var of dbt_project.yml: stage -> (rank, final status), the
-    one definition of how a delivery's stages add up to its status (the marts and the status API
-    both use it)."""
-    project = yaml.safe_load((DBT_DIR / "dbt_project.yml").read_text())
-    return {stage: (rank, status)
-            for stage, (rank, status) in project["vars"]["final_status_precedence"].items()}
-
-
 def dbt_executable() -> Path:
     """The `dbt` installed beside this interpreter (the project pins dbt-core, see pyproject)."""
     executable = Path(sys.executable).with_name("dbt")

@@ -56,6 +56,18 @@ CALLBACK = frozenset({Status.PROVIDER_ACCEPTED, Status.DELIVERED, Status.UNDELIV
                       Status.BOUNCED, Status.DROPPED, Status.DEFERRED, Status.OPENED,
                       Status.CLICKED, Status.OPTED_OUT})
 
+FINAL_STATUS_PRECEDENCE: dict[str, tuple[int, str]] = {
+    Status.SENT: (1, Status.SENT), Status.DELIVERED: (2, Status.DELIVERED),
+    Status.UNDELIVERED: (3, Status.UNDELIVERED), Status.BOUNCED: (4, Status.BOUNCED),
+    Status.DROPPED: (5, Status.DROPPED), Status.OPENED: (6, Status.DELIVERED),
+    Status.CLICKED: (6, Status.DELIVERED), Status.FAILED: (7, Status.FAILED),
+    Status.DUPLICATE: (8, Status.DUPLICATE), Status.SUPPRESSED: (9, Status.SUPPRESSED),
+}
+"""How a delivery's stages add up to its status: stage -> (rank, status); the highest rank wins,
+whatever order the stages came in (an open proves delivery and outranks a later bounce). dbt's
+var final_status_precedence (dbt/dbt_project.yml, which explains each rank) is the same table,
+checked by tests/dbt_models_test.py; the status API (herald/status.py) uses this one."""
+
 
 class Reason(StrEnum):
     """Why a delivery did not go out; provider-specific codes travel in `provider_code`. (A

@@ -21,7 +21,8 @@ Writes merge (set with merge), so events may arrive in any order and a repeated 
 same field.
 
 A delivery's current status is its highest-ranked stage by the precedence the marts use
-(`final_status_precedence` in dbt/dbt_project.yml), so the API and the marts agree.
+(herald.events.FINAL_STATUS_PRECEDENCE, dbt's final_status_precedence), so the API and the marts
+agree.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ import hashlib
 import json
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
-from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from google.cloud import bigquery, firestore
+from google.cloud import firestore
 
 from herald import batch_writes
-from herald.events import CALLBACK, TERMINAL, Status
+from herald.events import CALLBACK, FINAL_STATUS_PRECEDENCE, TERMINAL, Status
+
+if TYPE_CHECKING:  # the Cloud Function imports this module and does not ship BigQuery's client
+    from google.cloud import bigquery
 
 REQUESTS_COLLECTION = "notification_status"
 STAGES_COLLECTION = "delivery_stages"
@@ -50,20 +53,13 @@ def request_key(sender: str, notification_id: str) -> str:
     return hashlib.sha256(json.dumps([sender, notification_id]).encode()).hexdigest()
 
 
-@lru_cache(maxsize=1)
-def precedence() -> Mapping[str, tuple[int, str]]:
-    """stage -> (rank, status it stands for), from dbt_project.yml's final_status_precedence."""
-    from herald.dbt_project import final_status_precedence
-
-    return {stage: (rank, status) for stage, (rank, status) in final_status_precedence().items()}
-
-
 def current_status(stages: Mapping[str, Any]) -> str | None:
     """The status the stages add up to: the highest-ranked one's meaning (an open stands for
     delivered), else the latest stage (dead_letter, deferred)."""
-    ranked = [precedence()[stage] for stage in stages if stage in precedence()]
+    ranked = [FINAL_STATUS_PRECEDENCE[stage] for stage in stages
+              if stage in FINAL_STATUS_PRECEDENCE]
     if ranked:
-        return max(ranked)[1]
+        return str(max(ranked)[1])
     return max(stages, key=lambda stage: stages[stage], default=None)
 
 
@@ -187,6 +183,8 @@ class FcmExportSync:
             group by sent.span_id"""
 
     def run(self) -> str:
+        from google.cloud import bigquery
+
         since = datetime.now(timezone.utc) - self._lookback
         config = bigquery.QueryJobConfig(query_parameters=[
             bigquery.ScalarQueryParameter("since", "TIMESTAMP", since)])

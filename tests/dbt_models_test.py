@@ -539,6 +539,9 @@ def test_hand_written_value_lists_match_the_contracts() -> None:
     assert set(project_vars["callback_statuses"]) == callbacks
 
     precedence = project_vars["final_status_precedence"]
+    # the status API's copy (herald/events.py) is the same table
+    assert {stage: tuple(spec) for stage, spec in precedence.items()} == \
+        events.FINAL_STATUS_PRECEDENCE
     neutral = {Status.PROVIDER_ACCEPTED.value, Status.DEFERRED.value, Status.OPTED_OUT.value}
     assert set(precedence) == (delivery_terminal | callbacks) - neutral
     final_statuses = {outcome for _, outcome in precedence.values()}
