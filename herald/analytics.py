@@ -241,7 +241,8 @@ def funnel_figure(funnel: pd.DataFrame) -> Figure:
 
 
 def delivery_rate_figure(rates: pd.DataFrame) -> Figure:
-    """Per channel over time: sent / eligible, and delivered / sent where providers report it."""
+    """Per channel over time: sent / eligible, and delivered / confirmable (the sends a source
+    could have confirmed: unknown push is left out, not counted undelivered)."""
     figure = Figure(figsize=(9, 4.5), layout="constrained")
     ax = figure.add_subplot()
     ax.set_title("Delivery rate per day of acceptance")
@@ -256,7 +257,7 @@ def delivery_rate_figure(rates: pd.DataFrame) -> Figure:
         confirmed = days["confirmed_delivery_rate"].astype(float)
         if confirmed.notna().any():
             ax.plot(dates, confirmed, marker="s", linestyle="--", color=color,
-                    label=f"{channel}: delivered / sent")
+                    label=f"{channel}: delivered / confirmable")
     ax.set_ylim(-0.02, 1.05)
     ax.yaxis.set_major_formatter("{x:.0%}")
     ax.set_ylabel("share")
