@@ -70,10 +70,11 @@ class StatusStore:
         self._db = db
         self._ttl = ttl
 
-    def record(self, events: Iterable[Mapping[str, Any]]) -> int:
+    def record(self, events: Iterable[Mapping[str, Any]]) -> tuple[int, list[Any]]:
         """Merge a batch of event rows into their documents, one write per document, in
-        BatchWrite calls of up to 500; events about no delivery are skipped. Returns the number of
-        documents written; raises if Firestore refused one (the runner retries the batch)."""
+        BatchWrite calls of up to 500; events about no delivery are skipped. Returns how many
+        documents were written and the google.rpc Status of each write Firestore refused (such as
+        a request document over Firestore's 1 MiB: a bulk request of thousands of deliveries)."""
         requests: dict[str, dict[str, Any]] = defaultdict(dict)
         stages: dict[str, dict[str, Any]] = defaultdict(dict)
         expires_at = datetime.now(timezone.utc) + self._ttl
@@ -102,11 +103,9 @@ class StatusStore:
                   for collection, documents in ((REQUESTS_COLLECTION, requests),
                                                 (STAGES_COLLECTION, stages))
                   for key, data in documents.items()]
-        refused = [status for status, _ in batch_writes.write_each(self._db, writes)
-                   if status.code != 0]
-        if refused:
-            raise RuntimeError(f"Firestore refused {len(refused)} status writes: {refused[0]}")
-        return len(writes)
+        answers = batch_writes.write_each(self._db, writes)
+        refused = [status for status, _ in answers if status.code != 0]
+        return len(answers) - len(refused), refused
 
     def lookup(self, sender: str, notification_id: str) -> dict[str, Any] | None:
         """The request's deliveries as the API shows them, or None when this sender made no such
@@ -191,5 +190,7 @@ class FcmExportSync:
         rows = self._client.query(self._sql, job_config=config).result()
         stages = [{"status": Status.DELIVERED.value, "span_id": row["span_id"],
                    "event_ts": _iso(row["delivered_at"])} for row in rows]
-        self._store.record(stages)
+        _, refused = self._store.record(stages)
+        if refused:
+            raise RuntimeError(f"Firestore refused {len(refused)} stage writes: {refused[0]}")
         return f"{len(stages)} pushes FCM's export reports delivered since {_iso(since)}"

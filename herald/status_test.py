@@ -46,9 +46,9 @@ def test_a_bulk_requests_deliveries_with_their_stages_in_order(store: StatusStor
     # callbacks first, reordered and repeated: the stage documents do not need the request's
     assert store.record([_callback("span-a", Status.OPENED, "2026-11-02T09:00:09Z"),
                          _callback("span-a", Status.DELIVERED, "2026-11-02T09:00:05Z"),
-                         _callback("span-a", Status.DELIVERED, "2026-11-02T09:00:05Z")]) == 1
+                         _callback("span-a", Status.DELIVERED, "2026-11-02T09:00:05Z")]) == (1, [])
     assert store.record([_sent("span-a", "android", 100), _sent("span-b", "ios", 200),
-                         failed]) == 1
+                         failed]) == (1, [])
 
     found = store.lookup("shop", "n-1")
 
@@ -84,7 +84,7 @@ def test_a_batch_of_1200_events_is_written_in_batch_calls(store: StatusStore) ->
                            + [_callback(f"span-{n}", Status.DELIVERED, "2026-11-02T09:00:05Z")
                               for n in range(1200)])
 
-    assert written == 1 + 1200
+    assert written == (1 + 1200, [])
     assert len(store.lookup("shop", "n-1")["deliveries"]) == 1200
 
 
@@ -97,3 +97,17 @@ def test_a_batch_of_1200_events_is_written_in_batch_calls(store: StatusStore) ->
 ])
 def test_current_status_follows_the_marts_precedence(stages, status) -> None:
     assert current_status(stages) == status
+
+
+def test_a_request_document_firestore_refuses_is_reported_not_raised(store: StatusStore) -> None:
+    """Firestore refuses a document over 1 MiB: the writes of the batch's other documents stand."""
+    bulky = [events.delivery_event(ENVELOPE, f"span-{n:05d}", Status.SENT, channel="push",
+                                   platform="android", provider="fcm", detail="x",
+                                   reason="r" * 400, event_ts="2026-11-02T09:00:01Z")
+             for n in range(3000)]
+
+    written, refused = store.record([*bulky, _callback("span-x", Status.DELIVERED,
+                                                       "2026-11-02T09:00:05Z")])
+
+    assert (written, len(refused)) == (1, 1)
+    assert store.lookup("shop", "n-1") is None

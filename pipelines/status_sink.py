@@ -9,6 +9,7 @@ each delivery's terminal stage, the callbacks pipeline's the stages reported lat
 
 from __future__ import annotations
 
+import logging
 import random
 from datetime import timedelta
 from functools import partial
@@ -16,6 +17,7 @@ from typing import Any, Iterable
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from google.api_core.exceptions import GoogleAPIError
 
 from herald.clients import state_client
 from herald.events import CALLBACK, Status
@@ -24,6 +26,7 @@ from herald.status import HERALD_STAGES, StatusStore
 from pipelines.bigquery_sink import WriteBatching
 from pipelines.resources import ProcessResource
 
+log = logging.getLogger("herald.pipeline.status")
 RECORDED = frozenset(HERALD_STAGES | CALLBACK) - {Status.OPTED_OUT}
 """Stages the status API shows; an opt-out concerns the recipient, not the delivery."""
 
@@ -37,12 +40,27 @@ def _about_a_delivery(event: dict[str, Any]) -> bool:
 
 
 class _WriteStatus(beam.DoFn):
+    """Never fails the pipeline: the status store is a lookup aid, the events in BigQuery are the
+    record, so a write Firestore refuses, or a Firestore that stays down past the client's
+    retries, is logged and counted (status_writes_dropped) and the deliveries go on."""
+
     def __init__(self, store: ProcessResource[StatusStore]) -> None:
         self._store = store
         self.documents = Metrics.counter("herald", "status_documents_written")
+        self.dropped = Metrics.counter("herald", "status_writes_dropped")
 
     def process(self, keyed_batch: tuple[int, Iterable[dict[str, Any]]]) -> None:
-        self.documents.inc(self._store.get().record(keyed_batch[1]))
+        batch = list(keyed_batch[1])
+        try:
+            written, refused = self._store.get().record(batch)
+        except GoogleAPIError as error:
+            log.error("status store unavailable, %d events not recorded: %s", len(batch), error)
+            self.dropped.inc(len(batch))
+            return
+        self.documents.inc(written)
+        if refused:
+            log.error("Firestore refused %d status writes, e.g. %s", len(refused), refused[0])
+            self.dropped.inc(len(refused))
 
 
 class RecordStatus(beam.PTransform):
