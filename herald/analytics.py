@@ -26,7 +26,7 @@ from herald.settings import Settings
 CHANNELS = ("push", "sms", "email")
 CHANNEL_COLORS = {"push": "#4C72B0", "sms": "#DD8452", "email": "#55A868"}
 FUNNEL_STEPS = ("requested", "eligible", "sent", "delivered", "opened", "clicked")
-BESIDE_FUNNEL = ("machine_opened",)
+BESIDE_FUNNEL = ("machine_opened", "delivery_unknown")
 """Counted beside the funnel, not a step of it: delivered messages only a privacy proxy opened."""
 LATENCY_STAGES = {
     "accept_to_sent_ms": "accepted → sent (Herald)",
@@ -79,6 +79,26 @@ class Marts:
         return self.query(f"""
             select * from {self.table('delivery_rates_daily')}
             order by accepted_date, channel""")
+
+    def push_delivery(self) -> pd.DataFrame:
+        """Push per platform, summed over every day, by the source that confirmed delivery (FCM's
+        BigQuery export, the app's receipts), with its rates; platform order android, ios, web."""
+        counts = ("sent", "confirmable", "delivery_unknown", "delivered", "delivered_fcm_export",
+                  "delivered_app_receipt", "opened")
+        sums = ",\n".join(f"cast(sum({c}) as int64) as {c}" for c in counts)
+        return self.query(f"""
+            with totals as (
+                select platform, {sums}
+                from {self.table('push_delivery_daily')}
+                group by platform
+            )
+            select *,
+                safe_divide(delivered, confirmable) as confirmed_delivery_rate,
+                safe_divide(delivered_fcm_export, sent) as fcm_export_delivered_rate,
+                safe_divide(delivered_app_receipt, sent) as app_receipt_delivered_rate,
+                safe_divide(opened, delivered) as opened_rate
+            from totals
+            order by platform""")
 
     def send_slo(self) -> pd.DataFrame:
         """send_slo_daily, oldest day first."""
@@ -221,7 +241,8 @@ def funnel_figure(funnel: pd.DataFrame) -> Figure:
 
 
 def delivery_rate_figure(rates: pd.DataFrame) -> Figure:
-    """Per channel over time: sent / eligible, and delivered / sent where providers report it."""
+    """Per channel over time: sent / eligible, and delivered / confirmable (the sends a source
+    could have confirmed: unknown push is left out, not counted undelivered)."""
     figure = Figure(figsize=(9, 4.5), layout="constrained")
     ax = figure.add_subplot()
     ax.set_title("Delivery rate per day of acceptance")
@@ -236,7 +257,7 @@ def delivery_rate_figure(rates: pd.DataFrame) -> Figure:
         confirmed = days["confirmed_delivery_rate"].astype(float)
         if confirmed.notna().any():
             ax.plot(dates, confirmed, marker="s", linestyle="--", color=color,
-                    label=f"{channel}: delivered / sent")
+                    label=f"{channel}: delivered / confirmable")
     ax.set_ylim(-0.02, 1.05)
     ax.yaxis.set_major_formatter("{x:.0%}")
     ax.set_ylabel("share")

@@ -4,7 +4,8 @@ Unlike a transaction or a WriteBatch commit, a BatchWrite is not atomic: each wr
 fails on its own, with its own precondition and status, so a create on a document that already
 exists fails ALREADY_EXISTS without touching the others. Firestore takes at most LIMIT writes per
 call and refuses a call that writes one document twice. Used for the send claims of a provider
-batch (pipelines/claims.py) and for the edge's group commit (ingest_function/write_batcher.py).
+batch (pipelines/claims.py), for the edge's group commit (ingest_function/write_batcher.py) and
+for the status store (herald/status.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ Stage = Callable[[BulkWriteBatch], None]
 
 def create(ref: firestore.DocumentReference, data: dict[str, Any]) -> Stage:
     return lambda batch: batch.create(ref, data)
+
+
+def set_merge(ref: firestore.DocumentReference, data: dict[str, Any]) -> Stage:
+    """Set the fields `data` names (nested maps merged field by field), creating the document if
+    need be."""
+    return lambda batch: batch.set(ref, data, merge=True)
 
 
 def update(ref: firestore.DocumentReference, data: dict[str, Any], option: Any = None) -> Stage:

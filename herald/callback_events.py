@@ -4,7 +4,7 @@ to the callbacks topic and the callbacks pipeline reads from it.
 Each provider's package knows its own callbacks (herald/providers/twilio/status_callbacks.py,
 herald/providers/sendgrid/event_webhook.py: fields, statuses, signatures) and turns them into
 `DeliveryCallback`s; everything after the ingest function sees this shape only. FCM has no delivery
-callbacks, so push ends at "sent".
+callbacks: a push's are its app's receipts (herald/receipts.py, provider "fcm").
 
 Providers repeat callbacks (SendGrid retries a batch it got no 2xx for, for up to 24 h), so
 `callback_id` is a hash of what identifies the provider's event, never of when Herald got it:
@@ -33,7 +33,7 @@ class DeliveryCallback:
     about one address)."""
 
     provider: str
-    """"twilio" or "sendgrid"."""
+    """"twilio" or "sendgrid"; "fcm" for a push app's receipt (ingest_function/receipts.py)."""
     provider_message_id: str | None
     """Twilio's MessageSid (of an incoming STOP: the incoming message's); SendGrid's X-Message-Id
     (sg_message_id before its first '.'), the id the sender got back when it sent."""

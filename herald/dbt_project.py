@@ -20,9 +20,12 @@ import yaml
 
 from herald import events
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Platform, Priority
+from herald.providers.fcm import export as fcm_export
 
 DBT_DIR = Path(__file__).resolve().parents[1] / "dbt"
 SOURCES_PATH = DBT_DIR / "models" / "staging" / "__sources.yml"
+FCM_EXPORT_SOURCES_PATH = DBT_DIR / "models" / "staging" / "__fcm_export_sources.yml"
+FCM_EXPORT_SOURCE_NAME = "fcm_export"
 
 SOURCE_NAME = "herald"
 DEFAULT_TARGET = "local"
@@ -76,7 +79,10 @@ class DbtError(RuntimeError):
     """A dbt command exited non-zero; the message carries the end of its output."""
 
 
-def _column(field: events.Field) -> dict[str, Any]:
+def _column(field: events.Field,
+            accepted: Mapping[str, tuple[str, ...]] = ACCEPTED_VALUES) -> dict[str, Any]:
+    """A source column: its type, description, not_null when REQUIRED and the `accepted`
+    values Herald's contracts give its name."""
     column: dict[str, Any] = {
         "name": field.name,
         "description": field.description,
@@ -85,7 +91,7 @@ def _column(field: events.Field) -> dict[str, Any]:
     data_tests: list[Any] = []
     if field.mode == "REQUIRED":
         data_tests.append("not_null")
-    values = ACCEPTED_VALUES.get(field.name)
+    values = accepted.get(field.name)
     if values is not None:
         test: dict[str, Any] = {"arguments": {"values": list(values)}}
         if field.name in ACCEPTED_VALUES_WHERE:
@@ -119,9 +125,46 @@ def render_sources_yaml() -> str:
     return _HEADER + body
 
 
+def render_fcm_export_yaml() -> str:
+    """The text of `dbt/models/staging/__fcm_export_sources.yml`: FCM's BigQuery export table
+    (herald.providers.fcm.export), where the dbt vars fcm_export_project, fcm_export_dataset and
+    fcm_export_table (else the HERALD_FCM_EXPORT_* variables Herald's settings read) say."""
+    def configured(var: str, variable: str, default: str) -> _Jinja:
+        return _Jinja(f"{{{{ var('{var}', env_var('{variable}', {default})) }}}}")
+
+    document = {
+        "version": 2,
+        "sources": [{
+            "name": FCM_EXPORT_SOURCE_NAME,
+            "description": "FCM's BigQuery export of message delivery data, written by FCM "
+                           "(by the sandbox locally): "
+                           "https://firebase.google.com/docs/cloud-messaging/understand-delivery",
+            "database": configured("fcm_export_project", "HERALD_FCM_EXPORT_PROJECT",
+                                   "env_var('HERALD_PROJECT', 'herald-local')"),
+            "schema": configured("fcm_export_dataset", "HERALD_FCM_EXPORT_DATASET",
+                                 f"'{fcm_export.DEFAULT_DATASET}'"),
+            "tables": [{
+                "name": "messages",
+                "identifier": configured("fcm_export_table", "HERALD_FCM_EXPORT_TABLE",
+                                         f"'{fcm_export.DEFAULT_TABLE}'"),
+                "description": "One row per message event (accepted, delivered on Android, "
+                               "dropped); partitioned by "
+                               f"{fcm_export.PARTITION_FIELD}.",
+                "columns": [_column(field, accepted={}) for field in fcm_export.EXPORT_FIELDS],
+            }],
+        }],
+    }
+    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
+    return _HEADER.replace("herald/events.py (EVENT_FIELDS, Status, Reason)\n# and herald/"
+                           "contracts.py (Channel, Priority, Platform, PROVIDER_BY_CHANNEL)",
+                           "herald/providers/fcm/export.py\n# (EXPORT_FIELDS)") + body
+
+
 def write_sources_yaml() -> Path:
-    """Write the generated source YAML into the dbt project; returns its path."""
+    """Write the generated source YAMLs (Herald's events, FCM's export) into the dbt project;
+    returns the events source's path."""
     SOURCES_PATH.write_text(render_sources_yaml())
+    FCM_EXPORT_SOURCES_PATH.write_text(render_fcm_export_yaml())
     return SOURCES_PATH
 
 

@@ -22,7 +22,7 @@ from herald.report import write_report
 from herald.settings import Settings
 from herald.workload import make_requests, send_all
 
-MARTS = ("delivery_rates_daily", "send_latency")
+MARTS = ("delivery_rates_daily", "push_delivery_daily", "send_latency")
 
 
 def print_table(console: Console, title: str, rows: list[dict]) -> None:

@@ -23,8 +23,8 @@ from herald.contracts import CHANNEL_BY_PROVIDER, Envelope, utc_now_iso
 class Status(StrEnum):
     """Stages an event can record. `accepted` and `resolved` (the request has been fanned out to
     `deliveries` deliveries) are about the request; `TERMINAL` ones close a delivery inside Herald;
-    `CALLBACK` ones come later from the provider (FCM sends none) and refine what happened after
-    `sent`."""
+    `CALLBACK` ones come later from the provider (for push, which FCM calls nobody back about:
+    from the app's receipts, herald/receipts.py) and refine what happened after `sent`."""
 
     ACCEPTED = "accepted"
     RESOLVED = "resolved"
@@ -65,6 +65,18 @@ REGISTRY = frozenset({Status.PREFERENCE_CHANGED, Status.REGISTRY_CHANGED})
 CALLBACK = frozenset({Status.PROVIDER_ACCEPTED, Status.DELIVERED, Status.UNDELIVERED,
                       Status.BOUNCED, Status.DROPPED, Status.DEFERRED, Status.OPENED,
                       Status.CLICKED, Status.OPTED_OUT, Status.OPTED_IN})
+
+FINAL_STATUS_PRECEDENCE: dict[str, tuple[int, str]] = {
+    Status.SENT: (1, Status.SENT), Status.DELIVERED: (2, Status.DELIVERED),
+    Status.UNDELIVERED: (3, Status.UNDELIVERED), Status.BOUNCED: (4, Status.BOUNCED),
+    Status.DROPPED: (5, Status.DROPPED), Status.OPENED: (6, Status.DELIVERED),
+    Status.CLICKED: (6, Status.DELIVERED), Status.FAILED: (7, Status.FAILED),
+    Status.DUPLICATE: (8, Status.DUPLICATE), Status.SUPPRESSED: (9, Status.SUPPRESSED),
+}
+"""How a delivery's stages add up to its status: stage -> (rank, status); the highest rank wins,
+whatever order the stages came in (an open proves delivery and outranks a later bounce). dbt's
+var final_status_precedence (dbt/dbt_project.yml, which explains each rank) is the same table,
+checked by tests/dbt_models_test.py; the status API (herald/status.py) uses this one."""
 
 
 class Reason(StrEnum):

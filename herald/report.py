@@ -76,6 +76,9 @@ def render_report(marts: analytics.Marts, generated: datetime) -> str:
         "<h2>Marts</h2>",
         _table_html("funnel", "Funnel per channel (delivery_funnel_daily, all days)", funnel),
         _table_html("delivery_rates_daily", "Delivery rates per day (delivery_rates_daily)", rates),
+        _table_html("push_delivery", "Push delivered and opened per platform and source: FCM's "
+                    "BigQuery export, app receipts (push_delivery_daily, all days)",
+                    marts.push_delivery()),
         _table_html("send_slo_daily", "Handed to the provider within 10 s (send_slo_daily)",
                     marts.send_slo()),
         _table_html("delivery_latency_daily",
@@ -93,7 +96,8 @@ def render_report(marts: analytics.Marts, generated: datetime) -> str:
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">Generated {generated:%Y-%m-%d %H:%M} UTC from the dbt marts. Days are '
-        "UTC days of acceptance; push has no delivery reports (FCM sends none).</p>",
+        "UTC days of acceptance. Push delivery comes from FCM's BigQuery export (Android) and "
+        "from app receipts; a push no source could confirm is unknown, not undelivered.</p>",
         *sections,
         "</body></html>", ""])
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from herald.contracts import PROVIDER_BY_CHANNEL
+from herald.providers.fcm.labels import DEFAULT_BUCKETS, AnalyticsLabels
+from herald.receipts import ReceiptKey
 
 DEFAULT_LOCAL_API_KEY = "local-dev-key"
 DEFAULT_LOCAL_CLIENT = "local-dev"
@@ -89,6 +91,23 @@ class Settings:
     """Per provider ("fcm", "twilio", "sendgrid"), the most requests per second one process
     sends (`HERALD_<PROVIDER>_MAX_PER_S`); unset is no limit. E.g. 1 for Twilio's one message per
     second per long code (herald.providers.twilio.limits.DEFAULT_LONG_CODE_MPS)."""
+    fcm_analytics_labels: AnalyticsLabels = AnalyticsLabels()
+    """How pushes are labelled for FCM's reports (herald/providers/fcm/labels.py): the
+    `category.template` pairs or categories in HERALD_FCM_ANALYTICS_LABELS get their own label,
+    the rest one of HERALD_FCM_LABEL_BUCKETS hash labels, 100 at most in all (FCM's daily limit)."""
+    receipt_key: bytes = b"herald-local-receipt-key"
+    """Signs the receipt token every push carries (herald/receipts.py): a secret, from Secret
+    Manager in production (HERALD_RECEIPT_KEY)."""
+    receipt_ttl_s: int = 28 * 24 * 3600
+    """How long an app may post a push's receipt: FCM's default time to live, four weeks."""
+    status_ttl_s: int = 30 * 24 * 3600
+    """How long the status API can answer about a request (herald/status.py): each status
+    document's expires_at, for Firestore's TTL policy (HERALD_STATUS_TTL_S)."""
+    fcm_export_project: str | None = None
+    fcm_export_dataset: str = "firebase_messaging"
+    fcm_export_table: str = "data"
+    """Where FCM's BigQuery export of message delivery data is (herald/providers/fcm/export.py):
+    the Firebase project (default: `project`), dataset and table; dbt reads the same variables."""
     state_database: str = "herald-state"
     """The Firestore database of Herald's own state (idempotency records, outbox, send claims),
     apart from the users and devices in `(default)`: the app owns those and Herald only reads them
@@ -126,6 +145,15 @@ class Settings:
             breaker_probe_s=float(env.get("HERALD_BREAKER_PROBE_S", "1")),
             firestore_timeout_s=float(env.get("HERALD_FIRESTORE_TIMEOUT_S", "5")),
             state_database=env.get("HERALD_STATE_DATABASE", "herald-state"),
+            receipt_key=env.get("HERALD_RECEIPT_KEY", "herald-local-receipt-key").encode(),
+            receipt_ttl_s=int(env.get("HERALD_RECEIPT_TTL_S", str(28 * 24 * 3600))),
+            status_ttl_s=int(env.get("HERALD_STATUS_TTL_S", str(30 * 24 * 3600))),
+            fcm_export_project=env.get("HERALD_FCM_EXPORT_PROJECT") or None,
+            fcm_export_dataset=env.get("HERALD_FCM_EXPORT_DATASET", "firebase_messaging"),
+            fcm_export_table=env.get("HERALD_FCM_EXPORT_TABLE", "data"),
+            fcm_analytics_labels=AnalyticsLabels.parse(
+                env.get("HERALD_FCM_ANALYTICS_LABELS", ""),
+                int(env.get("HERALD_FCM_LABEL_BUCKETS", str(DEFAULT_BUCKETS)))),
             provider_wait_s=float(env.get("HERALD_PROVIDER_WAIT_S", "60")),
             provider_max_per_s={provider: float(env[variable]) for provider in PROVIDER_BY_CHANNEL.values()
                                 if env.get(variable := f"HERALD_{provider.upper()}_MAX_PER_S")},
@@ -144,3 +172,14 @@ class Settings:
     @property
     def events_table(self) -> str:
         return self.table("events")
+
+    @property
+    def receipts(self) -> ReceiptKey:
+        """The receipt key pushes are signed and receipts verified with."""
+        return ReceiptKey(self.receipt_key, self.receipt_ttl_s)
+
+    @property
+    def fcm_export_table_id(self) -> str:
+        """`project.dataset.table` of FCM's BigQuery export."""
+        return (f"{self.fcm_export_project or self.project}.{self.fcm_export_dataset}."
+                f"{self.fcm_export_table}")

@@ -38,7 +38,7 @@ from herald.contracts import (HEARTBEAT_ATTRIBUTE, MAX_BODY_BYTES, ContractError
 from herald.reconcile import DEFAULT_GRACE_S, Reconciler
 from herald.settings import Settings
 from herald.templates import TemplateStore, check_request
-from ingest_function import idempotency, openapi, registry, webhooks
+from ingest_function import idempotency, openapi, receipts, registry, status, webhooks
 from ingest_function.breaker import CircuitBreaker, CircuitOpen
 from ingest_function.idempotency import Claim, Ledger, Receipt
 from ingest_function.outbox import (DEFAULT_REPLAY_LIMIT, PUBLISH_ERRORS, Message, Outbox,
@@ -267,9 +267,11 @@ def notifications(request: flask.Request) -> flask.Response:
         return flask.Response(_openapi(), status=200, mimetype="application/json")
     if registry.handles(request.path):
         return registry_request(request)
-    callback_handler = webhooks.ROUTES.get(request.path.rstrip("/"))
+    callback_handler = {**webhooks.ROUTES, **receipts.ROUTES}.get(request.path.rstrip("/"))
     if callback_handler is not None:
         return callback_handler(request, _settings(), _publisher())
+    if request.method == "GET" and status.notification_id(request.path) is not None:
+        return status.lookup(request, _settings(), _firestore(), _authenticate(request, _settings()))
     if request.path.rstrip("/") != "/v1/notifications":
         return _error(404, "path", f"no route {request.path}; use POST /v1/notifications")
     if request.method != "POST":

@@ -11,6 +11,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,9 +20,12 @@ import pytest
 from functions_framework import create_app
 from google.cloud import firestore, pubsub_v1
 
+from herald import events
 from herald.clients import state_client
-from herald.contracts import HEARTBEAT_ATTRIBUTE, MAX_BODY_BYTES, Envelope
+from herald.contracts import HEARTBEAT_ATTRIBUTE, MAX_BODY_BYTES, Envelope, parse_request
 from herald.contracts_test import DESIGN_BODY
+from herald.events import Status
+from herald.status import StatusStore
 from herald.local.processes import free_port
 from herald.settings import Settings
 from ingest_function.idempotency import HEADER, key_for
@@ -430,3 +434,33 @@ def test_while_pubsub_is_frozen_the_breaker_stores_requests_in_the_outbox_at_onc
     trace = response.get_json()["traceId"]
     assert trace in [m.attributes.get("trace_id") for m in probe.pull()]
     assert not db.collection(OUTBOX).document(trace).get().exists
+
+
+# --- GET /v1/notifications/{notificationId} (ingest_function/status.py) -----------------------
+
+def test_a_sender_reads_its_requests_deliveries_and_no_one_elses(client, db) -> None:
+    request = parse_request({
+        "userIds": ["u-1", "u-2"], "notificationId": "status-n-1", "serviceType": "orders",
+        "categoryType": "delivery", "notificationType": "push", "templateType": "t",
+        "notificationInfo": {"title": "T", "content": "C"}})
+    envelope = Envelope(request, "trace-status", "orders-svc", "2026-11-02T09:00:00.000000Z")
+    StatusStore(db, timedelta(days=1)).record([
+        events.delivery_event(envelope, f"span-{n}", Status.SENT, channel="push",
+                              platform="android", provider="fcm",
+                              event_ts="2026-11-02T09:00:01Z") for n in range(2)])
+    owner = {"Authorization": "Bearer test-key"}
+
+    started = time.monotonic()
+    response = client.get("/v1/notifications/status-n-1", headers=owner)
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert [(d["deliveryId"], d["channel"], d["status"]) for d in body["deliveries"]] == [
+        ("span-0", "push", "sent"), ("span-1", "push", "sent")]
+    assert elapsed < 0.5
+    other = client.get("/v1/notifications/status-n-1",
+                       headers={"Authorization": "Bearer other-key"})
+    assert (other.status_code, other.get_json()["error"]["field"]) == (404, "notificationId")
+    assert client.get("/v1/notifications/status-n-2", headers=owner).status_code == 404
+    assert client.get("/v1/notifications/status-n-1").status_code == 401

@@ -332,3 +332,88 @@ def test_sandbox_callbacks_reach_the_topic_over_http(monkeypatch, published):
         ("sendgrid", "provider_accepted", "n-email", "span-email"),
         ("twilio", "delivered", "n-sms", "span-sms"),
         ("twilio", "provider_accepted", "n-sms", "span-sms")]
+
+
+# --- app receipts (ingest_function/receipts.py) ------------------------------------------------
+
+from herald.events import Status  # noqa: E402
+from herald.settings import Settings  # noqa: E402
+
+RECEIPTS = Settings.from_env({}).receipts  # the function's default key: no HERALD_RECEIPT_KEY set
+SPAN = "0123456789abcdef"
+
+
+def post_receipt(client: Any, body: Any) -> Any:
+    return client.post("/v1/receipts", json=body)
+
+
+@pytest.mark.parametrize(("event", "status"), [("received", Status.DELIVERED),
+                                               ("opened", Status.OPENED)])
+def test_a_receipt_is_published_as_its_deliverys_callback(client, published, event, status):
+    token = RECEIPTS.token(SPAN)
+
+    response = post_receipt(client, {"token": token, "event": event,
+                                     "at": "2026-11-02T09:00:05Z"})
+
+    assert response.status_code == 204, response.get_data(as_text=True)
+    [(report, attributes)] = published(1)
+    assert (report.provider, report.span_id, report.status, report.occurred_at) == (
+        "fcm", SPAN, status, "2026-11-02T09:00:05Z")
+    assert attributes["status"] == status.value
+    event_row = report.to_event()
+    assert (event_row["channel"], event_row["span_id"]) == ("push", SPAN)
+
+
+def test_a_repeated_or_reordered_receipt_is_the_same_event(client, published):
+    token = RECEIPTS.token(SPAN)
+    for event, at in (("opened", "2026-11-02T09:01:00Z"), ("received", "2026-11-02T09:00:05Z"),
+                      ("received", "2026-11-02T09:00:09Z")):
+        assert post_receipt(client, {"token": token, "event": event, "at": at}).status_code == 204
+
+    reports = [report for report, _ in published(3)]
+    received = [r.to_event()["event_id"] for r in reports if r.status is Status.DELIVERED]
+    assert len(received) == 2 and len(set(received)) == 1
+    assert len({r.to_event()["event_id"] for r in reports}) == 2
+
+
+@pytest.mark.parametrize("token", [
+    RECEIPTS.token(SPAN)[:-2] + "xx",                           # a guessed MAC
+    "fedcba9876543210" + RECEIPTS.token(SPAN)[16:],             # moved to another delivery
+    "garbage",
+])
+def test_a_forged_receipt_is_401_and_nothing_is_published(client, published, token):
+    response = post_receipt(client, {"token": token, "event": "received",
+                                     "at": "2026-11-02T09:00:05Z"})
+
+    assert response.status_code == 401
+    assert response.get_json()["error"]["field"] == "token"
+    assert "forged" in response.get_json()["error"]["message"]
+    assert published(0) == []
+
+
+def test_an_expired_receipt_is_401(client, published):
+    token = RECEIPTS.token(SPAN, now=time.time() - RECEIPTS.ttl_s - 1)
+
+    response = post_receipt(client, {"token": token, "event": "opened",
+                                     "at": "2026-11-02T09:00:05Z"})
+
+    assert response.status_code == 401
+    assert "expired" in response.get_json()["error"]["message"]
+    assert published(0) == []
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ([], "body"),
+    ({"event": "received", "at": "2026-11-02T09:00:05Z"}, "token"),
+    ({"token": 7, "event": "received", "at": "2026-11-02T09:00:05Z"}, "token"),
+    ({"token": RECEIPTS.token(SPAN), "event": "clicked", "at": "2026-11-02T09:00:05Z"}, "event"),
+    ({"token": RECEIPTS.token(SPAN), "event": "received"}, "at"),
+    ({"token": RECEIPTS.token(SPAN), "event": "received", "at": "2026-11-02T09:00:05"}, "at"),
+    ({"token": RECEIPTS.token(SPAN), "event": "received", "at": "yesterday"}, "at"),
+])
+def test_a_malformed_receipt_is_400_naming_the_field(client, published, body, field):
+    response = post_receipt(client, body)
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == field
+    assert published(0) == []

@@ -39,6 +39,7 @@ from pipelines.directory import Directory
 from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 from pipelines.options import HeraldOptions, subscription_path, write_batching
 from pipelines.resources import ProcessResource
+from pipelines.status_sink import RecordStatus
 
 OPT_STATUSES = frozenset({Status.OPTED_OUT, Status.OPTED_IN})
 """Callbacks about the recipient's consent rather than a delivery: recorded on users in Firestore."""
@@ -141,6 +142,8 @@ def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -
                     ProcessResource(partial(Directory, settings))))
     ((recorded[EVENTS], recorded[DEAD_LETTERS])
      | "Write" >> WriteRecords(settings, options.batch_shards, write_batching(options)))
+    recorded[EVENTS] | "RecordStatus" >> RecordStatus(settings, options.batch_shards,
+                                                      write_batching(options))
 
 
 if __name__ == "__main__":

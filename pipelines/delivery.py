@@ -88,4 +88,5 @@ class Delivery:
         return Outgoing(span_id=self.span_id, notification_id=request.notification_id,
                         channel=self.channel, address=self.address or "", title=title or "",
                         content=content or "", priority=request.priority,
-                        platform=self.platform, data=data, html=html)
+                        platform=self.platform, data=data, html=html,
+                        category=request.category_type, template=request.template_type)

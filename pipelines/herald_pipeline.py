@@ -30,6 +30,7 @@ from pipelines.parse import ACCEPTED, DEAD_LETTER, DEAD_LETTERS, ParseRequests
 from pipelines.recipients import ResolveRecipients
 from pipelines.resources import ProcessResource
 from pipelines.send import BRANCH_NAMES, Router, SendDeliveries
+from pipelines.status_sink import RecordStatus
 
 EVENTS = "events"
 
@@ -73,6 +74,8 @@ def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -
                | "DeliverNotifications" >> DeliverNotifications(settings, options))
     ((outputs[EVENTS], outputs[DEAD_LETTERS])
      | "Write" >> WriteRecords(settings, options.batch_shards, write_batching(options)))
+    outputs[EVENTS] | "RecordStatus" >> RecordStatus(settings, options.batch_shards,
+                                                      write_batching(options))
 
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ def build_sender(channel: Channel, settings: Settings) -> Sender:
     """The SDK-backed sender of a channel, pointed at the configured endpoint."""
     max_per_s = settings.provider_max_per_s.get(PROVIDER_BY_CHANNEL[channel])
     if channel is Channel.PUSH:
-        return FcmSender(settings.project, settings.fcm_endpoint, max_per_s=max_per_s)
+        return FcmSender(settings.project, settings.fcm_endpoint, max_per_s=max_per_s,
+                         labels=settings.fcm_analytics_labels, receipts=settings.receipts)
     if channel is Channel.SMS:
         return TwilioSender(settings.twilio_account_sid, settings.twilio_auth_token,
                             settings.twilio_from_number, settings.twilio_endpoint,

@@ -8,9 +8,16 @@ the story into its own dataset and runs `dbt build` (models, unit tests and data
 The story (rows built with herald.events, so they have the pipeline's shape):
 
 Day 1, 2026-11-02, sender "shop", category parcel_update unless said otherwise
-  push   7 requests x 3 devices, all sent (21 latencies in PUSH_LATENCIES_MS); 1 request x 2
-         devices: one suppressed (device_disabled), one failed (no_address). No callbacks (FCM).
-         One sent event inserted twice.
+  push   7 requests x 3 devices (android, ios, web), all sent (21 latencies in PUSH_LATENCIES_MS);
+         1 request x 2 devices: one suppressed (device_disabled), one failed (no_address). One
+         sent event inserted twice. FCM calls nothing back; FCM's BigQuery export (its own table)
+         has MESSAGE_ACCEPTED for the Android pushes of requests 1-6 and MESSAGE_DELIVERED for
+         requests 1-5 (FCM_DELIVERED_MS after the send: 1-5 s); apps' receipts (RECEIPTS): iOS
+         of request 1 received at 600 ms and opened, iOS of request 2 received at 800 ms, web of
+         request 3 opened only, Android of request 4 received at 4.5 s (after FCM's 4 s); the
+         first receipt posted twice. So 8 pushes delivered (5 Android by FCM, one of them with a
+         receipt too; 2 iOS, 1 web by receipt), 2 opened, 10 confirmable (7 Android, and the 3
+         iOS and web devices that sent receipts), 11 unknown.
   sms    sms1 sent 700 ms: delivered reported at 3.7 s, provider_accepted at 5 s (out of order).
          sms2 sent 1500 ms: provider_accepted 2 s, undelivered (30005, unreachable) at 6.5 s,
          posted twice.
@@ -57,6 +64,7 @@ from herald.events import Reason, Status
 from herald.local import processes
 from herald.local.processes import Service, free_port, http_ready
 from herald.local.provision import create_tables
+from herald.providers.fcm import export
 from herald.settings import Settings
 
 PROJECT = "herald-local"
@@ -68,6 +76,13 @@ PUSH_LATENCIES_MS = [140, 60, 300, 90, 210, 180, 75, 260, 120, 95, 150,
                      230, 110, 85, 170, 290, 130, 100, 200, 160, 250]
 """21 sent push deliveries. Sorted: 60 75 85 90 95 100 110 120 130 140 [150] 160 170 180 200 210
 230 250 260 [290] [300]."""
+FCM_DELIVERED_MS = {0: 1000, 1: 2000, 2: 3000, 3: 4000, 4: 5000}
+"""Push request -> how long after its Android push was sent FCM's export reports it delivered."""
+RECEIPTS = {(0, 1): ((Status.DELIVERED, 600), (Status.OPENED, 60_000)),
+            (1, 1): ((Status.DELIVERED, 800),),
+            (2, 2): ((Status.OPENED, 90_000),),
+            (3, 0): ((Status.DELIVERED, 4500),)}
+"""(push request, device: 0 android, 1 ios, 2 web) -> the app's receipts, ms after the send."""
 
 
 def iso(moment: datetime) -> str:
@@ -79,7 +94,17 @@ class Story:
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
+        self.fcm_rows: list[dict[str, Any]] = []
         self._requests = 0
+
+    def fcm_export(self, sent: dict[str, Any], event: export.ExportEvent, after_ms: int) -> None:
+        """FCM's export row `event` about a sent push, `after_ms` after it was sent."""
+        at = datetime.fromisoformat(sent["event_ts"].replace("Z", "+00:00"))
+        self.fcm_rows.append(export.export_row(
+            event=event, at=iso(at + timedelta(milliseconds=after_ms)),
+            name=sent["provider_message_id"], project_number=1, instance_id=sent["device_id"],
+            platform=export.SdkPlatform(sent["platform"].upper()), app_name="com.herald.story",
+            priority=5, display=True, analytics_label="other-01"))
 
     def request(self, channel: Channel, accepted: datetime, *, sender: str = "shop",
                 category: str = "parcel_update") -> Envelope:
@@ -124,15 +149,35 @@ DAY_MS = 24 * 3600 * 1000
 
 
 def story_rows() -> list[dict[str, Any]]:
-    """The module docstring's story: 95 rows, 91 distinct events, 40 deliveries."""
+    """The module docstring's story: 101 rows, 96 distinct events, 40 deliveries."""
+    return _story()[0]
+
+
+def story_fcm_rows() -> list[dict[str, Any]]:
+    """The FCM export rows of the story's Android pushes (herald.providers.fcm.export)."""
+    return _story()[1]
+
+
+def _story() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     story = Story()
     platforms = [Platform.ANDROID, Platform.IOS, Platform.WEB]
     latencies = iter(PUSH_LATENCIES_MS)
+    repeated_receipt = None
     for r in range(7):
         envelope = story.request(Channel.PUSH, DAY_1 + timedelta(minutes=r))
         for d in range(3):
-            story.delivery(envelope, f"device-{r}-{d}", Status.SENT, next(latencies),
-                           device_id=f"device-{r}-{d}", platform=platforms[d].value)
+            address, latency = f"device-{r}-{d}", next(latencies)
+            sent = story.delivery(envelope, address, Status.SENT, latency, device_id=address,
+                                  platform=platforms[d].value,
+                                  provider_message_id=f"projects/{PROJECT}/messages/0:{r}{d}%f")
+            if platforms[d] is Platform.ANDROID and r < 6:
+                story.fcm_export(sent, export.ExportEvent.MESSAGE_ACCEPTED, 0)
+                if r in FCM_DELIVERED_MS:
+                    story.fcm_export(sent, export.ExportEvent.MESSAGE_DELIVERED,
+                                     FCM_DELIVERED_MS[r])
+            for status, after_ms in RECEIPTS.get((r, d), ()):
+                receipt = story.delivery(envelope, address, status, latency + after_ms)
+                repeated_receipt = repeated_receipt or receipt
     envelope = story.request(Channel.PUSH, DAY_1 + timedelta(hours=1))
     story.delivery(envelope, "device-off", Status.SUPPRESSED, 5, device_id="device-off",
                    platform=Platform.IOS.value, reason=Reason.DEVICE_DISABLED.value)
@@ -237,7 +282,8 @@ def story_rows() -> list[dict[str, Any]]:
         callback_id="start", reason="START", user_id=sms.request.user_id,
         recipient_hash="hash-+15550000009")
     return [*story.rows, stop, start, dead_letter, orphan, spanless, dict(first_push_sent),
-            dict(sms_accepted_twice), dict(undelivered), dict(opened)]
+            dict(sms_accepted_twice), dict(undelivered), dict(opened), dict(repeated_receipt)], \
+        story.fcm_rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,20 +311,26 @@ class Warehouse:
     work: Path
 
     def settings(self, dataset: str) -> Settings:
-        return Settings(project=PROJECT, dataset=dataset, bigquery_endpoint=self.endpoint)
+        """The dataset's settings; its FCM export table is in the dataset itself."""
+        return Settings(project=PROJECT, dataset=dataset, bigquery_endpoint=self.endpoint,
+                        fcm_export_dataset=dataset)
 
     def env(self, dataset: str) -> dict[str, str]:
         """What the dbt profile and herald.settings read, for this dataset."""
         return {"BIGQUERY_API_ENDPOINT": self.endpoint, "HERALD_PROJECT": PROJECT,
-                "HERALD_DATASET": dataset}
+                "HERALD_DATASET": dataset, "HERALD_FCM_EXPORT_DATASET": dataset}
 
-    def load(self, dataset: str, rows: list[dict[str, Any]]) -> Settings:
-        """Create the dataset's events table (as the local stack does) and insert rows."""
+    def load(self, dataset: str, rows: list[dict[str, Any]],
+             fcm_rows: list[dict[str, Any]] = ()) -> Settings:
+        """Create the dataset's events and FCM export tables (as the local stack does) and insert
+        event rows and export rows."""
         settings = self.settings(dataset)
         create_tables(settings)
-        if rows:
-            errors = bigquery_client(settings).insert_rows_json(settings.events_table, rows)
-            assert errors == []
+        client = bigquery_client(settings)
+        for table, inserted in ((settings.events_table, rows),
+                                (settings.fcm_export_table_id, fcm_rows)):
+            if inserted:
+                assert client.insert_rows_json(table, list(inserted)) == []
         return settings
 
     def dbt(self, dataset: str, *args: str) -> DbtRun:
@@ -338,7 +390,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
 @pytest.fixture(scope="session")
 def story_build(warehouse: Warehouse) -> DbtRun:
     """The story inserted and `dbt build` run on it (models, unit tests and every data test)."""
-    warehouse.load(STORY_DATASET, story_rows())
+    warehouse.load(STORY_DATASET, story_rows(), story_fcm_rows())
     return warehouse.dbt(STORY_DATASET, "build")
 
 
@@ -359,6 +411,12 @@ def new_story() -> Story:
 def fixed_story() -> list[dict[str, Any]]:
     """A fresh copy of the module docstring's rows."""
     return story_rows()
+
+
+@pytest.fixture
+def fixed_fcm_rows() -> list[dict[str, Any]]:
+    """A fresh copy of the story's FCM export rows."""
+    return story_fcm_rows()
 
 
 @pytest.fixture(scope="session")

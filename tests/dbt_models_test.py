@@ -19,20 +19,22 @@ from herald import dbt_project, events
 from herald.clients import bigquery_client
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel
 from herald.events import Reason, Status
+from herald.providers.fcm import export
 from herald.settings import Settings
 
 if TYPE_CHECKING:  # the fixtures' types; conftest.py is not imported by tests
     from conftest import DbtRun, Story, Warehouse
 
 D1, D2 = date(2026, 11, 2), date(2026, 11, 3)
-RAW_ROWS = 95        # 25 accepted + 40 terminal + 25 callbacks + 1 dead letter, 4 repeats
-DISTINCT_EVENTS = 91
+RAW_ROWS = 101       # 25 accepted + 40 terminal + 30 callbacks (5 app receipts) + 1 dead
+DISTINCT_EVENTS = 96  # letter, 5 repeats
 DELIVERIES = 40      # the two orphan callbacks and the dead letter are not deliveries
 
 # int_deliveries: (terminal_status, final_status) -> deliveries. A callback refines sent only.
 EXPECTED_STATUSES = {
-    ("sent", "sent"): 21 + 1,                 # push; sms7
-    ("sent", "delivered"): 3 + 4,             # sms1, sms3, sms6; email1, email4, email6, email7
+    ("sent", "sent"): 13 + 1,                 # push no source confirmed; sms7
+    ("sent", "delivered"): 8 + 3 + 4,         # push (FCM export 5, receipts 3); sms1, sms3,
+                                              # sms6; email1, email4, email6, email7
     ("sent", "undelivered"): 1,               # sms2
     ("sent", "bounced"): 2,                   # email3, after a delivered report; email8 blocked
     ("sent", "dropped"): 1,                   # email5
@@ -44,28 +46,45 @@ EXPECTED_STATUSES = {
 # delivery_rates_daily: (date, channel) -> deliveries, sent, failed, suppressed, duplicate,
 # eligible, delivery_rate (sent / eligible), delivered, undelivered, bounced (hard_bounced,
 # blocked), dropped, opened (by a person), machine_opened (by a privacy proxy only), clicked,
-# opted_out, confirmed_delivery_rate (delivered / sent; NULL for push: FCM sends no receipts).
+# opted_out, confirmable, confirmed_delivery_rate (delivered / confirmable: for push, the Android
+# pushes FCM's export reports on and the 3 iOS and web devices whose apps sent receipts).
 RATE_COLUMNS = ("deliveries", "sent", "failed", "suppressed", "duplicate", "eligible",
                 "delivery_rate", "delivered", "undelivered", "bounced", "hard_bounced", "blocked",
-                "dropped", "opened", "machine_opened", "clicked", "opted_out",
+                "dropped", "opened", "machine_opened", "clicked", "opted_out", "confirmable",
                 "confirmed_delivery_rate")
 EXPECTED_RATES = {
-    (D1, "push"): (23, 21, 1, 1, 0, 22, 21 / 22, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None),
-    (D1, "sms"): (7, 5, 1, 0, 1, 6, 5 / 6, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 3 / 5),
+    (D1, "push"): (23, 21, 1, 1, 0, 22, 21 / 22, 8, 0, 0, 0, 0, 0, 2, 0, 0, 0, 10, 8 / 10),
+    (D1, "sms"): (7, 5, 1, 0, 1, 6, 5 / 6, 3, 1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 3 / 5),
     # bounced: email3 (hard) and email8 (blocked); opened: email1 (opened, clicked, then
     # unsubscribed); machine_opened: email4 (a proxy's open, no delivered report)
-    (D1, "email"): (8, 7, 0, 1, 0, 7, 1.0, 4, 0, 2, 1, 1, 1, 1, 1, 1, 1, 4 / 7),
-    (D2, "email"): (1, 0, 1, 0, 0, 1, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None),
-    (D2, "sms"): (1, 0, 0, 1, 0, 0, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None),
+    (D1, "email"): (8, 7, 0, 1, 0, 7, 1.0, 4, 0, 2, 1, 1, 1, 1, 1, 1, 1, 7, 4 / 7),
+    (D2, "email"): (1, 0, 1, 0, 0, 1, 0.0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None),
+    (D2, "sms"): (1, 0, 0, 1, 0, 0, None, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None),
 }
 
-# delivery_funnel_daily: requested, eligible, sent, delivered, opened, clicked, machine_opened.
+# delivery_funnel_daily: requested, eligible, sent, delivered, opened, clicked, machine_opened,
+# delivery_unknown (sent that no source could have confirmed: 11 iOS and web pushes).
 EXPECTED_FUNNEL = {
-    (D1, "push"): (23, 22, 21, 0, 0, 0, 0),
-    (D1, "sms"): (7, 6, 5, 3, 0, 0, 0),
-    (D1, "email"): (8, 7, 7, 4, 1, 1, 1),
-    (D2, "email"): (1, 1, 0, 0, 0, 0, 0),
-    (D2, "sms"): (1, 0, 0, 0, 0, 0, 0),
+    (D1, "push"): (23, 22, 21, 8, 2, 0, 0, 11),
+    (D1, "sms"): (7, 6, 5, 3, 0, 0, 0, 0),
+    (D1, "email"): (8, 7, 7, 4, 1, 1, 1, 0),
+    (D2, "email"): (1, 1, 0, 0, 0, 0, 0, 0),
+    (D2, "sms"): (1, 0, 0, 0, 0, 0, 0, 0),
+}
+
+# push_delivery_daily: (date, platform) -> sent, confirmable, delivery_unknown, delivered,
+# delivered_fcm_export, delivered_app_receipt, opened, confirmed_delivery_rate,
+# fcm_export_delivered_rate, app_receipt_delivered_rate, opened_rate.
+PUSH_COLUMNS = ("sent", "confirmable", "delivery_unknown", "delivered", "delivered_fcm_export",
+                "delivered_app_receipt", "opened", "confirmed_delivery_rate",
+                "fcm_export_delivered_rate", "app_receipt_delivered_rate", "opened_rate")
+EXPECTED_PUSH = {
+    # FCM's export: requests 1-5 delivered; request 4's app sent a receipt too
+    (D1, "android"): (7, 7, 0, 5, 5, 1, 0, 5 / 7, 5 / 7, 1 / 7, 0.0),
+    # receipts: request 1 received and opened, request 2 received; 5 iOS pushes unknown
+    (D1, "ios"): (7, 2, 5, 2, 0, 2, 1, 1.0, None, 2 / 7, 1 / 2),
+    # request 3's app reported the open only: it proves delivery
+    (D1, "web"): (7, 1, 6, 1, 0, 1, 1, 1.0, None, 1 / 7, 1.0),
 }
 
 # send_slo_daily: slo_ms, sent, sent_within_slo, slo_share. email8 took 12 s.
@@ -81,7 +100,11 @@ EXPECTED_SLO = {
 # k = ceil(n/100 * count). Every count here (1, 3, 5, 7, 21) is one where the usual discrete
 # rules (nearest rank, BigQuery, DuckDB's quantile_disc) agree.
 #   push  accept->sent, 21 values (conftest.PUSH_LATENCIES_MS): p50 k=11 -> 150, p95 k=20 -> 290,
-#         p99 k=21 -> 300. No delivered reports.
+#         p99 k=21 -> 300. delivered_at on 7 (the web push was only opened): Android requests
+#         1-5 by FCM (request 4's receipt at 4.5 s is later than FCM's 4 s), iOS requests 1-2
+#         by receipt: sent->delivered 1000 2000 3000 4000 5000 600 800 -> p50 k=4 2000, p95 and
+#         p99 k=7 5000; accept->delivered (send latencies 140 90 75 95 110 60 210) 1140 2090
+#         3075 4095 5110 660 1010 -> p50 2090, p95 and p99 5110.
 #   sms   accept->sent 700 900 1100 1300 1500: p50 k=3 -> 1100, p95 and p99 k=5 -> 1500.
 #         delivered sms1, sms3, sms6: sent->delivered 3000 2000 5000 -> 2000 [3000] [5000];
 #         accept->delivered 3700 2900 6100 -> 2900 [3700] [6100].
@@ -92,7 +115,7 @@ EXPECTED_SLO = {
 # delivery_latency_daily (all on day 1): sent, p50/p95/p99 accept->sent, delivered,
 # p50/p95/p99 sent->delivered, p50/p95/p99 accept->delivered.
 EXPECTED_DAILY_LATENCY = {
-    (D1, "push"): (21, 150, 290, 300, 0, None, None, None, None, None, None),
+    (D1, "push"): (21, 150, 290, 300, 7, 2000, 5000, 5000, 2090, 5110, 5110),
     (D1, "sms"): (5, 1100, 1500, 1500, 3, 3000, 5000, 5000, 3700, 6100, 6100),
     (D1, "email"): (7, 2000, 12000, 12000, 3, 3000, 6000, 6000, 5000, 8500, 8500),
 }
@@ -134,7 +157,8 @@ EXPECTED_EMAIL_OUTCOMES = {
     ("crm", "promotions"): (3, 3, 2, 2, 1, 0, 1, 0, 0, 0, 0, 0, 2 / 3),      # email6-8
 }
 
-MODELS = ("stg_herald__events", "int_deliveries", "delivery_outcomes_daily",
+MODELS = ("stg_herald__events", "stg_fcm__message_events", "int_deliveries",
+          "int_receipt_devices", "push_delivery_daily", "delivery_outcomes_daily",
           "delivery_rates_daily", "delivery_funnel_daily", "send_slo_daily",
           "delivery_latency_daily", "send_latency", "delivery_failures_daily",
           "opt_out_suppressions_daily", "provider_opt_outs_daily")
@@ -280,7 +304,37 @@ def test_delivery_funnel_daily(warehouse: Warehouse, built: Settings) -> None:
     rows = _rows(warehouse, built.dataset, "delivery_funnel_daily")
     _assert_table(_table(rows, ("accepted_date", "channel"),
                          ("requested", "eligible", "sent", "delivered", "opened", "clicked",
-                          "machine_opened")), EXPECTED_FUNNEL)
+                          "machine_opened", "delivery_unknown")), EXPECTED_FUNNEL)
+
+
+def test_push_delivery_daily(warehouse: Warehouse, built: Settings) -> None:
+    """Push by platform and by the source that confirmed it, as the story tells it (conftest:
+    FCM_DELIVERED_MS, RECEIPTS): the marts equal what FCM's export and the apps reported."""
+    rows = _rows(warehouse, built.dataset, "push_delivery_daily")
+    _assert_table(_table(rows, ("accepted_date", "platform"), PUSH_COLUMNS), EXPECTED_PUSH)
+
+
+def test_push_deliveries_take_each_sources_first_report(warehouse: Warehouse,
+                                                        built: Settings) -> None:
+    rows = warehouse.query(built.dataset, f"""
+        select device_id, final_status,
+            timestamp_diff(delivered_at, sent_at, millisecond) as to_delivered,
+            timestamp_diff(fcm_delivered_at, sent_at, millisecond) as to_fcm,
+            timestamp_diff(receipt_delivered_at, sent_at, millisecond) as to_receipt,
+            timestamp_diff(opened_at, sent_at, millisecond) as to_opened
+        from `{built.dataset}.int_deliveries`
+        where channel = 'push' and final_status = 'delivered'""")
+    actual = {row.pop("device_id"): tuple(row.values()) for row in rows}
+    assert actual == {
+        "device-0-0": ("delivered", 1000, 1000, None, None),
+        "device-1-0": ("delivered", 2000, 2000, None, None),
+        "device-2-0": ("delivered", 3000, 3000, None, None),
+        "device-3-0": ("delivered", 4000, 4000, 4500, None),   # FCM's record came first
+        "device-4-0": ("delivered", 5000, 5000, None, None),
+        "device-0-1": ("delivered", 600, None, 600, 60_000),   # its receipt posted twice
+        "device-1-1": ("delivered", 800, None, 800, None),
+        "device-2-2": ("delivered", None, None, 90_000, 90_000),  # an open alone proves it
+    }
 
 
 def test_send_slo_daily(warehouse: Warehouse, built: Settings) -> None:
@@ -352,7 +406,7 @@ def test_mart_column_types(built: Settings) -> None:
 
     counts = ("deliveries", "sent", "failed", "suppressed", "duplicate", "eligible", "delivered",
               "undelivered", "bounced", "hard_bounced", "blocked", "dropped", "opened",
-              "machine_opened", "clicked", "opted_out")
+              "machine_opened", "clicked", "opted_out", "confirmable")
     assert schema("delivery_rates_daily") == {
         "accepted_date": "DATE", "channel": "STRING", **{c: "INTEGER" for c in counts},
         "delivery_rate": "FLOAT", "confirmed_delivery_rate": "FLOAT"}
@@ -363,7 +417,10 @@ def test_mart_column_types(built: Settings) -> None:
     assert schema("delivery_funnel_daily") == {
         "accepted_date": "DATE", "channel": "STRING", **{c: "INTEGER" for c in (
             "requested", "eligible", "sent", "delivered", "opened", "clicked",
-            "machine_opened")}}
+            "machine_opened", "delivery_unknown")}}
+    assert schema("push_delivery_daily") == {
+        "accepted_date": "DATE", "platform": "STRING",
+        **{c: "INTEGER" if "rate" not in c else "FLOAT" for c in PUSH_COLUMNS}}
     assert schema("send_slo_daily") == {
         "accepted_date": "DATE", "channel": "STRING", "slo_ms": "INTEGER", "sent": "INTEGER",
         "sent_within_slo": "INTEGER", "slo_share": "FLOAT"}
@@ -378,7 +435,8 @@ def test_mart_column_types(built: Settings) -> None:
 
 
 def test_incremental_runs_equal_a_full_build(warehouse: Warehouse, built: Settings,
-                                             fixed_story: list[dict[str, Any]]) -> None:
+                                             fixed_story: list[dict[str, Any]],
+                                             fixed_fcm_rows: list[dict[str, Any]]) -> None:
     """The story in two batches, merged incrementally, gives the full build's tables; so does
     --full-refresh afterwards.
 
@@ -388,7 +446,7 @@ def test_incremental_runs_equal_a_full_build(warehouse: Warehouse, built: Settin
     dataset = "herald_dbt_incremental"
     rows = fixed_story
     first = [row for row in rows if row["event_ts"] < "2026-11-03T06:00"]
-    warehouse.load(dataset, first)
+    warehouse.load(dataset, first, fixed_fcm_rows)
     # The story is dated 2026-11: widen the late-callback window so it covers it whatever today is.
     run_vars = ["--vars", "{late_callback_days: 36500, event_lookback_days: 0}"]
     created = warehouse.dbt(dataset, "run", *run_vars)
@@ -434,7 +492,8 @@ def test_a_delivery_that_ends_twice_fails_the_build(warehouse: Warehouse, built:
                    reason=Reason.PROVIDER_ERROR.value, provider_code="30005")
     story.delivery(envelope, "+15550000009", Status.DELIVERED, 900)
     warehouse.load(dataset, story.rows)
-    run = warehouse.dbt(dataset, "build", "--select", "stg_herald__events", "int_deliveries",
+    run = warehouse.dbt(dataset, "build", "--select", "stg_herald__events",
+                        "stg_fcm__message_events", "int_deliveries",
                         "assert_one_terminal_event_per_delivery")
     assert not run.success
     status, failures, _, _ = run.nodes["assert_one_terminal_event_per_delivery"]
@@ -481,6 +540,9 @@ def test_hand_written_value_lists_match_the_contracts() -> None:
     assert set(project_vars["callback_statuses"]) == callbacks
 
     precedence = project_vars["final_status_precedence"]
+    # the status API's copy (herald/events.py) is the same table
+    assert {stage: tuple(spec) for stage, spec in precedence.items()} == \
+        events.FINAL_STATUS_PRECEDENCE
     neutral = {Status.PROVIDER_ACCEPTED.value, Status.DEFERRED.value, Status.OPTED_OUT.value,
                Status.OPTED_IN.value}
     assert set(precedence) == (delivery_terminal | callbacks) - neutral
@@ -493,9 +555,8 @@ def test_hand_written_value_lists_match_the_contracts() -> None:
         final_statuses - {"sent", "delivered", "suppressed", "duplicate"}
     assert set(_model_accepted_values("marts/opt_out_suppressions_daily.yml", "reason")) <= \
         {r.value for r in Reason}
-    # FCM sends no delivery callbacks (herald/events.py): push ends at sent.
-    assert project_vars["providers_without_delivery_receipts"] == \
-        [PROVIDER_BY_CHANNEL[Channel.PUSH]]
+    # FCM's BigQuery export reports delivery on Android only (herald/providers/fcm/export.py).
+    assert project_vars["fcm_export_platforms"] == [export.SdkPlatform.ANDROID.lower()]
     for model_yaml in ("marts/delivery_rates_daily.yml", "marts/send_latency.yml",
                        "marts/delivery_outcomes_daily.yml", "marts/delivery_funnel_daily.yml",
                        "marts/send_slo_daily.yml", "marts/delivery_latency_daily.yml"):

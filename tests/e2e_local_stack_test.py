@@ -189,7 +189,7 @@ def callback_statuses(local_stack: dict[str, str]) -> dict[str, set[str]]:
             if status:
                 query = urllib.parse.urlsplit(entry["url"]).query
                 statuses[dict(urllib.parse.parse_qsl(query))["span_id"]].add(status)
-        else:
+        elif entry["provider"] == "sendgrid":  # not the app's push receipts (provider "app")
             for event in entry["payload"]:
                 if SENDGRID_TO_HERALD.get(event["event"]):
                     statuses[event["span_id"]].add(SENDGRID_TO_HERALD[event["event"]])
@@ -267,3 +267,94 @@ def test_marts_match_the_ledger_and_callback_log(run: Run, local_stack: dict[str
             low, high = nearest_rank(values, q)
             measured = marts[channel][f"{column}_accept_to_sent_ms"]
             assert low * 0.99 - 5 <= measured <= high * 1.01 + 5, (channel, column, low, measured, high)
+
+
+def _settled(read, timeout_s: float = 120.0, quiet_s: float = 3.0):
+    """`read()` once it has stopped changing for `quiet_s` (outcomes trail the sends)."""
+    deadline = time.monotonic() + timeout_s
+    last, since = read(), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, "still changing"
+        time.sleep(0.5)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+def test_push_marts_and_status_api_match_the_sandboxs_export_and_receipts(
+        run: Run, local_stack: dict[str, str]) -> None:
+    """Push delivery from both sources: the marts count exactly the Android pushes the sandbox's
+    FCM export reported delivered and the pushes whose app posted a receipt Herald took (204);
+    and the status API shows each delivery of a bulk and of a single request as the marts do."""
+    sandbox = local_stack["HERALD_SANDBOX_URL"]
+    sent_pushes = {e["span_id"]: e for e in run.events
+                   if e["status"] == "sent" and e["channel"] == "push"}
+    span_of = {e["provider_message_id"].rpartition("/messages/")[2]: span
+               for span, e in sent_pushes.items()}
+
+    def outcomes() -> tuple[set[str], dict[str, set[str]]]:
+        rows = requests.get(f"{sandbox}/_fcm_export", timeout=10).json()["rows"]
+        fcm = {span_of[row["message_id"]] for row in rows
+               if row["event"] == "MESSAGE_DELIVERED" and row["message_id"] in span_of}
+        receipts: dict[str, set[str]] = collections.defaultdict(set)
+        settings = Settings.from_env(local_stack)
+        for entry in requests.get(f"{sandbox}/_callbacks", timeout=10).json()["callbacks"]:
+            if entry["provider"] == "app" and entry["status"] == 204:
+                receipts[settings.receipts.verify(entry["payload"]["token"])].add(
+                    entry["payload"]["event"])
+        return fcm, dict(receipts)
+
+    fcm, receipts = _settled(outcomes)
+    assert fcm and receipts, "the sandbox reported no push outcomes"
+    client = bigquery_client(run.settings)
+    expected_events = {(span, "delivered" if event == "received" else event)
+                       for span, events in receipts.items() for event in events}
+
+    def landed() -> set[tuple[str, str]]:
+        return {(row["span_id"], row["status"]) for row in client.query(
+            f"SELECT DISTINCT span_id, status FROM `{run.settings.events_table}` "
+            "WHERE provider = 'fcm' AND status IN ('delivered', 'opened')").result()}
+    deadline = time.monotonic() + 120
+    while not expected_events <= landed():
+        assert time.monotonic() < deadline, "receipts never became events"
+        time.sleep(1)
+    run_dbt(["build"], env={**os.environ, **local_stack})
+
+    platform = {span: e["platform"] for span, e in sent_pushes.items()}
+    expected: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for span, p in platform.items():
+        expected[p]["sent"] += 1
+        expected[p]["delivered"] += span in fcm or span in receipts
+        expected[p]["delivered_fcm_export"] += span in fcm
+        expected[p]["delivered_app_receipt"] += span in receipts
+        expected[p]["opened"] += "opened" in receipts.get(span, set())
+    dataset = f"{run.settings.project}.{run.settings.dataset}"
+    marts = {row["platform"]: {k: row[k] for k in ("sent", "delivered", "delivered_fcm_export",
+                                                    "delivered_app_receipt", "opened")}
+             for row in client.query(
+                 f"SELECT platform, SUM(sent) sent, SUM(delivered) delivered, "
+                 f"SUM(delivered_fcm_export) delivered_fcm_export, "
+                 f"SUM(delivered_app_receipt) delivered_app_receipt, SUM(opened) opened "
+                 f"FROM `{dataset}.push_delivery_daily` GROUP BY platform").result()}
+    assert marts == {p: dict(counts) for p, counts in expected.items()}
+    assert marts["android"]["delivered_fcm_export"] > 0 and marts["ios"]["delivered_app_receipt"] > 0
+
+    # The status API: a bulk request and a single one, as int_deliveries has them.
+    final = {row["span_id"]: (row["notification_id"], row["final_status"]) for row in client.query(
+        f"SELECT span_id, notification_id, final_status FROM `{dataset}.int_deliveries` "
+        "WHERE channel = 'push'").result()}
+    by_notification: dict[str, dict[str, str]] = collections.defaultdict(dict)
+    for span, (notification, status) in final.items():
+        by_notification[notification][span] = status
+    bulk = next(n for n, spans in by_notification.items() if len(spans) > 3)
+    single = next(n for n, spans in by_notification.items()
+                  if len(spans) == 1 and "delivered" in spans.values())
+    key = {"Authorization": f"Bearer {local_stack['HERALD_API_KEY']}"}
+    for notification in (bulk, single):
+        answer = requests.get(f"{local_stack['HERALD_API_URL']}/v1/notifications/"
+                              f"{urllib.parse.quote(notification, safe='')}", headers=key,
+                              timeout=10)
+        assert answer.status_code == 200, answer.text
+        shown = {d["deliveryId"]: d["status"] for d in answer.json()["deliveries"]}
+        assert shown == by_notification[notification], notification

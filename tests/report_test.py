@@ -14,7 +14,7 @@ from herald.report import write_report
 from herald.settings import Settings
 
 FIGURES = ("funnel", "delivery-rate", "latency-cdf", "failures")
-TABLES = ("funnel", "delivery_rates_daily", "send_slo_daily", "delivery_latency_daily",
+TABLES = ("funnel", "delivery_rates_daily", "push_delivery", "send_slo_daily", "delivery_latency_daily",
           "delivery_failures", "opt_out_suppressions", "provider_opt_outs")
 
 
@@ -36,6 +36,7 @@ def test_report_embeds_figures_and_tables(built: Settings, tmp_path: Path) -> No
     assert "<td>blocked</td>" in page and "<td>STOP</td>" in page  # a soft bounce, an SMS STOP
     assert "<th>machine_opened</th>" in page
     assert "<td>0.857</td>" in page  # email's share sent within 10 s on 2026-11-02: 6 / 7
+    assert "<th>delivered_fcm_export</th>" in page and "<td>0.714</td>" in page  # Android 5 / 7
 
 
 def test_herald_report_uses_the_running_stacks_environment(

@@ -37,3 +37,14 @@
     {%- endfor -%}
     {{ return(seen) }}
 {%- endmacro %}
+
+
+{% macro delivery_confirmable(deliveries, receipt_devices) -%}
+    {#- Whether a source could have confirmed a delivery (`deliveries` left-joined to
+        int_receipt_devices as `receipt_devices` on user_id and device_id): every SMS and email
+        (Twilio and SendGrid report delivery); a push to a var('fcm_export_platforms') platform
+        (FCM's BigQuery export) or to a device whose app sends receipts. -#}
+    ({{ deliveries }}.channel != 'push'
+     or {{ deliveries }}.platform in ({{ sql_strings(var('fcm_export_platforms')) }})
+     or {{ receipt_devices }}.device_id is not null)
+{%- endmacro %}

@@ -9,6 +9,7 @@ from google.api_core import exceptions
 from google.cloud import bigquery, pubsub_v1
 
 from herald import dead_letters, events
+from herald.providers.fcm import export as fcm_export
 from herald.clients import bigquery_client
 from herald.settings import Settings
 
@@ -46,7 +47,8 @@ def create_topics(settings: Settings) -> None:
 
 def create_tables(settings: Settings) -> None:
     """Dataset, the day-partitioned, channel/status-clustered events table and the day-partitioned
-    dead-letters table."""
+    dead-letters table; and, standing in for FCM (which creates it in production when its
+    BigQuery export is turned on), the FCM export's dataset and table, which the sandbox fills."""
     client = bigquery_client(settings)
     client.create_dataset(bigquery.Dataset(f"{settings.project}.{settings.dataset}"), exists_ok=True)
     table = bigquery.Table(settings.events_table, schema=events.bigquery_schema())
@@ -61,3 +63,10 @@ def create_tables(settings: Settings) -> None:
         type_=bigquery.TimePartitioningType.DAY, field=dead_letters.PARTITION_FIELD)
     parked.description = "What the pipelines parked, whole, for `herald dlq replay` (herald.dead_letters)."
     client.create_table(parked, exists_ok=True)
+    export_project, export_dataset, _ = settings.fcm_export_table_id.split(".")
+    client.create_dataset(bigquery.Dataset(f"{export_project}.{export_dataset}"), exists_ok=True)
+    exported = bigquery.Table(settings.fcm_export_table_id, schema=fcm_export.bigquery_schema())
+    exported.time_partitioning = bigquery.TimePartitioning(
+        type_=bigquery.TimePartitioningType.DAY, field=fcm_export.PARTITION_FIELD)
+    exported.description = "FCM's message delivery data export (herald.providers.fcm.export)."
+    client.create_table(exported, exists_ok=True)

@@ -13,6 +13,9 @@ command. Each job runs on its own thread, the next run `every_s` after the previ
                    was down is published within seconds of Pub/Sub answering again.
     reconcile      every HERALD_RECONCILE_EVERY_S (default 60 s), with grace
                    HERALD_RECONCILE_GRACE_S (default `herald.reconcile.DEFAULT_GRACE_S`).
+    fcm-export-status  every HERALD_FCM_EXPORT_SYNC_EVERY_S (default 5 s; a minute suits
+                   production): the Android pushes FCM's BigQuery export reports delivered, into
+                   the status API's store (`herald.status.FcmExportSync`, last day re-read).
 
 An interval of 0 turns a job off: tests that run the reconciler themselves, with no grace, turn
 the scheduled one off (its holds on audited messages would hide them from the test's run).
@@ -26,6 +29,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Callable, Mapping
 
 from google.cloud import pubsub_v1
@@ -33,8 +37,11 @@ from google.cloud import pubsub_v1
 from herald.clients import bigquery_client, state_client
 from herald.reconcile import DEFAULT_GRACE_S, Reconciler
 from herald.settings import Settings
+from herald.status import FcmExportSync, StatusStore
 from ingest_function.outbox import Outbox
 
+FCM_EXPORT_LOOKBACK = timedelta(days=1)
+"""How far back each fcm-export-status run re-reads: FCM batches its export for up to a day."""
 RUNNING_MARKER = "herald scheduler running"
 """Logged once the jobs are scheduled: `herald local up` waits for it."""
 log = logging.getLogger("herald.scheduler")
@@ -47,6 +54,7 @@ class Schedule:
     outbox_replay_every_s: float = 2.0
     reconcile_every_s: float = 60.0
     reconcile_grace_s: float = DEFAULT_GRACE_S
+    fcm_export_sync_every_s: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Schedule:
@@ -56,7 +64,9 @@ class Schedule:
             outbox_replay_every_s=float(env.get("HERALD_OUTBOX_REPLAY_EVERY_S",
                                                 default.outbox_replay_every_s)),
             reconcile_every_s=float(env.get("HERALD_RECONCILE_EVERY_S", default.reconcile_every_s)),
-            reconcile_grace_s=float(env.get("HERALD_RECONCILE_GRACE_S", default.reconcile_grace_s)))
+            reconcile_grace_s=float(env.get("HERALD_RECONCILE_GRACE_S", default.reconcile_grace_s)),
+            fcm_export_sync_every_s=float(env.get("HERALD_FCM_EXPORT_SYNC_EVERY_S",
+                                                  default.fcm_export_sync_every_s)))
 
 
 class RunFailed(Exception):
@@ -89,6 +99,13 @@ def reconcile(settings: Settings, every_s: float, grace_s: float) -> Job:
     return Job("reconcile", every_s, lambda: reconciler.run().summary())
 
 
+def fcm_export_status(settings: Settings, every_s: float) -> Job:
+    store = StatusStore(state_client(settings), timedelta(seconds=settings.status_ttl_s))
+    sync = FcmExportSync(bigquery_client(settings), store, settings.events_table,
+                         settings.fcm_export_table_id, FCM_EXPORT_LOOKBACK)
+    return Job("fcm-export-status", every_s, sync.run)
+
+
 def run_every(job: Job, stop: threading.Event) -> None:
     """Run `job` now and then `job.every_s` after each run ends, until `stop` is set; a run that
     fails is logged with its reason and the schedule goes on, as Cloud Scheduler's does."""
@@ -110,6 +127,8 @@ def jobs(settings: Settings, schedule: Schedule) -> list[Job]:
         made.append(outbox_replay(settings, schedule.outbox_replay_every_s))
     if schedule.reconcile_every_s > 0:
         made.append(reconcile(settings, schedule.reconcile_every_s, schedule.reconcile_grace_s))
+    if schedule.fcm_export_sync_every_s > 0:
+        made.append(fcm_export_status(settings, schedule.fcm_export_sync_every_s))
     return made
 
 

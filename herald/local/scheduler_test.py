@@ -53,7 +53,8 @@ def test_the_scheduler_replays_the_outbox_every_interval_and_logs_each_run(
         "scheduler", [sys.executable, "-m", "herald.local.scheduler"],
         processes.log_contains(log, RUNNING_MARKER),
         env={"HERALD_PROJECT": project, "HERALD_OUTBOX_REPLAY_EVERY_S": "0.5",
-             "HERALD_RECONCILE_EVERY_S": "0", "PYTHONPATH": str(REPO_ROOT)}), tmp_path)
+             "HERALD_RECONCILE_EVERY_S": "0", "HERALD_FCM_EXPORT_SYNC_EVERY_S": "0",
+             "PYTHONPATH": str(REPO_ROOT)}), tmp_path)
     try:
         assert published_within(probe, 10) == [waiting.trace_id]
         idle, deadline = processes.log_contains(log, "republished 0"), time.monotonic() + 10

@@ -42,11 +42,12 @@ well above functions-framework's default of 4 per core: `herald bench --quick --
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STATE_DIR = Path(".herald")
 SANDBOX_OUTCOMES = {
+    "fcm": {"delivered": 0.9, "received": 0.6, "opened": 0.3},
     "twilio": {"undelivered": 0.03, "failed": 0.01},
     "sendgrid": {"bounce": 0.02, "dropped": 0.01, "deferred": 0.03, "open": 0.4, "click": 0.25},
 }
-"""Callback outcomes the local sandbox reports, so the funnel and failure marts have something to
-show; faults (429s, 5xx, timeouts) stay off unless a test or `POST /_config` turns them on."""
+"""Callback outcomes the local sandbox reports (and, for push, the share of Android pushes FCM's
+BigQuery export reports delivered, and of pushes whose app posts received and opened receipts), so the funnel and failure marts have something to show; faults (429s, 5xx, timeouts) stay off unless a test or `POST /_config` turns them on."""
 PIPELINES = (("pipeline", "pipelines.herald_pipeline"),
              ("callbacks-pipeline", "pipelines.callback_pipeline"))
 """The streaming jobs: deliveries, and provider callbacks (a job of its own, see its module)."""
@@ -166,8 +167,9 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
                                         "--sendgrid-webhook-url",
                                         f"{env['HERALD_API_URL']}/v1/callbacks/sendgrid",
                                         "--twilio-incoming-url",
-                                        f"{env['HERALD_API_URL']}/v1/callbacks/twilio/incoming"),
-                http_ready(f"{env['HERALD_SANDBOX_URL']}/_health")),
+                                        f"{env['HERALD_API_URL']}/v1/callbacks/twilio/incoming",
+                                        "--receipts-url", f"{env['HERALD_API_URL']}/v1/receipts"),
+                http_ready(f"{env['HERALD_SANDBOX_URL']}/_health"), env=env),
     ]
     started: dict[str, int] = {}
 

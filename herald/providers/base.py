@@ -119,6 +119,10 @@ class Outgoing:
     data: Mapping[str, str] = field(default_factory=dict)
     html: str | None = None
     """An email's HTML body (a rendered template's `email_html`), beside the plain `content`."""
+    category: str | None = None
+    """The request's category_type and template_type: what analysts slice deliveries by (FCM's
+    analytics label is derived from them, herald/providers/fcm/labels.py)."""
+    template: str | None = None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from firebase_admin import messaging
 
 from herald.contracts import Channel, Platform, Priority
 from herald.providers.base import ErrorClass, Outgoing, Sender, class_of_status
+from herald.providers.fcm import labels
 from herald.providers.fcm.sender import FcmSender, build_message
 from herald.providers.sendgrid.sender import SendGridSender
 from herald.providers.twilio.sender import TwilioSender
@@ -235,6 +236,7 @@ def test_fcm_message_carries_platform_priority_and_ids(platform, priority, expec
     assert encoded["data"] == {"order": "42", "notification_id": item.notification_id,
                                "span_id": item.span_id}
     assert encoded["notification"] == {"title": "Parcel", "body": "Out for delivery"}
+    assert labels.valid(encoded["fcm_options"]["analytics_label"])
     assert {key: encoded[key] for key in ("apns", "android", "webpush") if key in encoded} == expected
 
 
@@ -263,3 +265,20 @@ def test_sendgrid_bad_addresses_in_a_bulk_of_1000_fail_alone_and_the_rest_go_onc
     sent = [entry["span_id"] for entry in entries]
     assert sorted(sent) == sorted(item.span_id for i, item in enumerate(bulk) if i not in bad)
     assert {entry["recipient"] for entry in entries} & {"ann@example.com", "user700@example.com"} == set()
+
+
+def test_a_push_reaches_fcm_with_the_analytics_label_of_its_category_and_template(sandbox,
+                                                                                   sender_for):
+    scheme = labels.AnalyticsLabels.parse("parcel_update.out_for_delivery")
+    sender = sender_for(Channel.PUSH, sandbox.url, labels=scheme)
+    listed = outgoing(Channel.PUSH, "tok-1", category="parcel_update",
+                      template="out_for_delivery")
+    other = outgoing(Channel.PUSH, "tok-2", 1, category="promotions", template="sale")
+
+    results = sender.send([listed, other])
+
+    assert all(result.ok for result in results)
+    recorded = ledger_by_span(sandbox)
+    assert recorded[listed.span_id]["analytics_label"] == "parcel_update.out_for_delivery"
+    assert recorded[other.span_id]["analytics_label"] == scheme.label("promotions", "sale")
+    assert recorded[other.span_id]["analytics_label"].startswith("other-")

@@ -12,8 +12,23 @@ import signal
 from pathlib import Path
 from typing import Any, Sequence
 
+from herald.clients import bigquery_client
 from herald.sandbox.callbacks import DEFAULT_TWILIO_AUTH_TOKEN, SendGridSigner
+from herald.sandbox.push_outcomes import ExportSink
 from herald.sandbox.server import SandboxServer
+from herald.settings import Settings
+
+
+def _fcm_export_sink() -> ExportSink | None:
+    """Inserts into FCM's export table when the environment names a BigQuery endpoint (the local
+    stack's emulator: BIGQUERY_API_ENDPOINT, with HERALD_PROJECT and HERALD_FCM_EXPORT_*, as every
+    Herald process reads them); None without one, so the sandbox never writes to real BigQuery."""
+    settings = Settings.from_env()
+    if not settings.bigquery_endpoint:
+        return None
+    client = bigquery_client(settings)
+    table = settings.fcm_export_table_id
+    return lambda rows: client.insert_rows_json(table, rows)
 
 
 def _faults(text: str) -> dict[str, Any]:
@@ -46,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--twilio-incoming-url",
                         help="where POST /_inbound/twilio delivers a recipient's SMS (Twilio's "
                              "incoming message webhook)")
+    parser.add_argument("--receipts-url",
+                        help="Herald's POST /v1/receipts, where the sandbox, playing the app, "
+                             "posts push receipts (none are posted without it)")
     parser.add_argument("--sendgrid-key-file", type=Path,
                         help="PEM ECDSA P-256 private key that signs SendGrid events "
                              "(a fresh key per start without it; GET /_keys serves the public key)")
@@ -58,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                project=args.project, config=config,
                                twilio_auth_token=args.twilio_auth_token,
                                sendgrid_webhook_url=args.sendgrid_webhook_url,
-                               sendgrid_signer=signer,
+                               sendgrid_signer=signer, fcm_export=_fcm_export_sink(),
+                               receipts_url=args.receipts_url,
                                twilio_incoming_url=args.twilio_incoming_url)
     except (OSError, ValueError) as error:
         parser.error(str(error))

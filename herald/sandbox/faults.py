@@ -117,6 +117,25 @@ class ProviderFaults(_Validated):
 
 
 @dataclass(frozen=True)
+class FcmFaults(ProviderFaults):
+    """Plus what happens to a push after FCM accepted it, which FCM never calls back about: the
+    share its BigQuery export reports delivered (Android only, as FCM's SDK reports delivery on
+    Android only) and when, written to the export table; and the share whose app posts receipts
+    (herald/sandbox/push_outcomes.py)."""
+
+    delivered: float = _rate("delivered")
+    export_delay_ms: float = 200.0
+    """From acceptance to the export's MESSAGE_ACCEPTED row; MESSAGE_DELIVERED follows as long
+    again after it."""
+    received: float = _rate("received")
+    """The share of accepted pushes (any platform) whose app posts a `received` receipt."""
+    opened: float = _rate("opened")
+    """The share of those received that the user opens: the app then posts `opened` too."""
+    receipt_delay_ms: float = 200.0
+    """From acceptance to the `received` receipt, and from it to the `opened` one."""
+
+
+@dataclass(frozen=True)
 class CallbackFaults(ProviderFaults):
     """Plus, for providers that call back, when and how faithfully they do it (each callback is
     duplicated, and each message's callbacks reversed, independently at these rates)."""
@@ -157,7 +176,7 @@ class SandboxSettings:
     """Delay before every provider answer, faults included."""
     seed: int | None = None
     """Seeds the dice when set (at start or at runtime); None draws from system entropy."""
-    fcm: ProviderFaults = field(default_factory=ProviderFaults)
+    fcm: FcmFaults = field(default_factory=FcmFaults)
     twilio: TwilioFaults = field(default_factory=TwilioFaults)
     sendgrid: SendGridFaults = field(default_factory=SendGridFaults)
 

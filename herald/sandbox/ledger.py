@@ -27,6 +27,8 @@ class Delivery:
     provider_message_id: str
     text: str | None = None
     """What the recipient reads first: the push's title, the SMS body, the email's subject."""
+    analytics_label: str | None = None
+    """A push's `fcm_options.analytics_label`, as FCM's BigQuery export would carry it."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel
+from herald.providers.fcm import labels as fcm_labels
 from herald.providers.fcm import limits as fcm_limits
 from herald.providers.fcm.errors import BAD_REQUEST_TYPE, FCM_ERROR_TYPE
 from herald.providers.sendgrid.limits import MAX_PERSONALIZATIONS
@@ -36,6 +37,7 @@ from herald.sandbox.callbacks import (DEFAULT_TWILIO_ACCOUNT_SID, DEFAULT_TWILIO
                                       TwilioMessage)
 from herald.sandbox.faults import Dice, Fault, ProviderFaults, SandboxSettings
 from herald.sandbox.ledger import Delivery, Ledger
+from herald.sandbox.push_outcomes import AcceptedPush, ExportSink, PushOutcomes
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ class Reply:
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
     accepted: tuple[Delivery, ...] = ()
-    callback: TwilioMessage | SendGridMail | None = None
+    callback: TwilioMessage | SendGridMail | AcceptedPush | None = None
 
 
 def _json_reply(status: int, payload: Any, accepted: tuple[Delivery, ...] = ()) -> Reply:
@@ -93,7 +95,12 @@ def _fcm_error(status: int, grpc_status: str, message: str, fcm_code: str | None
 
 def _fcm_payload_error(message: Mapping[str, Any]) -> Reply | None:
     """FCM's INVALID_ARGUMENT for what it refuses in a message: a non-string data value, a
-    reserved data key, a payload over 4,096 bytes (herald.providers.fcm.limits)."""
+    reserved data key, a payload over 4,096 bytes (herald.providers.fcm.limits), an analytics
+    label outside FCM's format (herald.providers.fcm.labels)."""
+    label = _mapping(message.get("fcm_options")).get("analytics_label")
+    if label is not None and not (isinstance(label, str) and fcm_labels.valid(label)):
+        return _fcm_error(400, "INVALID_ARGUMENT", f"Invalid analytics_label: {label}",
+                          "INVALID_ARGUMENT", "message.fcm_options.analytics_label")
     data = _mapping(message.get("data"))
     for index, (key, value) in enumerate(data.items()):
         if not isinstance(value, str):
@@ -136,9 +143,11 @@ def _fcm_send(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Repl
         return refused
     name = f"projects/{project}/messages/0:{time.time_ns() // 1_000_000}%{secrets.token_hex(8)}"
     data = _mapping(message.get("data"))
-    return _json_reply(200, {"name": name}, (Delivery(
+    reply = _json_reply(200, {"name": name}, (Delivery(
         Channel.PUSH, token, data.get("notification_id"), data.get("span_id"), name,
-        _mapping(message.get("notification")).get("title")),))
+        text=_mapping(message.get("notification")).get("title"),
+        analytics_label=_mapping(message.get("fcm_options")).get("analytics_label")),))
+    return replace(reply, callback=AcceptedPush.of(name, token, message))
 
 
 # --- Twilio Messages API -----------------------------------------------------------------------
@@ -291,6 +300,10 @@ def _ledger(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
     return _json_reply(200, {"entries": [entry.to_json() for entry in sandbox.ledger.entries()]})
 
 
+def _fcm_export(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
+    return _json_reply(200, {"rows": sandbox.push_outcomes.written()})
+
+
 def _health(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
     return _json_reply(200, {"ok": True})
 
@@ -351,6 +364,7 @@ _ROUTES = (
            PROVIDER_BY_CHANNEL[Channel.EMAIL]),
     _Route("GET", re.compile(r"/_ledger"), _ledger),
     _Route("GET", re.compile(r"/_callbacks"), _callbacks),
+    _Route("GET", re.compile(r"/_fcm_export"), _fcm_export),
     _Route("GET", re.compile(r"/_keys"), _keys),
     _Route("POST", re.compile(r"/_inbound/twilio"), _inbound_twilio),
     _Route("GET", re.compile(r"/_health"), _health),
@@ -426,6 +440,8 @@ class SandboxServer:
     the incoming SMS `POST /_inbound/twilio` makes up to `twilio_incoming_url` (from
     `twilio_number` of `twilio_account_sid`),
     signed with `sendgrid_signer` (a fresh key when unset; `GET /_keys` serves its public half).
+    Accepted pushes get FCM export rows through `fcm_export` and app receipts posted to
+    `receipts_url` (herald/sandbox/push_outcomes.py), each when configured.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, latency_ms: float = 100.0,
@@ -435,7 +451,9 @@ class SandboxServer:
                  sendgrid_signer: SendGridSigner | None = None,
                  twilio_incoming_url: str | None = None,
                  twilio_account_sid: str = DEFAULT_TWILIO_ACCOUNT_SID,
-                 twilio_number: str = DEFAULT_TWILIO_NUMBER) -> None:
+                 twilio_number: str = DEFAULT_TWILIO_NUMBER,
+                 fcm_export: ExportSink | None = None,
+                 receipts_url: str | None = None) -> None:
         self.project = project
         self.twilio_account_sid = twilio_account_sid
         self.twilio_number = twilio_number
@@ -449,6 +467,8 @@ class SandboxServer:
             self.ledger, self._dice, twilio_auth_token=twilio_auth_token,
             sendgrid_webhook_url=sendgrid_webhook_url, sendgrid_signer=self.sendgrid_signer,
             twilio_incoming_url=twilio_incoming_url)
+        self.push_outcomes = PushOutcomes(project, self._dice, self.ledger, fcm_export,
+                                          receipts_url)
         self._thread: threading.Thread | None = None
 
     @property
@@ -493,7 +513,9 @@ class SandboxServer:
         reply = _fault_reply(provider, fault, faults) if fault else handler(self, match, body)
         time.sleep(settings.latency_ms / 1000)
         self.ledger.record(request_index, reply.accepted)
-        if reply.callback is not None:
+        if isinstance(reply.callback, AcceptedPush):
+            self.push_outcomes.schedule(reply.callback, settings.fcm)
+        elif reply.callback is not None:
             self.callbacks.schedule(reply.callback, settings)
         return reply
 
@@ -516,6 +538,7 @@ class SandboxServer:
             self._thread = None
         self._http.server_close()
         self.callbacks.close()
+        self.push_outcomes.close()
 
     def __enter__(self) -> SandboxServer:
         return self.start()

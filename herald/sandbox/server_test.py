@@ -243,3 +243,14 @@ def test_module_entry_point_rejects_bad_faults(arguments, message):
 
     assert finished.returncode == 2
     assert message in finished.stderr
+
+
+@pytest.mark.parametrize("label", ["", "has space", "x" * 51, 7])
+def test_fcm_refuses_an_analytics_label_outside_fcms_format(sandbox, label):
+    response = requests.post(f"{sandbox.url}{FCM_PATH}", timeout=5, json={"message": {
+        "token": "tok-1", "fcm_options": {"analytics_label": label}}})
+
+    assert response.status_code == 400
+    violation = response.json()["error"]["details"][1]["fieldViolations"][0]
+    assert violation["field"] == "message.fcm_options.analytics_label"
+    assert ledger(sandbox) == []

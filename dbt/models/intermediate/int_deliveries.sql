@@ -5,8 +5,11 @@
 --   * its terminal event inside Herald (suppressed, duplicate, sent or failed), exactly one per
 --     delivery: tests/assert_one_terminal_event_per_delivery.sql checks that on staging. It
 --     carries the request's attributes (channel, sender, ...).
---   * provider callbacks, later and for sent deliveries only (FCM sends none, so push ends at
---     sent): same span_id, event_ts = when the provider reported it, possibly out of order,
+--   * FCM's own record that an Android push reached its device (stg_fcm__message_events, from
+--     FCM's BigQuery export: MESSAGE_DELIVERED), matched to the push's sent event by FCM's
+--     message id: delivered_at and fcm_delivered_at. FCM itself calls nobody back; a push's
+--     callbacks are its app's receipts (provider fcm): receipt_delivered_at.
+--   * provider callbacks, later and for sent deliveries only: same span_id, event_ts = when the provider reported it, possibly out of order,
 --     no parent or request attributes (herald.events.callback_event). A callback without a
 --     span_id (a message sent without Herald's ids) is not attributed: provider_message_id is no
 --     substitute, SendGrid's X-Message-Id covers a whole bulk request of up to 1,000 recipients.
@@ -63,6 +66,28 @@ callback_events as (
 
 ),
 
+fcm_deliveries as (
+
+    -- A push's sent event may be older than this run's events (FCM's export lags by up to a
+    -- day), so it is looked up among all sent pushes inside the late-callback window.
+    select
+        sent.span_id,
+        min(fcm.event_ts) as fcm_delivered_at
+    from {{ ref('stg_fcm__message_events') }} as fcm
+    inner join {{ ref('stg_herald__events') }} as sent
+        on fcm.message_id = substr(sent.provider_message_id,
+                                   strpos(sent.provider_message_id, '/messages/') + 10)
+    where fcm.event = 'MESSAGE_DELIVERED'
+        and sent.status = 'sent'
+        and sent.provider = 'fcm'
+        {% if is_incremental() %}
+        and fcm.event_date >= {{ event_date_watermark() }}
+        and sent.event_date >= {{ late_callback_window_start() }}
+        {% endif %}
+    group by sent.span_id
+
+),
+
 -- Every event becomes a partial delivery row: the columns it knows, NULL for the rest. The
 -- partial rows of a span are folded into one in `folded` and `outcomes`.
 
@@ -80,6 +105,7 @@ terminal_parts as (
         channel,
         priority,
         platform,
+        device_id,
         provider,
         provider_message_id,
         accepted_at,
@@ -91,6 +117,8 @@ terminal_parts as (
         cast(null as timestamp) as machine_opened_at,
         cast(null as timestamp) as clicked_at,
         cast(null as timestamp) as opted_out_at,
+        cast(null as timestamp) as fcm_delivered_at,
+        cast(null as timestamp) as receipt_delivered_at,
         {{ status_rank('status') }} as outcome_rank,
         {{ status_outcome('status') }} as outcome,
         event_ts as outcome_at,
@@ -117,6 +145,7 @@ callback_parts as (
         cast(null as string) as channel,
         cast(null as string) as priority,
         cast(null as string) as platform,
+        cast(null as string) as device_id,
         cast(null as string) as provider,
         provider_message_id,
         cast(null as timestamp) as accepted_at,
@@ -129,6 +158,11 @@ callback_parts as (
         if(status = 'opened' and machine_open, event_ts, null) as machine_opened_at,
         if(status = 'clicked', event_ts, null) as clicked_at,
         if(status = 'opted_out', event_ts, null) as opted_out_at,
+        cast(null as timestamp) as fcm_delivered_at,
+        -- FCM calls nobody back: a push's callbacks are its app's receipts (herald/receipts.py),
+        -- received (delivered) or opened, either of which proves delivery.
+        if(provider = 'fcm' and status in ('delivered', 'opened'), event_ts, null)
+            as receipt_delivered_at,
         {{ status_rank('status') }} as outcome_rank,
         {{ status_outcome('status') }} as outcome,
         event_ts as outcome_at,
@@ -140,6 +174,46 @@ callback_parts as (
 
 ),
 
+fcm_parts as (
+
+    -- FCM's delivered record counts as a `delivered` report of the push.
+    select
+        span_id,
+        cast(null as string) as trace_id,
+        cast(null as string) as notification_id,
+        cast(null as string) as user_id,
+        cast(null as string) as sender_client,
+        cast(null as string) as service_type,
+        cast(null as string) as category_type,
+        cast(null as string) as template_type,
+        cast(null as string) as channel,
+        cast(null as string) as priority,
+        cast(null as string) as platform,
+        cast(null as string) as device_id,
+        cast(null as string) as provider,
+        cast(null as string) as provider_message_id,
+        cast(null as timestamp) as accepted_at,
+        cast(null as string) as terminal_status,
+        cast(null as timestamp) as terminal_at,
+        cast(null as timestamp) as provider_accepted_at,
+        fcm_delivered_at as delivered_at,
+        cast(null as timestamp) as opened_at,
+        cast(null as timestamp) as machine_opened_at,
+        cast(null as timestamp) as clicked_at,
+        cast(null as timestamp) as opted_out_at,
+        fcm_delivered_at,
+        cast(null as timestamp) as receipt_delivered_at,
+        {{ status_rank("'delivered'") }} as outcome_rank,
+        {{ status_outcome("'delivered'") }} as outcome,
+        fcm_delivered_at as outcome_at,
+        cast(null as string) as reason,
+        cast(null as string) as provider_code,
+        cast(null as string) as bounce_type,
+        fcm_delivered_at as last_event_at
+    from fcm_deliveries
+
+),
+
 {% if is_incremental() %}
 
 touched_spans as (
@@ -147,6 +221,8 @@ touched_spans as (
     select span_id from terminal_parts
     union distinct
     select span_id from callback_parts
+    union distinct
+    select span_id from fcm_parts
 
 ),
 
@@ -179,6 +255,7 @@ stored_parts as (
         channel,
         priority,
         platform,
+        device_id,
         provider,
         provider_message_id,
         accepted_at,
@@ -190,6 +267,8 @@ stored_parts as (
         machine_opened_at,
         clicked_at,
         opted_out_at,
+        fcm_delivered_at,
+        receipt_delivered_at,
         {{ status_rank('stored_as') }} as outcome_rank,
         {{ status_outcome('stored_as') }} as outcome,
         final_at as outcome_at,
@@ -208,6 +287,8 @@ parts as (
     select * from terminal_parts
     union all
     select * from callback_parts
+    union all
+    select * from fcm_parts
     {% if is_incremental() %}
     union all
     select * from stored_parts
@@ -230,6 +311,7 @@ folded as (
         max(channel) as channel,
         max(priority) as priority,
         max(platform) as platform,
+        max(device_id) as device_id,
         max(provider) as provider,
         max(provider_message_id) as provider_message_id,
         min(accepted_at) as accepted_at,
@@ -241,6 +323,8 @@ folded as (
         min(machine_opened_at) as machine_opened_at,
         min(clicked_at) as clicked_at,
         min(opted_out_at) as opted_out_at,
+        min(fcm_delivered_at) as fcm_delivered_at,
+        min(receipt_delivered_at) as receipt_delivered_at,
         max(last_event_at) as last_event_at
     from parts
     group by span_id
@@ -297,6 +381,7 @@ final as (
         channel,
         priority,
         platform,
+        device_id,
         provider,
         provider_message_id,
         date(accepted_at) as accepted_date,
@@ -308,6 +393,8 @@ final as (
         machine_opened_at,
         clicked_at,
         opted_out_at,
+        fcm_delivered_at,
+        receipt_delivered_at,
         terminal_status,
         terminal_at,
         final_status,

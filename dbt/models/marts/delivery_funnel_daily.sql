@@ -1,6 +1,8 @@
 -- The delivery funnel per day (of acceptance, UTC) and channel: requested -> eligible -> sent ->
 -- delivered -> opened -> clicked. Each step is a subset of the one before. opened counts people;
--- machine_opened, beside the funnel, the delivered messages only a privacy proxy opened.
+-- machine_opened, beside the funnel, the delivered messages only a privacy proxy opened;
+-- delivery_unknown, beside it too, the sends no source could have confirmed (a push to an iOS or
+-- web device whose app sends no receipts): not undelivered, unknown.
 
 with
 
@@ -21,7 +23,8 @@ final as (
         cast(sum(delivered) as int64) as delivered,
         cast(sum(opened) as int64) as opened,
         cast(sum(clicked) as int64) as clicked,
-        cast(sum(machine_opened) as int64) as machine_opened
+        cast(sum(machine_opened) as int64) as machine_opened,
+        cast(sum(sent - confirmable) as int64) as delivery_unknown
     from outcomes
     group by accepted_date, channel
 

@@ -29,6 +29,19 @@ deliveries as (
 
 ),
 
+classified as (
+
+    -- Whether a source could have confirmed the delivery: the rest are unknown, not undelivered.
+    select
+        deliveries.*,
+        {{ delivery_confirmable('deliveries', 'receipt_devices') }} as source_could_confirm
+    from deliveries
+    left join {{ ref('int_receipt_devices') }} as receipt_devices
+        on deliveries.user_id = receipt_devices.user_id
+        and deliveries.device_id = receipt_devices.device_id
+
+),
+
 daily as (
 
     -- The casts are no-ops on BigQuery (COUNTIF is INT64); the local emulator types COUNTIF
@@ -45,6 +58,7 @@ daily as (
         cast(countif(final_status = 'failed') as int64) as failed,
         cast(countif(sent_at is not null) as int64) as sent,
         cast(countif(sent_within_slo) as int64) as sent_within_slo,
+        cast(countif(sent_at is not null and source_could_confirm) as int64) as confirmable,
         cast(countif(final_status = 'delivered') as int64) as delivered,
         cast(countif(final_status = 'undelivered') as int64) as undelivered,
         cast(countif(final_status = 'bounced') as int64) as bounced,
@@ -62,8 +76,11 @@ daily as (
                      and coalesce(opened_at, clicked_at) is null) as int64) as machine_opened,
         cast(countif(final_status = 'delivered' and clicked_at is not null) as int64) as clicked,
         cast(countif(opted_out_at is not null) as int64) as opted_out,
+        -- Push deliveries by the source that confirmed them (both, for some Android pushes).
+        cast(countif(fcm_delivered_at is not null) as int64) as delivered_fcm_export,
+        cast(countif(receipt_delivered_at is not null) as int64) as delivered_app_receipt,
         max(last_event_at) as last_event_at
-    from deliveries
+    from classified
     group by accepted_date, channel, provider, category_type, sender_client
 
 ),
@@ -83,6 +100,7 @@ final as (
         failed,
         sent,
         sent_within_slo,
+        confirmable,
         delivered,
         undelivered,
         bounced,
@@ -93,11 +111,12 @@ final as (
         machine_opened,
         clicked,
         opted_out,
+        delivered_fcm_export,
+        delivered_app_receipt,
         -- NULL, not 0, when nothing was eligible: no attempt is not a failed attempt.
         safe_divide(sent, deliveries - suppressed - duplicate) as delivery_rate,
-        -- NULL for providers that send no delivery receipts (FCM): unknown is not undelivered.
-        if(provider in ({{ sql_strings(var('providers_without_delivery_receipts')) }}),
-           null, safe_divide(delivered, sent)) as confirmed_delivery_rate,
+        -- Of the sends a source could have confirmed: unknown is not undelivered.
+        safe_divide(delivered, confirmable) as confirmed_delivery_rate,
         last_event_at
     from daily
 

@@ -30,9 +30,8 @@ daily as (
         cast(sum(machine_opened) as int64) as machine_opened,
         cast(sum(clicked) as int64) as clicked,
         cast(sum(opted_out) as int64) as opted_out,
-        -- Sends through providers that report delivery; NULL when there were none.
-        cast(sum(if(provider in ({{ sql_strings(var('providers_without_delivery_receipts')) }}),
-                    null, sent)) as int64) as sent_with_receipts
+        -- Sends a source could have confirmed (delivery_outcomes_daily.confirmable).
+        cast(sum(confirmable) as int64) as confirmable
     from outcomes
     group by accepted_date, channel
 
@@ -61,7 +60,8 @@ final as (
         machine_opened,
         clicked,
         opted_out,
-        safe_divide(delivered, sent_with_receipts) as confirmed_delivery_rate
+        confirmable,
+        safe_divide(delivered, confirmable) as confirmed_delivery_rate
     from daily
 
 )

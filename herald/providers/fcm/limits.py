@@ -19,10 +19,14 @@ RESERVED_DATA_PREFIXES = ("google", "gcm")
 "gcm" (https://firebase.google.com/docs/reference/fcm/rest/v1/projects.messages#Message, field
 `data`); a message using one is refused with INVALID_ARGUMENT."""
 
-HERALD_DATA_KEYS = ("notification_id", "span_id")
+RECEIPT_DATA_KEY = "receipt"
+"""The data key of the receipt token the app posts back to Herald (herald/receipts.py)."""
+HERALD_DATA_KEYS = ("notification_id", "span_id", RECEIPT_DATA_KEY)
 """The keys Herald's sender adds to every push's data, so the device can report its delivery."""
 SPAN_ID_CHARS = 16
 """Length of a delivery's span id (herald.events.span_for)."""
+RECEIPT_TOKEN_CHARS = SPAN_ID_CHARS + 1 + 10 + 1 + 43
+"""Length of a receipt token (herald.receipts.ReceiptKey.token): span id, expiry, MAC."""
 
 
 def reserved_data_key(key: str) -> bool:
@@ -40,5 +44,6 @@ def payload_bytes(title: str, body: str, data: Mapping[str, str]) -> int:
 def push_payload_bytes(title: str, body: str, data: Mapping[str, str],
                        notification_id: str) -> int:
     """`payload_bytes` of the push Herald will send, with the ids it adds to `data`."""
-    ids = {"notification_id": notification_id, "span_id": "0" * SPAN_ID_CHARS}
+    ids = {"notification_id": notification_id, "span_id": "0" * SPAN_ID_CHARS,
+           RECEIPT_DATA_KEY: "0" * RECEIPT_TOKEN_CHARS}
     return payload_bytes(title, body, {**data, **ids})

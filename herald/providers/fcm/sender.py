@@ -15,6 +15,9 @@ from requests.adapters import HTTPAdapter
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Platform, Priority
 from herald.providers.base import Outgoing, PooledSender, ProviderError, retry_after
 from herald.providers.fcm.errors import classify_body, decode, fcm_error_code
+from herald.providers.fcm.labels import AnalyticsLabels
+from herald.providers.fcm.limits import RECEIPT_DATA_KEY
+from herald.receipts import ReceiptKey
 
 QUOTA_EXCEEDED_MIN_WAIT_S = 60.0
 """FCM asks for backoff of at least a minute after QUOTA_EXCEEDED when it sends no Retry-After
@@ -31,9 +34,13 @@ class _NoAuth(AnonymousCredentials):
         pass
 
 
-def build_message(item: Outgoing) -> messaging.Message:
+def build_message(item: Outgoing, labels: AnalyticsLabels = AnalyticsLabels(),
+                  receipts: ReceiptKey | None = None) -> messaging.Message:
     """An FCM message with the platform blocks the device needs (all three when unknown), urgent
-    only for high priority, and the ids in `data` so the device and the sandbox can report them.
+    only for high priority, the ids in `data` so the device and the sandbox can report them (and,
+    with `receipts`, the receipt token the app posts back, herald/receipts.py), and the analytics
+    label `labels` gives its category and template (`fcm_options.analytics_label`, which FCM's
+    reports, Data API and BigQuery export carry).
 
     The token is assigned after construction: 7.7 deprecates `Message(token=...)` in favour of
     `fid=`, a Firebase Installation ID, which a registration token is not. Assigning the attribute
@@ -47,7 +54,8 @@ def build_message(item: Outgoing) -> messaging.Message:
 
     message = messaging.Message(
         notification=messaging.Notification(title=item.title, body=item.content),
-        data={**item.data, "notification_id": item.notification_id, "span_id": item.span_id},
+        data={**item.data, "notification_id": item.notification_id, "span_id": item.span_id,
+              **({RECEIPT_DATA_KEY: receipts.token(item.span_id)} if receipts else {})},
         # the keys of herald.providers.fcm.limits.HERALD_DATA_KEYS, which the edge counts
         android=(messaging.AndroidConfig(priority="high" if high else "normal")
                  if targets(Platform.ANDROID) else None),
@@ -55,6 +63,7 @@ def build_message(item: Outgoing) -> messaging.Message:
               if targets(Platform.IOS) else None),
         webpush=(messaging.WebpushConfig(headers={"Urgency": "high" if high else "normal"})
                  if targets(Platform.WEB) else None),
+        fcm_options=messaging.FCMOptions(analytics_label=labels.label(item.category, item.template)),
     )
     message.token = item.address
     return message
@@ -111,8 +120,12 @@ class FcmSender(PooledSender):
 
     def __init__(self, project_id: str, endpoint: str | None = None, app_name: str = "herald",
                  max_workers: int = 64, *, timeout_s: float = 30.0,
-                 max_per_s: float | None = None) -> None:
+                 max_per_s: float | None = None,
+                 labels: AnalyticsLabels = AnalyticsLabels(),
+                 receipts: ReceiptKey | None = None) -> None:
         super().__init__(max_workers, max_per_s)
+        self._labels = labels
+        self._receipts = receipts
         # With an endpoint there is no Google to authenticate to; without one, None makes
         # firebase-admin use Application Default Credentials. initialize_app accepts google-auth
         # credentials as they are (it wraps them itself), so no credentials.Base subclass is needed.
@@ -127,7 +140,7 @@ class FcmSender(PooledSender):
 
     def _send(self, items: list[Outgoing]) -> list[str | None]:
         (item,) = items
-        return [messaging.send(build_message(item), app=self._app)]
+        return [messaging.send(build_message(item, self._labels, self._receipts), app=self._app)]
 
     def _classify(self, error: Exception) -> ProviderError | None:
         return _classify(error)
