@@ -68,10 +68,13 @@ ENTRY_POINTS: Mapping[str, str] = {
 
 def _ttl_collections() -> dict[str, str]:
     """Collection -> TTL field, for the state database's collections that expire."""
+    from herald import status
     from ingest_function import idempotency, outbox
     from pipelines import claims
 
-    return {module.COLLECTION: TTL_FIELD for module in (idempotency, outbox, claims)}
+    return {collection: TTL_FIELD for collection in (
+        idempotency.COLLECTION, outbox.COLLECTION, claims.COLLECTION,
+        status.REQUESTS_COLLECTION, status.STAGES_COLLECTION)}
 
 
 def _composite_indexes() -> list[dict[str, Any]]:
