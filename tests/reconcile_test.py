@@ -124,7 +124,8 @@ def test_a_delivery_deferred_to_the_outbox_is_not_republished(settings: Settings
             # SendGrid's deferred callback has no parent span: it proves nothing here
             events.callback_event(span_id=other, status=Status.DEFERRED,
                                   occurred_at="2026-01-01T00:00:00Z", notification_id="n-1",
-                                  provider="sendgrid", provider_message_id="m", provider_code=None)]
+                                  provider="sendgrid", provider_message_id="m", callback_id="m",
+                                  provider_code=None)]
     assert bigquery_client(settings).insert_rows_json(settings.events_table, rows) == []
     assert reconcile(settings).republished == 1
     [copy] = pull(settings, settings.requests_subscription)
