@@ -50,6 +50,15 @@ class Platform(StrEnum):
     WEB = "web"
 
 
+DEVICE_INFO_PLATFORMS: Mapping[str, Platform] = {
+    **{platform.value: platform for platform in Platform},
+    "laptop": Platform.WEB,
+    "desktop": Platform.WEB,
+}
+"""`metadata.deviceInfo` (compared case-insensitively) -> the platform a push is for; the
+original design's "laptop" and "desktop" are browsers, so web push. Absent: every device."""
+
+
 PROVIDER_BY_CHANNEL: Mapping[Channel, str] = {
     Channel.PUSH: "fcm",
     Channel.SMS: "twilio",
@@ -85,6 +94,11 @@ class NotificationRequest:
     send_time: str | None = None
     data: Mapping[str, str] = field(default_factory=dict)
     user_ids: tuple[str, ...] = ()
+
+    @property
+    def target_platform(self) -> Platform | None:
+        """The only platform a push goes to (`metadata.deviceInfo`), or None for every device."""
+        return None if self.device_info is None else DEVICE_INFO_PLATFORMS[self.device_info.lower()]
 
     @property
     def audience(self) -> tuple[str, ...]:
@@ -193,6 +207,16 @@ def _timestamp(value: str | None, path: str) -> str | None:
     return parsed.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _device_info(metadata: Mapping[str, Any]) -> str | None:
+    """`metadata.deviceInfo` as sent, if it names a platform (see DEVICE_INFO_PLATFORMS)."""
+    value = _string(metadata, "deviceInfo", "metadata.deviceInfo", required=False)
+    if value is not None and value.lower() not in DEVICE_INFO_PLATFORMS:
+        raise ContractError("metadata.deviceInfo", (
+            f"must be one of {sorted(DEVICE_INFO_PLATFORMS)} (any case), the platform a push "
+            f"goes to, or absent for every device; got {value!r}"))
+    return value
+
+
 def _audience(body: Mapping[str, Any]) -> tuple[str, ...]:
     """A bulk request's distinct `userIds` (1 to MAX_AUDIENCE), or () for a one-user request."""
     if "userIds" not in body:
@@ -269,7 +293,7 @@ def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest
         title=_string(info, "title", "notificationInfo.title", max_len=1024),
         content=_string(info, "content", "notificationInfo.content", max_len=32 * 1024),
         priority=_enum(body, "priority", Priority, Priority.NORMAL),
-        device_info=_string(metadata, "deviceInfo", "metadata.deviceInfo", required=False),
+        device_info=_device_info(metadata),
         send_time=_timestamp(
             _string(metadata, "sendTime", "metadata.sendTime", required=False), "metadata.sendTime"),
         data=dict(data),

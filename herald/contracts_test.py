@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from herald.contracts import (Channel, ContractError, Envelope, Priority, Scope, new_envelope,
-                              parse_request)
+from herald.contracts import (Channel, ContractError, Envelope, Platform, Priority, Scope,
+                              new_envelope, parse_request)
 
 DESIGN_BODY = {
     "userId": "u-1", "notificationId": "n-1", "serviceType": "orders", "categoryType": "delivery",
@@ -24,6 +24,17 @@ def test_design_shape_parses_with_default_priority() -> None:
     assert request.priority is Priority.NORMAL
     assert request.send_time == "2024-02-05T12:00:00Z"
     assert request.to_json()["notificationInfo"] == DESIGN_BODY["notificationInfo"]
+
+
+@pytest.mark.parametrize("device_info, platform", [
+    ("iOS", Platform.IOS), ("IOS", Platform.IOS), ("android", Platform.ANDROID),
+    ("Web", Platform.WEB), ("laptop", Platform.WEB), ("DESKTOP", Platform.WEB), (None, None),
+])
+def test_device_info_names_a_platform_in_any_case(device_info, platform) -> None:
+    body = {**DESIGN_BODY, "metadata": {} if device_info is None else {"deviceInfo": device_info}}
+    request = parse_request(body)
+    assert request.target_platform is platform
+    assert request.to_json()["metadata"].get("deviceInfo") == device_info  # kept as sent
 
 
 def test_notification_id_is_generated_only_at_the_edge() -> None:
@@ -47,6 +58,8 @@ def test_ids_firestore_accepts_pass() -> None:
     (("notificationInfo",), "text", "notificationInfo"),
     (("notificationInfo", "title"), None, "notificationInfo.title"),
     (("metadata", "sendTime"), "yesterday", "metadata.sendTime"),
+    (("metadata", "deviceInfo"), "blackberry", "metadata.deviceInfo"),
+    (("metadata", "deviceInfo"), "", "metadata.deviceInfo"),
     (("metadata", "sendTime"), "2024-02-05T12:00:00", "metadata.sendTime"),
     # Ids that cannot be Firestore document ids (issue 9: "auth0|acme/alice" stopped the pipeline).
     (("userId",), "auth0|acme/alice", "userId"),

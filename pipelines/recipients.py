@@ -93,15 +93,20 @@ def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | 
     """Every delivery of a request to one of its users, with the reason it must not be sent
     (None: send it).
 
-    Push fans out to every device (a disabled one is a suppressed delivery, so analysts see it);
-    SMS and email go to the user's phone or email.
+    Push fans out to every device (a disabled one is a suppressed delivery, so analysts see it),
+    or only to those of the platform `metadata.deviceInfo` names (a user with none of them: one
+    `no_address` delivery); SMS and email go to the user's phone or email.
     """
     channel = envelope.request.channel
+    target = envelope.request.target_platform
     if user is None:
         yield Delivery(envelope, user_id, channel, None, None), Reason.UNKNOWN_USER
         return
     reason = _opt_out_reason(user, envelope)
     if channel is Channel.PUSH:
+        if target is not None:
+            devices = {device_id: device for device_id, device in devices.items()
+                       if _platform(device.get("platform")) is target}
         if not devices:
             yield Delivery(envelope, user_id, channel, None, None), reason or Reason.NO_ADDRESS
         for device_id, device in sorted(devices.items()):
