@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any, ClassVar, Mapping
 
@@ -21,6 +21,9 @@ from herald.providers.twilio import limits as twilio_limits
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted at the edge (an email body of the design's 100 KB average is
 sent as a template plus variables, not inline)."""
+MAX_SEND_AHEAD = timedelta(days=30)
+"""Furthest ahead `metadata.sendTime` may be: Herald holds a scheduled notification in the
+Firestore outbox until then."""
 MAX_AUDIENCE = 1000
 """Most users one bulk request (`userIds`) may address: SendGrid's personalizations per request,
 so a bulk email page is one provider call. A larger audience is sent as pages of this size."""
@@ -94,6 +97,12 @@ class NotificationRequest:
     send_time: str | None = None
     data: Mapping[str, str] = field(default_factory=dict)
     user_ids: tuple[str, ...] = ()
+
+    @property
+    def send_at(self) -> datetime | None:
+        """`metadata.sendTime` as an instant; None (or a past instant) means send now."""
+        return None if self.send_time is None else datetime.fromisoformat(
+            self.send_time.replace("Z", "+00:00"))
 
     @property
     def target_platform(self) -> Platform | None:
@@ -217,6 +226,18 @@ def _device_info(metadata: Mapping[str, Any]) -> str | None:
     return value
 
 
+def _send_time(metadata: Mapping[str, Any]) -> str | None:
+    """`metadata.sendTime` in UTC; in the past is allowed (send now), beyond MAX_SEND_AHEAD not."""
+    send_time = _timestamp(_string(metadata, "sendTime", "metadata.sendTime", required=False),
+                           "metadata.sendTime")
+    if send_time is not None and datetime.fromisoformat(send_time.replace("Z", "+00:00")) > (
+            datetime.now(timezone.utc) + MAX_SEND_AHEAD):
+        raise ContractError("metadata.sendTime", (
+            f"must be at most {MAX_SEND_AHEAD.days} days ahead (when to send; in the past or "
+            f"absent means now), got {send_time}"))
+    return send_time
+
+
 def _audience(body: Mapping[str, Any]) -> tuple[str, ...]:
     """A bulk request's distinct `userIds` (1 to MAX_AUDIENCE), or () for a one-user request."""
     if "userIds" not in body:
@@ -294,8 +315,7 @@ def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest
         content=_string(info, "content", "notificationInfo.content", max_len=32 * 1024),
         priority=_enum(body, "priority", Priority, Priority.NORMAL),
         device_info=_device_info(metadata),
-        send_time=_timestamp(
-            _string(metadata, "sendTime", "metadata.sendTime", required=False), "metadata.sendTime"),
+        send_time=_send_time(metadata),
         data=dict(data),
     ))
 
@@ -330,6 +350,18 @@ class Scope:
                    replay_id=attributes.get("replay_id") or None)
 
 
+class Release(StrEnum):
+    """What a scheduled request's copy from the outbox is (its `RELEASE_ATTRIBUTE`): `due`, its
+    sendTime has come, plan and send it (never hold it again); `canceled`, its sender canceled it
+    (`DELETE /v1/notifications/{notificationId}`), record that and send nothing."""
+
+    DUE = "due"
+    CANCELED = "canceled"
+
+
+RELEASE_ATTRIBUTE = "release"
+
+
 HEARTBEAT_ATTRIBUTE = "herald_heartbeat"
 """Marks a message on a Herald topic that carries nothing to deliver: the DirectRunner's heartbeat
 (`pipelines/heartbeat.py`) and the edge's probe of Pub/Sub while its circuit breaker is open
@@ -350,6 +382,17 @@ class Envelope:
     sender_client: str
     accepted_at: str
     scope: Scope = Scope()
+    release: Release | None = None
+    """Set on the copy of a scheduled request the outbox publishes (see Release)."""
+
+    @property
+    def held_until(self) -> datetime | None:
+        """The sendTime this request must wait for, or None to go now: a future sendTime on a
+        request that is not already the outbox's release of it."""
+        send_at = self.request.send_at
+        if self.release is not None or send_at is None or send_at <= datetime.now(timezone.utc):
+            return None
+        return send_at
 
     @property
     def claim_token(self) -> str:
@@ -372,6 +415,7 @@ class Envelope:
             "trace_id": self.trace_id,
             "sender_client": self.sender_client,
             **self.scope.to_attributes(),
+            **({RELEASE_ATTRIBUTE: self.release.value} if self.release else {}),
         }
         return data, attributes
 
@@ -391,7 +435,16 @@ class Envelope:
             sender_client=_string(decoded, "senderClient", "senderClient"),
             accepted_at=_timestamp(_string(decoded, "acceptedAt", "acceptedAt"), "acceptedAt"),
             scope=Scope.from_attributes(attributes or {}),
+            release=_release((attributes or {}).get(RELEASE_ATTRIBUTE)),
         )
+
+
+def _release(value: str | None) -> Release | None:
+    if value is None:
+        return None
+    if value not in Release._value2member_map_:
+        raise ContractError(RELEASE_ATTRIBUTE, f"must be one of {[r.value for r in Release]}")
+    return Release(value)
 
 
 def new_envelope(request: NotificationRequest, sender_client: str) -> Envelope:

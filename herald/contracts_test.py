@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from herald.contracts import (Channel, ContractError, Envelope, Platform, Priority, Scope,
-                              new_envelope, parse_request)
+from herald.contracts import (MAX_SEND_AHEAD, Channel, ContractError, Envelope, Platform,
+                              Priority, Release, Scope, new_envelope, parse_request)
 
 DESIGN_BODY = {
     "userId": "u-1", "notificationId": "n-1", "serviceType": "orders", "categoryType": "delivery",
@@ -183,3 +184,35 @@ def test_what_the_provider_would_refuse_is_refused_naming_the_field(channel, inf
 ])
 def test_what_the_provider_takes_is_accepted(channel, info) -> None:
     parse_request({**DESIGN_BODY, "notificationType": channel, "notificationInfo": info})
+
+
+def _at(delta: timedelta) -> str:
+    return (datetime.now(timezone.utc) + delta).isoformat().replace("+00:00", "Z")
+
+
+def test_send_time_up_to_30_days_ahead_holds_the_envelope_until_then() -> None:
+    ahead = new_envelope(parse_request(
+        {**DESIGN_BODY, "metadata": {"sendTime": _at(MAX_SEND_AHEAD - timedelta(minutes=1))}}), "s")
+    assert ahead.held_until == ahead.request.send_at
+    assert new_envelope(parse_request(DESIGN_BODY), "s").held_until is None  # 2024: send now
+    assert new_envelope(parse_request({**DESIGN_BODY, "metadata": {}}), "s").held_until is None
+    released = dataclasses.replace(ahead, release=Release.DUE)
+    assert released.held_until is None  # the outbox's release is never held again
+
+
+def test_send_time_beyond_30_days_is_refused_naming_it() -> None:
+    with pytest.raises(ContractError) as error:
+        parse_request({**DESIGN_BODY,
+                       "metadata": {"sendTime": _at(MAX_SEND_AHEAD + timedelta(minutes=1))}})
+    assert error.value.field == "metadata.sendTime"
+    assert "30 days" in error.value.message
+
+
+@pytest.mark.parametrize("release", list(Release))
+def test_a_release_travels_as_an_attribute_and_keeps_the_bytes(release: Release) -> None:
+    envelope = new_envelope(parse_request(DESIGN_BODY), "orders-svc")
+    data, attributes = dataclasses.replace(envelope, release=release).to_pubsub()
+    assert data == envelope.to_pubsub()[0] and attributes["release"] == release.value
+    assert Envelope.from_pubsub(data, attributes).release is release
+    with pytest.raises(ContractError):
+        Envelope.from_pubsub(data, {**attributes, "release": "later"})

@@ -21,12 +21,18 @@ from herald.contracts import CHANNEL_BY_PROVIDER, Envelope, utc_now_iso
 
 
 class Status(StrEnum):
-    """Stages an event can record. `accepted` and `resolved` (the request has been fanned out to
-    `deliveries` deliveries) are about the request; `TERMINAL` ones close a delivery inside Herald;
-    `CALLBACK` ones come later from the provider (FCM sends none) and refine what happened after
-    `sent`."""
+    """Stages an event can record. `accepted`, `scheduled`, `canceled` and `resolved` (the
+    request has been fanned out to `deliveries` deliveries) are about the request; `TERMINAL` ones
+    close a delivery inside Herald; `CALLBACK` ones come later from the provider (FCM sends none)
+    and refine what happened after `sent`."""
 
     ACCEPTED = "accepted"
+    SCHEDULED = "scheduled"
+    """About the request: its `metadata.sendTime` (in `not_before`) is ahead, so it is held in
+    the Firestore outbox and planned only then (no `resolved` event until it is due)."""
+    CANCELED = "canceled"
+    """About the request: its sender canceled it while it was scheduled; nothing is sent and it
+    is finished (no `resolved` event)."""
     RESOLVED = "resolved"
     SUPPRESSED = "suppressed"
     DUPLICATE = "duplicate"
@@ -132,8 +138,9 @@ EVENT_FIELDS: tuple[Field, ...] = (
     Field("detail", "STRING", "NULLABLE",
           "Free text: the provider's error message, or the raw message of a dead letter."),
     Field("not_before", "TIMESTAMP", "NULLABLE",
-          "On Herald's own `deferred` event: when the delivery will be sent again, as long as "
-          "its provider asked Herald to wait."),
+          "When Herald will send it, no earlier: on a `scheduled` event the request's sendTime; "
+          "on Herald's own `deferred` event the end of the wait its provider asked for, or of the "
+          "user's quiet hours."),
 )
 
 PARTITION_FIELD = "event_ts"

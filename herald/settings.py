@@ -77,6 +77,12 @@ class Settings:
     writes requests straight to the outbox, until a background probe publishes again."""
     breaker_probe_s: float = 1.0
     """While the breaker is open, the pause between probes of Pub/Sub."""
+    outbox_poll_s: float = 2.0
+    """The `replay_outbox` function's pause between passes over the outbox."""
+    outbox_poll_window_s: float = 50.0
+    """How long one `replay_outbox` call keeps polling: Cloud Scheduler calls it at most once a
+    minute, and a scheduled send must reach its provider within 10 s of its sendTime. 0: one
+    pass."""
     firestore_timeout_s: float = 5.0
     """How long the edge waits on one Firestore call (idempotency record, outbox entry)."""
     provider_wait_s: float = 60.0
@@ -121,6 +127,8 @@ class Settings:
             breaker_failures=int(env.get("HERALD_BREAKER_FAILURES", "3")),
             breaker_probe_s=float(env.get("HERALD_BREAKER_PROBE_S", "1")),
             firestore_timeout_s=float(env.get("HERALD_FIRESTORE_TIMEOUT_S", "5")),
+            outbox_poll_s=float(env.get("HERALD_OUTBOX_POLL_S", "2")),
+            outbox_poll_window_s=float(env.get("HERALD_OUTBOX_POLL_WINDOW_S", "50")),
             state_database=env.get("HERALD_STATE_DATABASE", "herald-state"),
             provider_wait_s=float(env.get("HERALD_PROVIDER_WAIT_S", "60")),
             provider_max_per_s={provider: float(env[variable]) for provider in PROVIDER_BY_CHANNEL.values()

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,7 +84,8 @@ def make_app(probe: Probe, pubsub_emulator: str, firestore_emulator: str,
         healthy = {"HERALD_PROJECT": PROJECT,
                    "HERALD_API_KEYS": "test-key:orders-svc,other-key:news-svc",
                    "PUBSUB_EMULATOR_HOST": pubsub_emulator,
-                   "FIRESTORE_EMULATOR_HOST": firestore_emulator}
+                   "FIRESTORE_EMULATOR_HOST": firestore_emulator,
+                   "HERALD_OUTBOX_POLL_WINDOW_S": "0"}
         for name in TIMEOUTS:
             monkeypatch.delenv(name, raising=False)
         for name, value in {**healthy, **env}.items():
@@ -430,3 +432,32 @@ def test_while_pubsub_is_frozen_the_breaker_stores_requests_in_the_outbox_at_onc
     trace = response.get_json()["traceId"]
     assert trace in [m.attributes.get("trace_id") for m in probe.pull()]
     assert not db.collection(OUTBOX).document(trace).get().exists
+
+
+def test_delete_cancels_a_scheduled_notification_of_its_sender_only(client, probe) -> None:
+    """Issue 12: DELETE /v1/notifications/{id}: 200 and canceled while scheduled (again for a
+    repeat), 404 for another sender's id or an unknown one, 409 once it was sent."""
+    probe.pull()
+    send_time = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    body = {**DESIGN_BODY, "notificationId": f"n-{uuid.uuid4().hex}",
+            "metadata": {"sendTime": send_time}}
+    assert client.post("/v1/notifications", json=body, headers=AUTH).status_code == 202
+    [message] = probe.pull()
+    assert "release" not in message.attributes  # the pipeline holds it: a scheduled event
+    path = f"/v1/notifications/{body['notificationId']}"
+    other = client.delete(path, headers={"Authorization": "Bearer other-key"})
+    assert (other.status_code, other.get_json()["error"]["field"]) == (404, "notificationId")
+    assert client.delete(path).status_code == 401
+    for _ in range(2):
+        canceled = client.delete(path, headers=AUTH)
+        assert (canceled.status_code, canceled.get_json()) == (
+            200, {"notificationId": body["notificationId"], "status": "canceled"})
+    assert client.delete("/v1/notifications/no-such-id", headers=AUTH).status_code == 404
+
+
+def test_delete_of_a_notification_sent_at_once_is_409(client, probe) -> None:
+    body, headers = keyed("notificationId")
+    assert client.post("/v1/notifications", json=body, headers=headers).status_code == 202
+    response = client.delete(f"/v1/notifications/{body['notificationId']}", headers=AUTH)
+    assert (response.status_code, response.get_json()["error"]["field"]) == (409, "notificationId")
+    assert "already sent" in response.get_json()["error"]["message"]

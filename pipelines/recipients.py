@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from datetime import datetime
+from functools import partial
 from typing import Any, Callable, Iterator, Mapping
 
 import apache_beam as beam
@@ -26,6 +27,7 @@ from herald.settings import Settings
 from pipelines.delivery import Delivery
 from pipelines.directory import Directory, provider_opt_out
 from pipelines.resources import ProcessResource
+from pipelines.schedule import Scheduler, outbox_for
 
 EVENTS = "events"
 DEAD_LETTERS = "dead_letters"
@@ -140,11 +142,13 @@ class _LookupAndPlan(beam.DoFn):
     address at all. Only the deliveries the envelope's scope covers go on (see Scope)."""
 
     def __init__(self, hash_key: bytes, directory: ProcessResource[Directory],
-                 state_key: Callable[[Delivery], str], source_topic: str) -> None:
+                 state_key: Callable[[Delivery], str], source_topic: str,
+                 scheduler: Scheduler) -> None:
         self._hash_key = hash_key
         self._directory = directory
         self._state_key = state_key
         self._source_topic = source_topic
+        self._scheduler = scheduler
         self.unprocessable = Metrics.counter("herald", "requests_unprocessable")
         self.planned = Metrics.counter("herald", "deliveries_planned")
         self.undeliverable = Metrics.counter("herald", "deliveries_undeliverable")
@@ -180,6 +184,13 @@ class _LookupAndPlan(beam.DoFn):
                         detail=detail))]
 
     def _plan(self, batch: list[Envelope]) -> Iterator[Any]:
+        now = []
+        for envelope in batch:  # a scheduled request is held (or canceled), not planned
+            if (event := self._scheduler.triage(envelope)) is None:
+                now.append(envelope)
+            else:
+                yield TaggedOutput(EVENTS, event)
+        batch = now
         users, devices = self._directory.get().users_and_devices(
             sorted({u for e in batch for u in e.request.audience}),
             sorted({u for e in batch if e.request.channel is Channel.PUSH
@@ -204,8 +215,9 @@ class _LookupAndPlan(beam.DoFn):
 
 class ResolveRecipients(beam.PTransform):
     """Envelopes -> (main) (state key, Delivery) pairs for the dedupe step (`state_key`: see
-    pipelines.dedupe.Bucketing), (`events`) each request's `resolved` event and the events of
-    deliveries with no address (unknown user, no phone/email/device), and (`dead_letters`) the
+    pipelines.dedupe.Bucketing), (`events`) each request's `resolved` event, the events of
+    deliveries with no address (unknown user, no phone/email/device) and of requests held for
+    their sendTime or canceled (pipelines/schedule.py), and (`dead_letters`) the
     requests that could not be planned (with their `dead_letter` event in `events`)."""
 
     def __init__(self, settings: Settings, directory: ProcessResource[Directory],
@@ -220,5 +232,7 @@ class ResolveRecipients(beam.PTransform):
                 | "BatchLookups" >> beam.BatchElements(min_batch_size=1, max_batch_size=LOOKUP_BATCH)
                 | "LookupAndPlan" >> beam.ParDo(
                     _LookupAndPlan(self._settings.hash_key, self._directory, self._state_key,
-                                   self._settings.requests_topic)).with_outputs(
+                                   self._settings.requests_topic,
+                                   Scheduler(ProcessResource(partial(outbox_for, self._settings)),
+                                             self._settings.requests_topic))).with_outputs(
                     EVENTS, DEAD_LETTERS, main="deliveries"))

@@ -24,7 +24,8 @@ from pipelines.delivery import Delivery
 from pipelines.directory import PROVIDER_OPT_OUTS, Directory
 from pipelines.recipients import plan_deliveries
 from pipelines.resources import ProcessResource
-from pipelines.send import BRANCH_NAMES, _outbox, _SendBatch, lane_of, redact
+from pipelines.schedule import outbox_for
+from pipelines.send import BRANCH_NAMES, _SendBatch, lane_of, redact
 
 
 def test_provider_messages_lose_the_recipient_address() -> None:
@@ -80,7 +81,7 @@ def run(settings: Settings, channel: Channel, error: ProviderError | None):
     step = _SendBatch(ProcessResource(lambda: sender),
                       ProcessResource(partial(Directory, settings)),
                       ProcessResource(partial(SendClaims, settings)),
-                      ProcessResource(partial(_outbox, settings)),
+                      ProcessResource(partial(outbox_for, settings)),
                       RetryPolicy(max_attempts=2, base_delay_s=0.01), "projects/p/topics/requests",
                       default_wait_s=60.0)
     out = list(step.process((0, [delivery])))

@@ -149,3 +149,22 @@ def test_heartbeats_garbage_and_replays_are_just_acknowledged(settings: Settings
     assert pull(settings, settings.requests_subscription) == []
     assert pull(settings, settings.dead_letter_topic + HOLD_SUFFIX) == []
     assert unacknowledged(settings, settings.audit_subscription) == []
+
+
+def test_a_scheduled_request_is_left_to_the_outbox_and_its_release_is_audited(
+        settings: Settings) -> None:
+    """Issue 12: a request held for its sendTime (a `scheduled` event, nothing resolved) is never
+    republished or parked by the reconciler, however old; its `due` release is audited as any
+    request (republished, release kept, while unfinished); a canceled one is finished."""
+    held, canceled = accept(settings, 2)
+    [due] = accept(settings, release="due")
+    rows = [events.request_event(held, Status.SCHEDULED, not_before="2099-01-01T00:00:00Z"),
+            events.request_event(canceled, Status.SCHEDULED, not_before="2099-01-01T00:00:00Z"),
+            events.request_event(canceled, Status.CANCELED),
+            events.request_event(due, Status.SCHEDULED, not_before="2000-01-01T00:00:00Z")]
+    assert bigquery_client(settings).insert_rows_json(settings.events_table, rows) == []
+    report = reconcile(settings)
+    assert (report.scheduled, report.finished, report.republished, report.parked) == (1, 1, 1, 0)
+    assert report.republished_traces == [due.trace_id]
+    [copy] = pull(settings, settings.requests_subscription)
+    assert copy.attributes["release"] == "due"
