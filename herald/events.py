@@ -82,6 +82,11 @@ class Reason(StrEnum):
     Twilio 20003): nothing is disabled, the delivery is parked for replay once it is fixed."""
     PROVIDER_WAIT = "provider_wait"
     """The provider asked Herald to wait before sending (a `deferred` event's reason)."""
+    QUIET_HOURS = "quiet_hours"
+    """A normal or low priority delivery planned inside the user's quiet hours (a `deferred`
+    event's reason; `not_before` is the window's end)."""
+    FREQUENCY_CAPPED = "frequency_capped"
+    """The user already had the category's cap of notifications today (HERALD_FREQUENCY_CAPS)."""
     RETRIES_EXHAUSTED = "retries_exhausted"
     OUTCOME_UNKNOWN = "outcome_unknown"
     UNRECONCILED = "unreconciled"

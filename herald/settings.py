@@ -28,6 +28,17 @@ def parse_api_keys(spec: str) -> dict[str, str]:
     return keys
 
 
+def parse_frequency_caps(spec: str) -> dict[str, int]:
+    """`marketing:3,news:5` -> {category: most notifications per user per day}."""
+    caps: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        category, sep, cap = item.partition(":")
+        if not sep or not category or not cap.isdigit():
+            raise ValueError(f"HERALD_FREQUENCY_CAPS entry {item!r} is not category:count")
+        caps[category] = int(cap)
+    return caps
+
+
 _PROVIDER_SECRETS = {
     "twilio_account_sid": "TWILIO_ACCOUNT_SID",
     "twilio_auth_token": "TWILIO_AUTH_TOKEN",
@@ -92,6 +103,10 @@ class Settings:
     """Per provider ("fcm", "twilio", "sendgrid"), the most requests per second one process
     sends (`HERALD_<PROVIDER>_MAX_PER_S`); unset is no limit. E.g. 1 for Twilio's one message per
     second per long code (herald.providers.twilio.limits.DEFAULT_LONG_CODE_MPS)."""
+    frequency_caps: Mapping[str, int] = field(default_factory=dict)
+    """Per category, the most notifications of it a user gets per (local) day
+    (`HERALD_FREQUENCY_CAPS=marketing:3,news:5`); over it, `suppressed` with reason
+    `frequency_capped`. High priority is never capped; unset: no caps."""
     state_database: str = "herald-state"
     """The Firestore database of Herald's own state (idempotency records, outbox, send claims),
     apart from the users and devices in `(default)`: the app owns those and Herald only reads them
@@ -130,6 +145,7 @@ class Settings:
             outbox_poll_s=float(env.get("HERALD_OUTBOX_POLL_S", "2")),
             outbox_poll_window_s=float(env.get("HERALD_OUTBOX_POLL_WINDOW_S", "50")),
             state_database=env.get("HERALD_STATE_DATABASE", "herald-state"),
+            frequency_caps=parse_frequency_caps(env.get("HERALD_FREQUENCY_CAPS", "")),
             provider_wait_s=float(env.get("HERALD_PROVIDER_WAIT_S", "60")),
             provider_max_per_s={provider: float(env[variable]) for provider in PROVIDER_BY_CHANNEL.values()
                                 if env.get(variable := f"HERALD_{provider.upper()}_MAX_PER_S")},

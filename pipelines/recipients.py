@@ -1,8 +1,10 @@
 """ResolveRecipients: a request becomes its deliveries, using the user's Firestore documents.
 
-Reads are batched (one `get_all` for a batch's users, device listings in parallel). Each delivery
-is planned with the reason it must not be sent, if any (the user, the category, the channel or the
-device opted out); the dedupe claim records that outcome once. Deliveries with no address at all
+Reads are batched (one `get_all` for a batch's users, device listings in parallel). A request whose
+sendTime is ahead is held instead (pipelines/schedule.py). Each delivery is planned with the
+reason it must not be sent, if any (the user, the category, the channel or the device opted out,
+or the category's frequency cap is reached), and one inside the user's quiet hours is deferred
+(pipelines/pacing.py); the dedupe claim records that outcome once. Deliveries with no address at all
 (unknown user, no phone/email/device) get their terminal event here.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import partial
 from typing import Any, Callable, Iterator, Mapping
 
@@ -20,6 +22,7 @@ from apache_beam.pvalue import TaggedOutput
 from google.api_core import exceptions
 
 from herald import events
+from herald.clients import state_client
 from herald.contracts import Channel, Envelope, Platform
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status
@@ -27,6 +30,8 @@ from herald.settings import Settings
 from pipelines.delivery import Delivery
 from pipelines.directory import Directory, provider_opt_out
 from pipelines.resources import ProcessResource
+from pipelines.frequency import FrequencyCaps
+from pipelines.pacing import Pacing
 from pipelines.schedule import Scheduler, outbox_for
 
 EVENTS = "events"
@@ -143,12 +148,13 @@ class _LookupAndPlan(beam.DoFn):
 
     def __init__(self, hash_key: bytes, directory: ProcessResource[Directory],
                  state_key: Callable[[Delivery], str], source_topic: str,
-                 scheduler: Scheduler) -> None:
+                 scheduler: Scheduler, pacing: Pacing) -> None:
         self._hash_key = hash_key
         self._directory = directory
         self._state_key = state_key
         self._source_topic = source_topic
         self._scheduler = scheduler
+        self._pacing = pacing
         self.unprocessable = Metrics.counter("herald", "requests_unprocessable")
         self.planned = Metrics.counter("herald", "deliveries_planned")
         self.undeliverable = Metrics.counter("herald", "deliveries_undeliverable")
@@ -195,13 +201,14 @@ class _LookupAndPlan(beam.DoFn):
             sorted({u for e in batch for u in e.request.audience}),
             sorted({u for e in batch if e.request.channel is Channel.PUSH
                     for u in e.request.audience}))
+        now = datetime.now(timezone.utc)
         for envelope in batch:
             planned = [planned for user_id in envelope.request.audience
                        for planned in plan_deliveries(envelope, user_id, users.get(user_id),
                                                       devices.get(user_id, {}), self._hash_key)]
             yield TaggedOutput(EVENTS, events.request_event(envelope, Status.RESOLVED,
                                                             deliveries=len(planned)))
-            for delivery, reason in planned:
+            for delivery, reason, wait_until in self._pacing.pace(envelope, planned, users, now):
                 if not envelope.scope.covers(delivery.span_id):
                     continue  # a republished request: this delivery ended already, or is not replayed
                 self.planned.inc()
@@ -209,8 +216,14 @@ class _LookupAndPlan(beam.DoFn):
                     self.undeliverable.inc()
                     status = Status.FAILED if reason in _FAILURES else Status.SUPPRESSED
                     yield TaggedOutput(EVENTS, delivery.event(status, reason=reason.value))
+                elif wait_until is not None:
+                    yield TaggedOutput(EVENTS, self._pacing.defer(delivery, wait_until))
                 else:
                     yield self._state_key(delivery), dataclasses.replace(delivery, skip=reason)
+
+
+def _frequency_caps(settings: Settings) -> FrequencyCaps:
+    return FrequencyCaps(state_client(settings), settings.frequency_caps)
 
 
 class ResolveRecipients(beam.PTransform):
@@ -228,11 +241,14 @@ class ResolveRecipients(beam.PTransform):
         self._state_key = state_key
 
     def expand(self, envelopes):
+        settings = self._settings
+        outbox = ProcessResource(partial(outbox_for, settings))
+        caps = ProcessResource(partial(_frequency_caps, settings))
         return (envelopes
                 | "BatchLookups" >> beam.BatchElements(min_batch_size=1, max_batch_size=LOOKUP_BATCH)
                 | "LookupAndPlan" >> beam.ParDo(
-                    _LookupAndPlan(self._settings.hash_key, self._directory, self._state_key,
-                                   self._settings.requests_topic,
-                                   Scheduler(ProcessResource(partial(outbox_for, self._settings)),
-                                             self._settings.requests_topic))).with_outputs(
+                    _LookupAndPlan(settings.hash_key, self._directory, self._state_key,
+                                   settings.requests_topic,
+                                   Scheduler(outbox, settings.requests_topic),
+                                   Pacing(caps, outbox, settings.requests_topic))).with_outputs(
                     EVENTS, DEAD_LETTERS, main="deliveries"))

@@ -164,7 +164,21 @@ def test_a_scheduled_request_is_left_to_the_outbox_and_its_release_is_audited(
             events.request_event(due, Status.SCHEDULED, not_before="2000-01-01T00:00:00Z")]
     assert bigquery_client(settings).insert_rows_json(settings.events_table, rows) == []
     report = reconcile(settings)
-    assert (report.scheduled, report.finished, report.republished, report.parked) == (1, 1, 1, 0)
+    assert (report.held, report.finished, report.republished, report.parked) == (1, 1, 1, 0)
     assert report.republished_traces == [due.trace_id]
     [copy] = pull(settings, settings.requests_subscription)
     assert copy.attributes["release"] == "due"
+
+
+def test_a_request_whose_unfinished_deliveries_are_deferred_is_left_to_the_outbox(
+        settings: Settings) -> None:
+    """Issue 12: a delivery deferred to the end of quiet hours (hours away) is the outbox's: the
+    request is neither republished nor parked meanwhile."""
+    [envelope] = accept(settings)
+    record(settings, envelope, deliveries=2, ended=1)
+    deferred = events.delivery_event(envelope, "span-quiet", Status.DEFERRED,
+                                     reason="quiet_hours", not_before="2099-01-01T07:00:00Z")
+    assert bigquery_client(settings).insert_rows_json(settings.events_table, [deferred]) == []
+    report = reconcile(settings)
+    assert (report.held, report.finished, report.republished, report.parked) == (1, 0, 0, 0)
+    assert pull(settings, settings.requests_subscription) == []

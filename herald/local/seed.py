@@ -2,7 +2,8 @@
 
 Layout (the production contract for the device/contact registration services):
   users/{userId}: notification_enabled, categories {name: bool}, channels {push|sms|email: bool},
-                  email, phone, locale, timezone
+                  email, phone, locale, timezone, quiet_hours {start, end} (optional,
+                  local "HH:MM"; the demo users have none, so demo runs at any hour send alike)
   users/{userId}/devices/{deviceId}: platform (ios|android|web), token, notification_enabled
 """
 
