@@ -7,11 +7,12 @@ rest is here, with production defaults where one exists.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from herald.contracts import PROVIDER_BY_CHANNEL
+from herald.contracts import PROVIDER_BY_CHANNEL, Priority
 
 DEFAULT_LOCAL_API_KEY = "local-dev-key"
 DEFAULT_LOCAL_CLIENT = "local-dev"
@@ -60,6 +61,12 @@ class Settings:
     audit_subscription: str = "notification-requests-audit"
     """A second subscription on the requests topic, kept until `herald reconcile` has seen each
     request finish: what proves (or restores) that no accepted request is lost."""
+    urgent_requests_topic: str = "notification-requests-urgent"
+    """High-priority requests' own topic: the edge publishes them there, and a pipeline of their
+    own reads it (`--lane urgent`; on Dataflow a job of its own), so a routine backlog never sits
+    in front of urgent work on the way from the queue to the provider."""
+    urgent_requests_subscription: str = "notification-requests-urgent-pipeline"
+    urgent_audit_subscription: str = "notification-requests-urgent-audit"
     dead_letter_topic: str = "notification-dead-letter"
     callbacks_topic: str = "notification-callbacks"
     """Where the ingest function publishes verified provider delivery callbacks."""
@@ -125,6 +132,12 @@ class Settings:
             requests_subscription=env.get("HERALD_REQUESTS_SUBSCRIPTION",
                                           "notification-requests-pipeline"),
             audit_subscription=env.get("HERALD_AUDIT_SUBSCRIPTION", "notification-requests-audit"),
+            urgent_requests_topic=env.get("HERALD_URGENT_REQUESTS_TOPIC",
+                                          "notification-requests-urgent"),
+            urgent_requests_subscription=env.get("HERALD_URGENT_REQUESTS_SUBSCRIPTION",
+                                                 "notification-requests-urgent-pipeline"),
+            urgent_audit_subscription=env.get("HERALD_URGENT_AUDIT_SUBSCRIPTION",
+                                              "notification-requests-urgent-audit"),
             dead_letter_topic=env.get("HERALD_DEAD_LETTER_TOPIC", "notification-dead-letter"),
             callbacks_topic=env.get("HERALD_CALLBACKS_TOPIC", "notification-callbacks"),
             callbacks_subscription=env.get("HERALD_CALLBACKS_SUBSCRIPTION",
@@ -151,6 +164,21 @@ class Settings:
                                 if env.get(variable := f"HERALD_{provider.upper()}_MAX_PER_S")},
             **{name: env[variable] for name, variable in _PROVIDER_SECRETS.items() if env.get(variable)},
         )
+
+    def requests_topic_for(self, priority: Priority) -> str:
+        """The topic a request of `priority` is published to: high has its own."""
+        return self.urgent_requests_topic if priority is Priority.HIGH else self.requests_topic
+
+    def urgent_lane(self) -> Settings:
+        """These settings as the urgent lane's processes use them: its topic is *the* requests
+        topic of its pipeline and reconciler (what they read, republish to and defer to)."""
+        return dataclasses.replace(self, requests_topic=self.urgent_requests_topic,
+                                   requests_subscription=self.urgent_requests_subscription,
+                                   audit_subscription=self.urgent_audit_subscription)
+
+    def lanes(self) -> tuple[Settings, Settings]:
+        """The routine lane's settings (these) and the urgent lane's."""
+        return self, self.urgent_lane()
 
     def topic_path(self, topic: str) -> str:
         return f"projects/{self.project}/topics/{topic}"

@@ -172,7 +172,7 @@ def _store(envelope: Envelope, claim: Claim | None) -> flask.Response:
     (with the claim's acceptance, in one commit). 202 only if one of them took it; else release
     the claim, 503."""
     settings = _settings()
-    topic = settings.topic_path(settings.requests_topic)
+    topic = settings.topic_path(settings.requests_topic_for(envelope.request.priority))
     message = Message.of(envelope, topic)
     try:
         _breaker().call(lambda: publish(_publisher(), message, settings.publish_timeout_s),

@@ -68,6 +68,17 @@ def probe(pubsub_emulator: str) -> Probe:
     return Probe(subscriber, f"projects/{PROJECT}/subscriptions/probe")
 
 
+@pytest.fixture(scope="module")
+def urgent_probe(pubsub_emulator: str) -> Probe:
+    """A subscription on the urgent lane's topic, where high-priority requests go."""
+    topic = pubsub_v1.PublisherClient().create_topic(
+        name=f"projects/{PROJECT}/topics/notification-requests-urgent").name
+    subscriber = pubsub_v1.SubscriberClient()
+    subscriber.create_subscription(name=f"projects/{PROJECT}/subscriptions/urgent-probe",
+                                   topic=topic)
+    return Probe(subscriber, f"projects/{PROJECT}/subscriptions/urgent-probe")
+
+
 @pytest.fixture
 def db(firestore_emulator: str) -> firestore.Client:
     """Where the app keeps its idempotency records and outbox entries."""
@@ -119,14 +130,17 @@ def record(db: firestore.Client, body: dict[str, Any], headers: dict[str, str]) 
     return db.collection("idempotency").document(key.doc_id).get().to_dict()
 
 
-def test_accepted_request_is_published_with_sender_and_attributes(client, probe) -> None:
+def test_accepted_request_is_published_with_sender_and_attributes(client, probe,
+                                                                   urgent_probe) -> None:
+    """A high-priority request goes to the urgent lane's topic (issue 12), nothing to routine."""
     probe.pull()
     response = client.post("/v1/notifications", json={**DESIGN_BODY, "priority": "high"},
                            headers=AUTH)
     assert response.status_code == 202
     body = response.get_json()
     assert body["notificationId"] == "n-1"
-    [message] = probe.pull()
+    assert probe.pull() == []
+    [message] = urgent_probe.pull()
     assert message.attributes["channel"] == "push"
     assert message.attributes["priority"] == "high"
     assert message.attributes["trace_id"] == body["traceId"]

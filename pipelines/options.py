@@ -35,6 +35,10 @@ class HeraldOptions(PipelineOptions):
         parser.add_argument("--requests_subscription", default=None,
                             help="Subscription id or full path of the requests topic "
                                  "(default: HERALD_REQUESTS_SUBSCRIPTION).")
+        parser.add_argument("--lane", choices=("routine", "urgent"), default="routine",
+                            help="Which requests topic the job serves: routine (normal and low "
+                                 "priority) or urgent (high priority, its own topic and job; see "
+                                 "Settings.urgent_requests_topic).")
         parser.add_argument("--dataset", default=None, help="BigQuery dataset (default: HERALD_DATASET).")
         parser.add_argument("--bigquery_endpoint", default=None,
                             help="BigQuery API endpoint, e.g. the local emulator "
@@ -65,6 +69,8 @@ def resolve_settings(options: PipelineOptions) -> Settings:
     """Environment defaults overridden by whatever flags were given."""
     herald = options.view_as(HeraldOptions)
     settings = Settings.from_env()
+    if herald.lane == "urgent":
+        settings = settings.urgent_lane()
     overrides = {
         "project": herald.herald_project,
         "requests_subscription": herald.requests_subscription,

@@ -42,6 +42,7 @@ WARMUP_REQUESTS = 5
 # --- the stack side ------------------------------------------------------------------------------
 
 def create_subscription(settings: Settings, name: str) -> str:
+    """A subscription on `settings.requests_topic` (the urgent lane's: `settings.urgent_lane()`)."""
     subscriber = pubsub_v1.SubscriberClient()
     try:
         path = settings.subscription_path(name)
@@ -151,8 +152,13 @@ def fresh_pipeline(phase: str, env: Mapping[str, str], settings: Settings, log_d
                    say: Callable[[str], None]) -> Iterator[FreshPipeline]:
     subscription = f"bench-pipeline-{phase}"
     path = create_subscription(settings, subscription)
+    urgent_path = create_subscription(settings.urgent_lane(), f"{subscription}-urgent")
     try:
-        say(f"pipeline-{phase}: starting a fresh pipeline on {subscription} ...")
+        say(f"pipeline-{phase}: starting a fresh pipeline on {subscription} (and one for the "
+            f"urgent lane's high-priority requests) ...")
+        urgent = start_pipeline(f"pipeline-{phase}-urgent", urgent_path, env, log_dir,
+                                ("--lane", "urgent"))
+        cleanup.append(lambda: processes.stop_group(urgent.pid))
         process = start_pipeline(f"pipeline-{phase}", path, env, log_dir)
         cleanup.append(lambda: processes.stop_group(process.pid))
         sampler.track(f"pipeline_{phase}", process.pid)
@@ -162,8 +168,10 @@ def fresh_pipeline(phase: str, env: Mapping[str, str], settings: Settings, log_d
         finally:
             sampler.untrack(f"pipeline_{phase}")
             processes.stop_group(process.pid)
+            processes.stop_group(urgent.pid)
     finally:
         delete_subscription(settings, subscription)
+        delete_subscription(settings, f"{subscription}-urgent")
 
 
 def warm_up(pipeline: FreshPipeline, env: Mapping[str, str], users: int,

@@ -1,5 +1,10 @@
-"""Scheduled sends end to end on a private local stack (issue 12): HTTP with a sendTime a few
-seconds ahead -> held in the Firestore outbox -> the delivery pipeline killed and restarted by its
+"""Time and priority end to end on a private local stack (issue 12).
+
+Priority isolation: with the routine pipeline process stopped (SIGSTOP), a high-priority request
+still reaches its provider, through its own topic and pipeline, while a normal one waits until
+the routine pipeline runs again.
+
+Scheduled sends: HTTP with a sendTime a few seconds ahead -> held in the Firestore outbox -> the delivery pipeline killed and restarted by its
 supervisor during the wait -> the stack's scheduled outbox replay releases each request when due
 -> the provider sandbox. Judged from the sandbox ledger and BigQuery: each request reaches its
 provider once, no earlier than its sendTime and within 10 s after it; the one canceled with
@@ -32,10 +37,36 @@ BOUND_S = 10.0
 
 
 @pytest.fixture(scope="module")
-def schedule_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
-    state_dir = tmp_path_factory.mktemp("schedule-state")
+def timing_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    state_dir = tmp_path_factory.mktemp("timing-state")
     with stack.running(state_dir, HERALD_RECONCILE_EVERY_S="0") as env:
         yield state_dir, env
+
+
+def ledger_ids(env: dict[str, str]) -> set[str]:
+    """notificationIds that reached a provider."""
+    entries = requests.get(f"{env['HERALD_SANDBOX_URL']}/_ledger", timeout=10).json()["entries"]
+    return {entry["notification_id"] for entry in entries}
+
+
+def test_high_priority_is_delivered_while_the_routine_pipeline_is_stopped(timing_stack) -> None:
+    state_dir, env = timing_stack
+    user = next(user.user_id for user in demo_users(300) if receives_everything(user))
+    bodies = [{"userId": user, "notificationId": f"lane-{priority}", "serviceType": "alerts",
+               "categoryType": "security", "notificationType": "sms", "templateType": "login_alert",
+               "priority": priority, "notificationInfo": {"title": "Alert", "content": priority}}
+              for priority in ("normal", "high")]
+    with stack.frozen(state_dir, "pipeline"):
+        send_all(env["HERALD_API_URL"], env["HERALD_API_KEY"], bodies)
+        deadline = time.monotonic() + 60
+        while "lane-high" not in ledger_ids(env):
+            assert time.monotonic() < deadline, "the urgent lane did not deliver"
+            time.sleep(0.5)
+        assert "lane-normal" not in ledger_ids(env)  # its pipeline is stopped
+    deadline = time.monotonic() + 60
+    while "lane-normal" not in ledger_ids(env):
+        assert time.monotonic() < deadline, "the routine lane did not resume"
+        time.sleep(0.5)
 
 
 def events_of(settings: Settings, traces: list[str]) -> list[dict]:
@@ -47,8 +78,8 @@ def events_of(settings: Settings, traces: list[str]) -> list[dict]:
     return list({row["event_id"]: dict(row.items()) for row in rows}.values())
 
 
-def test_scheduled_sends_wait_for_their_time_survive_a_restart_and_cancel(schedule_stack) -> None:
-    state_dir, env = schedule_stack
+def test_scheduled_sends_wait_for_their_time_survive_a_restart_and_cancel(timing_stack) -> None:
+    state_dir, env = timing_stack
     settings = Settings.from_env(env)
     api, auth = env["HERALD_API_URL"], {"Authorization": f"Bearer {env['HERALD_API_KEY']}"}
     users = [user.user_id for user in demo_users(300) if receives_everything(user)][:6]
@@ -74,7 +105,7 @@ def test_scheduled_sends_wait_for_their_time_survive_a_restart_and_cancel(schedu
     time.sleep(max(0.0, (send_at - datetime.now(timezone.utc)).total_seconds()) + BOUND_S + 2)
     ledger = requests.get(f"{env['HERALD_SANDBOX_URL']}/_ledger", timeout=10).json()["entries"]
     reached = collections.defaultdict(list)
-    for entry in ledger:
+    for entry in (entry for entry in ledger if entry["notification_id"].startswith("sched-")):
         reached[entry["notification_id"]].append(
             datetime.fromisoformat(entry["time"].replace("Z", "+00:00")))
     assert "sched-0" not in reached
