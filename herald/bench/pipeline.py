@@ -286,11 +286,14 @@ def run_backlog(env: Mapping[str, str], settings: Settings, log_dir: Path, confi
 
 # --- the bare read -------------------------------------------------------------------------------
 
-def publish_backlog(settings: Settings, phase: str, count: int, users: int) -> dict[str, int]:
+def publish_backlog(settings: Settings, phase: str, count: int, users: int,
+                    priority: str | None = None) -> dict[str, int]:
     """`count` messages exactly as the ingest function publishes them (envelope JSON plus the
-    channel/priority attributes), straight onto the requests topic; returns the ledger entries
-    each notificationId should produce."""
+    channel/priority attributes), straight onto the requests topic, all of `priority` if given;
+    returns the ledger entries each notificationId should produce."""
     bodies, expected = phase_bodies(phase, count, users, seed=31)
+    if priority is not None:
+        bodies = [{**body, "priority": priority} for body in bodies]
     publisher = pubsub_v1.PublisherClient(
         batch_settings=pubsub_v1.types.BatchSettings(max_messages=1000, max_latency=0.05))
     topic = settings.topic_path(settings.requests_topic)
