@@ -80,7 +80,7 @@ class BenchConfig:
         if "backlog" in self.parts:
             total += 15 + d.backlog_watch_s
         if "priority" in self.parts:
-            total += 60 + d.backlog_watch_s
+            total += 240
         if "bulk" in self.parts:
             total += 15 + d.bulk_timeout_s
         if "bare" in self.parts:
