@@ -145,9 +145,9 @@ def _reconcile(args: argparse.Namespace) -> None:
     from herald.reconcile import Reconciler
 
     settings = _ops_settings(args)
-    report = Reconciler(settings, bigquery_client(settings), pubsub_v1.SubscriberClient(),
-                        pubsub_v1.PublisherClient(), args.grace_s).run()
-    print(report.summary())
+    for lane in settings.lanes():  # the routine requests topic, then the urgent one
+        print(Reconciler(lane, bigquery_client(settings), pubsub_v1.SubscriberClient(),
+                         pubsub_v1.PublisherClient(), args.grace_s).run().summary())
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any, ClassVar, Mapping
 
@@ -21,6 +21,9 @@ from herald.providers.twilio import limits as twilio_limits
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted at the edge (an email body of the design's 100 KB average is
 sent as a template plus variables, not inline)."""
+MAX_SEND_AHEAD = timedelta(days=30)
+"""Furthest ahead `metadata.sendTime` may be: Herald holds a scheduled notification in the
+Firestore outbox until then."""
 MAX_AUDIENCE = 1000
 """Most users one bulk request (`userIds`) may address: SendGrid's personalizations per request,
 so a bulk email page is one provider call. A larger audience is sent as pages of this size."""
@@ -48,6 +51,15 @@ class Platform(StrEnum):
     IOS = "ios"
     ANDROID = "android"
     WEB = "web"
+
+
+DEVICE_INFO_PLATFORMS: Mapping[str, Platform] = {
+    **{platform.value: platform for platform in Platform},
+    "laptop": Platform.WEB,
+    "desktop": Platform.WEB,
+}
+"""`metadata.deviceInfo` (compared case-insensitively) -> the platform a push is for; the
+original design's "laptop" and "desktop" are browsers, so web push. Absent: every device."""
 
 
 PROVIDER_BY_CHANNEL: Mapping[Channel, str] = {
@@ -93,6 +105,17 @@ class NotificationRequest:
     def templated(self) -> bool:
         """Whether the texts come from the template (no inline title and content)."""
         return self.title is None
+
+    @property
+    def send_at(self) -> datetime | None:
+        """`metadata.sendTime` as an instant; None (or a past instant) means send now."""
+        return None if self.send_time is None else datetime.fromisoformat(
+            self.send_time.replace("Z", "+00:00"))
+
+    @property
+    def target_platform(self) -> Platform | None:
+        """The only platform a push goes to (`metadata.deviceInfo`), or None for every device."""
+        return None if self.device_info is None else DEVICE_INFO_PLATFORMS[self.device_info.lower()]
 
     @property
     def audience(self) -> tuple[str, ...]:
@@ -210,6 +233,28 @@ def _timestamp(value: str | None, path: str) -> str | None:
     return parsed.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _device_info(metadata: Mapping[str, Any]) -> str | None:
+    """`metadata.deviceInfo` as sent, if it names a platform (see DEVICE_INFO_PLATFORMS)."""
+    value = _string(metadata, "deviceInfo", "metadata.deviceInfo", required=False)
+    if value is not None and value.lower() not in DEVICE_INFO_PLATFORMS:
+        raise ContractError("metadata.deviceInfo", (
+            f"must be one of {sorted(DEVICE_INFO_PLATFORMS)} (any case), the platform a push "
+            f"goes to, or absent for every device; got {value!r}"))
+    return value
+
+
+def _send_time(metadata: Mapping[str, Any]) -> str | None:
+    """`metadata.sendTime` in UTC; in the past is allowed (send now), beyond MAX_SEND_AHEAD not."""
+    send_time = _timestamp(_string(metadata, "sendTime", "metadata.sendTime", required=False),
+                           "metadata.sendTime")
+    if send_time is not None and datetime.fromisoformat(send_time.replace("Z", "+00:00")) > (
+            datetime.now(timezone.utc) + MAX_SEND_AHEAD):
+        raise ContractError("metadata.sendTime", (
+            f"must be at most {MAX_SEND_AHEAD.days} days ahead (when to send; in the past or "
+            f"absent means now), got {send_time}"))
+    return send_time
+
+
 def _audience(body: Mapping[str, Any]) -> tuple[str, ...]:
     """A bulk request's distinct `userIds` (1 to MAX_AUDIENCE), or () for a one-user request."""
     if "userIds" not in body:
@@ -316,9 +361,8 @@ def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest
         content=content,
         variables=_variables(info),
         priority=_enum(body, "priority", Priority, Priority.NORMAL),
-        device_info=_string(metadata, "deviceInfo", "metadata.deviceInfo", required=False),
-        send_time=_timestamp(
-            _string(metadata, "sendTime", "metadata.sendTime", required=False), "metadata.sendTime"),
+        device_info=_device_info(metadata),
+        send_time=_send_time(metadata),
         data=dict(data),
     ))
 
@@ -353,6 +397,18 @@ class Scope:
                    replay_id=attributes.get("replay_id") or None)
 
 
+class Release(StrEnum):
+    """What a scheduled request's copy from the outbox is (its `RELEASE_ATTRIBUTE`): `due`, its
+    sendTime has come, plan and send it (never hold it again); `canceled`, its sender canceled it
+    (`DELETE /v1/notifications/{notificationId}`), record that and send nothing."""
+
+    DUE = "due"
+    CANCELED = "canceled"
+
+
+RELEASE_ATTRIBUTE = "release"
+
+
 HEARTBEAT_ATTRIBUTE = "herald_heartbeat"
 """Marks a message on a Herald topic that carries nothing to deliver: the DirectRunner's heartbeat
 (`pipelines/heartbeat.py`) and the edge's probe of Pub/Sub while its circuit breaker is open
@@ -373,6 +429,17 @@ class Envelope:
     sender_client: str
     accepted_at: str
     scope: Scope = Scope()
+    release: Release | None = None
+    """Set on the copy of a scheduled request the outbox publishes (see Release)."""
+
+    @property
+    def held_until(self) -> datetime | None:
+        """The sendTime this request must wait for, or None to go now: a future sendTime on a
+        request that is not already the outbox's release of it."""
+        send_at = self.request.send_at
+        if self.release is not None or send_at is None or send_at <= datetime.now(timezone.utc):
+            return None
+        return send_at
 
     @property
     def claim_token(self) -> str:
@@ -395,6 +462,7 @@ class Envelope:
             "trace_id": self.trace_id,
             "sender_client": self.sender_client,
             **self.scope.to_attributes(),
+            **({RELEASE_ATTRIBUTE: self.release.value} if self.release else {}),
         }
         return data, attributes
 
@@ -414,7 +482,16 @@ class Envelope:
             sender_client=_string(decoded, "senderClient", "senderClient"),
             accepted_at=_timestamp(_string(decoded, "acceptedAt", "acceptedAt"), "acceptedAt"),
             scope=Scope.from_attributes(attributes or {}),
+            release=_release((attributes or {}).get(RELEASE_ATTRIBUTE)),
         )
+
+
+def _release(value: str | None) -> Release | None:
+    if value is None:
+        return None
+    if value not in Release._value2member_map_:
+        raise ContractError(RELEASE_ATTRIBUTE, f"must be one of {[r.value for r in Release]}")
+    return Release(value)
 
 
 def new_envelope(request: NotificationRequest, sender_client: str) -> Envelope:

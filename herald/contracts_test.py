@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from herald.contracts import (Channel, ContractError, Envelope, Priority, Scope, new_envelope,
-                              parse_request)
+from herald.contracts import (MAX_SEND_AHEAD, Channel, ContractError, Envelope, Platform,
+                              Priority, Release, Scope, new_envelope, parse_request)
 
 DESIGN_BODY = {
     "userId": "u-1", "notificationId": "n-1", "serviceType": "orders", "categoryType": "delivery",
@@ -24,6 +25,17 @@ def test_design_shape_parses_with_default_priority() -> None:
     assert request.priority is Priority.NORMAL
     assert request.send_time == "2024-02-05T12:00:00Z"
     assert request.to_json()["notificationInfo"] == DESIGN_BODY["notificationInfo"]
+
+
+@pytest.mark.parametrize("device_info, platform", [
+    ("iOS", Platform.IOS), ("IOS", Platform.IOS), ("android", Platform.ANDROID),
+    ("Web", Platform.WEB), ("laptop", Platform.WEB), ("DESKTOP", Platform.WEB), (None, None),
+])
+def test_device_info_names_a_platform_in_any_case(device_info, platform) -> None:
+    body = {**DESIGN_BODY, "metadata": {} if device_info is None else {"deviceInfo": device_info}}
+    request = parse_request(body)
+    assert request.target_platform is platform
+    assert request.to_json()["metadata"].get("deviceInfo") == device_info  # kept as sent
 
 
 def test_notification_id_is_generated_only_at_the_edge() -> None:
@@ -47,6 +59,8 @@ def test_ids_firestore_accepts_pass() -> None:
     (("notificationInfo",), "text", "notificationInfo"),
     (("notificationInfo", "title"), None, "notificationInfo.title"),
     (("metadata", "sendTime"), "yesterday", "metadata.sendTime"),
+    (("metadata", "deviceInfo"), "blackberry", "metadata.deviceInfo"),
+    (("metadata", "deviceInfo"), "", "metadata.deviceInfo"),
     (("metadata", "sendTime"), "2024-02-05T12:00:00", "metadata.sendTime"),
     # Ids that cannot be Firestore document ids (issue 9: "auth0|acme/alice" stopped the pipeline).
     (("userId",), "auth0|acme/alice", "userId"),
@@ -185,3 +199,35 @@ def test_a_templated_request_has_no_inline_texts_and_round_trips() -> None:
     with pytest.raises(ContractError) as error:  # one inline text needs the other
         parse_request({**DESIGN_BODY, "notificationInfo": {"title": "Shipped"}})
     assert error.value.field == "notificationInfo.content"
+
+
+def _at(delta: timedelta) -> str:
+    return (datetime.now(timezone.utc) + delta).isoformat().replace("+00:00", "Z")
+
+
+def test_send_time_up_to_30_days_ahead_holds_the_envelope_until_then() -> None:
+    ahead = new_envelope(parse_request(
+        {**DESIGN_BODY, "metadata": {"sendTime": _at(MAX_SEND_AHEAD - timedelta(minutes=1))}}), "s")
+    assert ahead.held_until == ahead.request.send_at
+    assert new_envelope(parse_request(DESIGN_BODY), "s").held_until is None  # 2024: send now
+    assert new_envelope(parse_request({**DESIGN_BODY, "metadata": {}}), "s").held_until is None
+    released = dataclasses.replace(ahead, release=Release.DUE)
+    assert released.held_until is None  # the outbox's release is never held again
+
+
+def test_send_time_beyond_30_days_is_refused_naming_it() -> None:
+    with pytest.raises(ContractError) as error:
+        parse_request({**DESIGN_BODY,
+                       "metadata": {"sendTime": _at(MAX_SEND_AHEAD + timedelta(minutes=1))}})
+    assert error.value.field == "metadata.sendTime"
+    assert "30 days" in error.value.message
+
+
+@pytest.mark.parametrize("release", list(Release))
+def test_a_release_travels_as_an_attribute_and_keeps_the_bytes(release: Release) -> None:
+    envelope = new_envelope(parse_request(DESIGN_BODY), "orders-svc")
+    data, attributes = dataclasses.replace(envelope, release=release).to_pubsub()
+    assert data == envelope.to_pubsub()[0] and attributes["release"] == release.value
+    assert Envelope.from_pubsub(data, attributes).release is release
+    with pytest.raises(ContractError):
+        Envelope.from_pubsub(data, {**attributes, "release": "later"})

@@ -21,12 +21,19 @@ from herald.contracts import CHANNEL_BY_PROVIDER, Envelope, utc_now_iso
 
 
 class Status(StrEnum):
-    """Stages an event can record. `accepted` and `resolved` (the request has been fanned out to
-    `deliveries` deliveries) are about the request; `TERMINAL` ones close a delivery inside Herald;
-    `CALLBACK` ones come later from the provider (for push, which FCM calls nobody back about:
-    from the app's receipts, herald/receipts.py) and refine what happened after `sent`."""
+    """Stages an event can record. `accepted`, `scheduled`, `canceled` and `resolved` (the
+    request has been fanned out to `deliveries` deliveries) are about the request; `TERMINAL` ones
+    close a delivery inside Herald; `CALLBACK` ones come later from the provider (for push, which
+    FCM calls nobody back about: from the app's receipts, herald/receipts.py) and refine what
+    happened after `sent`."""
 
     ACCEPTED = "accepted"
+    SCHEDULED = "scheduled"
+    """About the request: its `metadata.sendTime` (in `not_before`) is ahead, so it is held in
+    the Firestore outbox and planned only then (no `resolved` event until it is due)."""
+    CANCELED = "canceled"
+    """About the request: its sender canceled it while it was scheduled; nothing is sent and it
+    is finished (no `resolved` event)."""
     RESOLVED = "resolved"
     SUPPRESSED = "suppressed"
     DUPLICATE = "duplicate"
@@ -99,6 +106,11 @@ class Reason(StrEnum):
     Twilio 20003): nothing is disabled, the delivery is parked for replay once it is fixed."""
     PROVIDER_WAIT = "provider_wait"
     """The provider asked Herald to wait before sending (a `deferred` event's reason)."""
+    QUIET_HOURS = "quiet_hours"
+    """A normal or low priority delivery planned inside the user's quiet hours (a `deferred`
+    event's reason; `not_before` is the window's end)."""
+    FREQUENCY_CAPPED = "frequency_capped"
+    """The user already had the category's cap of notifications today (HERALD_FREQUENCY_CAPS)."""
     RETRIES_EXHAUSTED = "retries_exhausted"
     OUTCOME_UNKNOWN = "outcome_unknown"
     UNRECONCILED = "unreconciled"
@@ -167,8 +179,9 @@ EVENT_FIELDS: tuple[Field, ...] = (
           "On an opened event: true when a privacy proxy (such as Apple Mail Privacy Protection) "
           "fetched the message, not a person (SendGrid's sg_machine_open)."),
     Field("not_before", "TIMESTAMP", "NULLABLE",
-          "On Herald's own `deferred` event: when the delivery will be sent again, as long as "
-          "its provider asked Herald to wait."),
+          "When Herald will send it, no earlier: on a `scheduled` event the request's sendTime; "
+          "on Herald's own `deferred` event the end of the wait its provider asked for, or of the "
+          "user's quiet hours."),
     Field("locale", "STRING", "NULLABLE",
           "On a templated delivery's events: the template locale it was rendered in (the "
           "recipient's locale, else its language, else the template's default)."),

@@ -7,8 +7,12 @@ and not finished was lost on its way through the pipeline, e.g. a worker died af
 handed the message over (the DirectRunner acknowledges on read; Dataflow checkpoints first, so
 there it is the exception). It is republished to the requests topic with the deliveries that did
 finish in its scope's `skip_spans`, so only the missing ones run again; the copy is audited in
-turn, by the next run. One that stays unfinished after `MAX_REPUBLISHES` is parked as a dead letter
-(`unreconciled`) rather than resent forever.
+turn, by the next run. A request held for its sendTime (a `scheduled` event) is the outbox's to
+publish: its audited message is settled, and the `due` release the outbox publishes once its
+sendTime comes is audited like any request (so nothing is republished or parked before it is
+due, however far ahead); so is a request whose unfinished deliveries were all deferred (their
+outbox entries publish them). One that stays unfinished after `MAX_REPUBLISHES` is parked as a dead
+letter (`unreconciled`) rather than resent forever.
 
 In production a scheduler runs it every few minutes with a grace well above the pipeline's
 latency; the local stack's tests run it after the pipeline has drained, with no grace.
@@ -20,7 +24,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from google.api_core import exceptions
 from google.cloud import bigquery, pubsub_v1
@@ -42,17 +46,21 @@ log = logging.getLogger("herald.reconcile")
 
 @dataclass
 class Report:
-    """What one run found: requests finished (acknowledged), republished, parked, not yet due."""
+    """What one run found: requests finished (acknowledged), republished, parked, not yet due,
+    held in the outbox (acknowledged)."""
 
     finished: int = 0
     republished: int = 0
     parked: int = 0
     waiting: int = 0
+    held: int = 0
+    """Scheduled requests, or requests whose unfinished deliveries are deferred: the outbox's."""
     republished_traces: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (f"finished {self.finished}, republished {self.republished}, "
-                f"parked {self.parked}, not yet due {self.waiting}")
+                f"parked {self.parked}, not yet due {self.waiting}, "
+                f"held in the outbox {self.held}")
 
 
 @dataclass(frozen=True)
@@ -61,43 +69,58 @@ class _Audited:
     envelope: Envelope
 
 
-def progress(client: bigquery.Client, settings: Settings,
-             trace_ids: Iterable[str]) -> dict[str, tuple[int | None, frozenset[str]]]:
-    """trace -> (deliveries planned, or None before its `resolved` event; spans that ended).
+class TraceProgress(NamedTuple):
+    """How far a request got: deliveries planned (None before its `resolved` event), the spans
+    that ended, and whether it was held for its sendTime (a `scheduled` event)."""
 
-    A request the pipeline parked whole (a request-level `dead_letter`) has nothing left to
-    finish: 0 planned. A delivery Herald deferred because its provider asked it to wait counts as
-    ended here: its resend is already in the Firestore outbox (pipelines/send.py), which owns it
-    from then on, so republishing its request would only race that resend. Herald's own
-    `deferred` event has a parent span; SendGrid's `deferred` callback has none."""
-    terminal = ", ".join(f"'{status.value}'" for status in (*TERMINAL, Status.DEFERRED))
+    planned: int | None
+    ended: frozenset[str]
+    scheduled: bool = False
+    deferred: frozenset[str] = frozenset()
+    """Spans Herald deferred (a `deferred` event with `not_before`: the provider's wait, the
+    user's quiet hours): held in the outbox, which publishes them scoped to themselves."""
+
+
+def progress(client: bigquery.Client, settings: Settings,
+             trace_ids: Iterable[str]) -> dict[str, TraceProgress]:
+    """trace -> its TraceProgress. A request that ended whole (a request-level terminal event:
+    `dead_letter` when the pipeline parked it, `canceled` by its sender, `duplicate` of a
+    scheduled notificationId) has nothing left to finish: 0 planned."""
+    ends = ", ".join(f"'{status.value}'" for status in (*TERMINAL, Status.CANCELED))
     query = f"""
         SELECT trace_id, status, span_id, deliveries, parent_span_id
         FROM `{settings.events_table}`
         WHERE trace_id IN UNNEST(@trace_ids)
-          AND (status IN ('{Status.RESOLVED.value}', '{Status.DEAD_LETTER.value}')
-               OR (status IN ({terminal}) AND parent_span_id IS NOT NULL))
+          AND (status IN ('{Status.RESOLVED.value}', '{Status.SCHEDULED.value}', {ends})
+               OR (status = '{Status.DEFERRED.value}' AND not_before IS NOT NULL))
     """
     config = bigquery.QueryJobConfig(query_parameters=[
         bigquery.ArrayQueryParameter("trace_ids", "STRING", sorted(set(trace_ids)))])
     planned: dict[str, int] = {}
     ended: dict[str, set[str]] = {}
     parked: set[str] = set()
+    scheduled: set[str] = set()
+    deferred: dict[str, set[str]] = {}
     for row in client.query(query, job_config=config).result():
         if row["status"] == Status.RESOLVED.value:
             planned[row["trace_id"]] = max(planned.get(row["trace_id"], 0), row["deliveries"] or 0)
+        elif row["status"] == Status.SCHEDULED.value:
+            scheduled.add(row["trace_id"])
+        elif row["status"] == Status.DEFERRED.value:
+            deferred.setdefault(row["trace_id"], set()).add(row["span_id"])
         elif row["parent_span_id"] is None:
             parked.add(row["trace_id"])
         else:
             ended.setdefault(row["trace_id"], set()).add(row["span_id"])
     planned.update(dict.fromkeys(parked, 0))
-    return {trace: (planned.get(trace), frozenset(ended.get(trace, ())))
-            for trace in set(planned) | set(ended)}
+    return {trace: TraceProgress(planned.get(trace), frozenset(ended.get(trace, ())),
+                                 trace in scheduled, frozenset(deferred.get(trace, ())))
+            for trace in set(planned) | set(ended) | scheduled | set(deferred)}
 
 
 def finished(client: bigquery.Client, settings: Settings, trace_ids: Iterable[str]) -> set[str]:
     """The traces whose every delivery has its terminal event."""
-    return {trace for trace, (planned, ended) in progress(client, settings, trace_ids).items()
+    return {trace for trace, (planned, ended, *_) in progress(client, settings, trace_ids).items()
             if planned is not None and len(ended) >= planned}
 
 
@@ -184,9 +207,14 @@ class Reconciler:
         states = progress(self._bq, self._settings, (a.envelope.trace_id for a in due))
         settled, parked_rows = [], []
         for audited in due:
-            planned, ended = states.get(audited.envelope.trace_id, (None, frozenset()))
+            planned, ended, scheduled, deferred = states.get(audited.envelope.trace_id,
+                                                             TraceProgress(None, frozenset()))
             if planned is not None and len(ended) >= planned:
                 report.finished += 1
+            elif scheduled and audited.envelope.release is None:
+                report.held += 1  # held in the outbox; its release is audited in turn
+            elif planned is not None and len(ended | deferred) >= planned:
+                report.held += 1  # the rest is held in the outbox, deferred
             elif self._republishes(audited) >= MAX_REPUBLISHES:
                 parked_rows.append(self._park(audited, planned, ended))
                 report.parked += 1

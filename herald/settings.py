@@ -7,11 +7,12 @@ rest is here, with production defaults where one exists.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from herald.contracts import PROVIDER_BY_CHANNEL
+from herald.contracts import PROVIDER_BY_CHANNEL, Priority
 from herald.providers.fcm.labels import DEFAULT_BUCKETS, AnalyticsLabels
 from herald.receipts import ReceiptKey
 
@@ -28,6 +29,17 @@ def parse_api_keys(spec: str) -> dict[str, str]:
             raise ValueError(f"HERALD_API_KEYS entry {item!r} is not key:client")
         keys[key] = client
     return keys
+
+
+def parse_frequency_caps(spec: str) -> dict[str, int]:
+    """`marketing:3,news:5` -> {category: most notifications per user per day}."""
+    caps: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        category, sep, cap = item.partition(":")
+        if not sep or not category or not cap.isdigit():
+            raise ValueError(f"HERALD_FREQUENCY_CAPS entry {item!r} is not category:count")
+        caps[category] = int(cap)
+    return caps
 
 
 _PROVIDER_SECRETS = {
@@ -51,6 +63,12 @@ class Settings:
     audit_subscription: str = "notification-requests-audit"
     """A second subscription on the requests topic, kept until `herald reconcile` has seen each
     request finish: what proves (or restores) that no accepted request is lost."""
+    urgent_requests_topic: str = "notification-requests-urgent"
+    """High-priority requests' own topic: the edge publishes them there, and a pipeline of their
+    own reads it (`--lane urgent`; on Dataflow a job of its own), so a routine backlog never sits
+    in front of urgent work on the way from the queue to the provider."""
+    urgent_requests_subscription: str = "notification-requests-urgent-pipeline"
+    urgent_audit_subscription: str = "notification-requests-urgent-audit"
     dead_letter_topic: str = "notification-dead-letter"
     callbacks_topic: str = "notification-callbacks"
     """Where the ingest function publishes verified provider delivery callbacks."""
@@ -82,6 +100,12 @@ class Settings:
     writes requests straight to the outbox, until a background probe publishes again."""
     breaker_probe_s: float = 1.0
     """While the breaker is open, the pause between probes of Pub/Sub."""
+    outbox_poll_s: float = 2.0
+    """The `replay_outbox` function's pause between passes over the outbox."""
+    outbox_poll_window_s: float = 50.0
+    """How long one `replay_outbox` call keeps polling: Cloud Scheduler calls it at most once a
+    minute, and a scheduled send must reach its provider within 10 s of its sendTime. 0: one
+    pass."""
     firestore_timeout_s: float = 5.0
     """How long the edge waits on one Firestore call (idempotency record, outbox entry)."""
     provider_wait_s: float = 60.0
@@ -108,6 +132,10 @@ class Settings:
     fcm_export_table: str = "data"
     """Where FCM's BigQuery export of message delivery data is (herald/providers/fcm/export.py):
     the Firebase project (default: `project`), dataset and table; dbt reads the same variables."""
+    frequency_caps: Mapping[str, int] = field(default_factory=dict)
+    """Per category, the most notifications of it a user gets per (local) day
+    (`HERALD_FREQUENCY_CAPS=marketing:3,news:5`); over it, `suppressed` with reason
+    `frequency_capped`. High priority is never capped; unset: no caps."""
     state_database: str = "herald-state"
     """The Firestore database of Herald's own state (idempotency records, outbox, send claims),
     apart from the users and devices in `(default)`: the app owns those and Herald only reads them
@@ -126,6 +154,12 @@ class Settings:
             requests_subscription=env.get("HERALD_REQUESTS_SUBSCRIPTION",
                                           "notification-requests-pipeline"),
             audit_subscription=env.get("HERALD_AUDIT_SUBSCRIPTION", "notification-requests-audit"),
+            urgent_requests_topic=env.get("HERALD_URGENT_REQUESTS_TOPIC",
+                                          "notification-requests-urgent"),
+            urgent_requests_subscription=env.get("HERALD_URGENT_REQUESTS_SUBSCRIPTION",
+                                                 "notification-requests-urgent-pipeline"),
+            urgent_audit_subscription=env.get("HERALD_URGENT_AUDIT_SUBSCRIPTION",
+                                              "notification-requests-urgent-audit"),
             dead_letter_topic=env.get("HERALD_DEAD_LETTER_TOPIC", "notification-dead-letter"),
             callbacks_topic=env.get("HERALD_CALLBACKS_TOPIC", "notification-callbacks"),
             callbacks_subscription=env.get("HERALD_CALLBACKS_SUBSCRIPTION",
@@ -144,6 +178,8 @@ class Settings:
             breaker_failures=int(env.get("HERALD_BREAKER_FAILURES", "3")),
             breaker_probe_s=float(env.get("HERALD_BREAKER_PROBE_S", "1")),
             firestore_timeout_s=float(env.get("HERALD_FIRESTORE_TIMEOUT_S", "5")),
+            outbox_poll_s=float(env.get("HERALD_OUTBOX_POLL_S", "2")),
+            outbox_poll_window_s=float(env.get("HERALD_OUTBOX_POLL_WINDOW_S", "50")),
             state_database=env.get("HERALD_STATE_DATABASE", "herald-state"),
             receipt_key=env.get("HERALD_RECEIPT_KEY", "herald-local-receipt-key").encode(),
             receipt_ttl_s=int(env.get("HERALD_RECEIPT_TTL_S", str(28 * 24 * 3600))),
@@ -154,11 +190,27 @@ class Settings:
             fcm_analytics_labels=AnalyticsLabels.parse(
                 env.get("HERALD_FCM_ANALYTICS_LABELS", ""),
                 int(env.get("HERALD_FCM_LABEL_BUCKETS", str(DEFAULT_BUCKETS)))),
+            frequency_caps=parse_frequency_caps(env.get("HERALD_FREQUENCY_CAPS", "")),
             provider_wait_s=float(env.get("HERALD_PROVIDER_WAIT_S", "60")),
             provider_max_per_s={provider: float(env[variable]) for provider in PROVIDER_BY_CHANNEL.values()
                                 if env.get(variable := f"HERALD_{provider.upper()}_MAX_PER_S")},
             **{name: env[variable] for name, variable in _PROVIDER_SECRETS.items() if env.get(variable)},
         )
+
+    def requests_topic_for(self, priority: Priority) -> str:
+        """The topic a request of `priority` is published to: high has its own."""
+        return self.urgent_requests_topic if priority is Priority.HIGH else self.requests_topic
+
+    def urgent_lane(self) -> Settings:
+        """These settings as the urgent lane's processes use them: its topic is *the* requests
+        topic of its pipeline and reconciler (what they read, republish to and defer to)."""
+        return dataclasses.replace(self, requests_topic=self.urgent_requests_topic,
+                                   requests_subscription=self.urgent_requests_subscription,
+                                   audit_subscription=self.urgent_audit_subscription)
+
+    def lanes(self) -> tuple[Settings, Settings]:
+        """The routine lane's settings (these) and the urgent lane's."""
+        return self, self.urgent_lane()
 
     def topic_path(self, topic: str) -> str:
         return f"projects/{self.project}/topics/{topic}"

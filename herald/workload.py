@@ -20,6 +20,10 @@ from herald.local.seed import DEMO_CATEGORIES, HOUSEHOLDS, household
 SERVICES = ("orders", "accounts", "news", "alerts")
 TEMPLATES = {"delivery": "order_shipped", "account": "password_changed",
              "marketing": "weekly_digest", "security": "login_alert"}
+DEVICE_TARGETS: tuple[str | None, ...] = (None, None, "iOS", "Android", "web", "desktop")
+"""`metadata.deviceInfo` of request i is DEVICE_TARGETS[i % 6]: a third go to every device, the
+rest to one platform each (in the case senders write it, "desktop" meaning web), so the demo
+sends to every platform and exercises the targeting."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,9 @@ def make_requests(count: int, users: int, *, seed: int = 7, duplicate_rate: floa
             "priority": (Priority.HIGH if category == "security" else
                          rng.choice((Priority.NORMAL, Priority.LOW))).value,
             "notificationInfo": {"title": f"{category} update", "content": f"Message {index}"},
-            "metadata": {"deviceInfo": "iOS", "sendTime": "2024-02-05T12:00:00Z"},
+            "metadata": {"sendTime": "2024-02-05T12:00:00Z",
+                         **({"deviceInfo": target} if (target := DEVICE_TARGETS[index % len(
+                             DEVICE_TARGETS)]) else {})},
         })
     return bodies
 

@@ -222,6 +222,13 @@ class Ledger:
             log.warning("could not release the claim of trace %s: %s", claim.receipt.trace_id,
                         error)
 
+    def accepted(self, key: Key) -> bool:
+        """Whether a request with this key was accepted in the last 24 h (expired records not
+        yet deleted by the TTL policy count as gone)."""
+        record = self._db.collection(COLLECTION).document(key.doc_id).get(**self._call).to_dict()
+        return bool(record) and record["state"] == State.ACCEPTED.value and (
+            record["expires_at"] > _now())
+
     def _record(self, key: Key, body_sha256: str, receipt: Receipt,
                 now: datetime) -> dict[str, Any]:
         return {

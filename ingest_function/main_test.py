@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -71,6 +72,17 @@ def probe(pubsub_emulator: str) -> Probe:
     return Probe(subscriber, f"projects/{PROJECT}/subscriptions/probe")
 
 
+@pytest.fixture(scope="module")
+def urgent_probe(pubsub_emulator: str) -> Probe:
+    """A subscription on the urgent lane's topic, where high-priority requests go."""
+    topic = pubsub_v1.PublisherClient().create_topic(
+        name=f"projects/{PROJECT}/topics/notification-requests-urgent").name
+    subscriber = pubsub_v1.SubscriberClient()
+    subscriber.create_subscription(name=f"projects/{PROJECT}/subscriptions/urgent-probe",
+                                   topic=topic)
+    return Probe(subscriber, f"projects/{PROJECT}/subscriptions/urgent-probe")
+
+
 @pytest.fixture
 def db(firestore_emulator: str) -> firestore.Client:
     """Where the app keeps its idempotency records and outbox entries."""
@@ -87,7 +99,8 @@ def make_app(probe: Probe, pubsub_emulator: str, firestore_emulator: str,
         healthy = {"HERALD_PROJECT": PROJECT,
                    "HERALD_API_KEYS": "test-key:orders-svc,other-key:news-svc",
                    "PUBSUB_EMULATOR_HOST": pubsub_emulator,
-                   "FIRESTORE_EMULATOR_HOST": firestore_emulator}
+                   "FIRESTORE_EMULATOR_HOST": firestore_emulator,
+                   "HERALD_OUTBOX_POLL_WINDOW_S": "0"}
         for name in TIMEOUTS:
             monkeypatch.delenv(name, raising=False)
         for name, value in {**healthy, **env}.items():
@@ -121,14 +134,17 @@ def record(db: firestore.Client, body: dict[str, Any], headers: dict[str, str]) 
     return db.collection("idempotency").document(key.doc_id).get().to_dict()
 
 
-def test_accepted_request_is_published_with_sender_and_attributes(client, probe) -> None:
+def test_accepted_request_is_published_with_sender_and_attributes(client, probe,
+                                                                   urgent_probe) -> None:
+    """A high-priority request goes to the urgent lane's topic (issue 12), nothing to routine."""
     probe.pull()
     response = client.post("/v1/notifications", json={**DESIGN_BODY, "priority": "high"},
                            headers=AUTH)
     assert response.status_code == 202
     body = response.get_json()
     assert body["notificationId"] == "n-1"
-    [message] = probe.pull()
+    assert probe.pull() == []
+    [message] = urgent_probe.pull()
     assert message.attributes["channel"] == "push"
     assert message.attributes["priority"] == "high"
     assert message.attributes["trace_id"] == body["traceId"]
@@ -464,3 +480,30 @@ def test_a_sender_reads_its_requests_deliveries_and_no_one_elses(client, db) -> 
     assert (other.status_code, other.get_json()["error"]["field"]) == (404, "notificationId")
     assert client.get("/v1/notifications/status-n-2", headers=owner).status_code == 404
     assert client.get("/v1/notifications/status-n-1").status_code == 401
+def test_delete_cancels_a_scheduled_notification_of_its_sender_only(client, probe) -> None:
+    """Issue 12: DELETE /v1/notifications/{id}: 200 and canceled while scheduled (again for a
+    repeat), 404 for another sender's id or an unknown one, 409 once it was sent."""
+    probe.pull()
+    send_time = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    body = {**DESIGN_BODY, "notificationId": f"n-{uuid.uuid4().hex}",
+            "metadata": {"sendTime": send_time}}
+    assert client.post("/v1/notifications", json=body, headers=AUTH).status_code == 202
+    [message] = probe.pull()
+    assert "release" not in message.attributes  # the pipeline holds it: a scheduled event
+    path = f"/v1/notifications/{body['notificationId']}"
+    other = client.delete(path, headers={"Authorization": "Bearer other-key"})
+    assert (other.status_code, other.get_json()["error"]["field"]) == (404, "notificationId")
+    assert client.delete(path).status_code == 401
+    for _ in range(2):
+        canceled = client.delete(path, headers=AUTH)
+        assert (canceled.status_code, canceled.get_json()) == (
+            200, {"notificationId": body["notificationId"], "status": "canceled"})
+    assert client.delete("/v1/notifications/no-such-id", headers=AUTH).status_code == 404
+
+
+def test_delete_of_a_notification_sent_at_once_is_409(client, probe) -> None:
+    body, headers = keyed("notificationId")
+    assert client.post("/v1/notifications", json=body, headers=headers).status_code == 202
+    response = client.delete(f"/v1/notifications/{body['notificationId']}", headers=AUTH)
+    assert (response.status_code, response.get_json()["error"]["field"]) == (409, "notificationId")
+    assert "already sent" in response.get_json()["error"]["message"]

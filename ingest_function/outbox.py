@@ -1,8 +1,10 @@
 """The outbox: a request Pub/Sub did not take in time is kept in Firestore and published later,
 so the edge can answer 202 while Pub/Sub is down and nothing it accepted is lost.
 
-One entry per accepted request, `outbox/{traceId}`, and one per delivery the pipeline deferred
-because its provider asked it to wait, `outbox/{traceId}-{replayId}` (`Outbox.defer`):
+One entry per accepted request, `outbox/{traceId}`, one per delivery the pipeline deferred
+because its provider asked it to wait, `outbox/{traceId}-{replayId}` (`Outbox.defer`), and one per
+scheduled request (a `metadata.sendTime` ahead) held until then, `outbox/scheduled-{hash}`, keyed
+by sender and notificationId so the sender's DELETE finds it (`Outbox.hold`, `Outbox.cancel`):
 
     state         "pending" | "published"
     topic         the full topic path the message is for
@@ -16,7 +18,11 @@ because its provider asked it to wait, `outbox/{traceId}-{replayId}` (`Outbox.de
     published_at  timestamp (once published)
     expires_at    timestamp, set only once published: a Firestore TTL policy deletes published
                   entries a week later; a pending entry has none, so it is never deleted
-    not_before    timestamp (deferred deliveries only): not published before then
+    not_before    timestamp (deferred deliveries, scheduled requests): not published before then
+
+A scheduled request's entry holds its message with the attribute `release=due`, so the pipeline
+plans it when it comes back instead of holding it again; a cancel rewrites that to
+`release=canceled` and makes the entry due at once, so the pipeline records `canceled` from it.
 
 A replayer (the `replay_outbox` function that Cloud Scheduler calls, the local stack's scheduler,
 or `herald outbox replay`) reads pending entries oldest first, leases each with a write conditional
@@ -32,9 +38,12 @@ redelivery. The replay query needs the composite index (state, accepted_at) in p
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from functools import partial
@@ -45,7 +54,7 @@ from google.api_core.retry import Retry
 from google.cloud import firestore, pubsub_v1
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from herald.contracts import Envelope
+from herald.contracts import RELEASE_ATTRIBUTE, Envelope, Release
 
 COLLECTION = "outbox"
 KEEP_PUBLISHED = timedelta(days=7)
@@ -71,6 +80,22 @@ class State(StrEnum):
     PUBLISHED = "published"
 
 
+class Cancel(StrEnum):
+    """What `Outbox.cancel` found: the scheduled request is canceled (now or before), was already
+    released to be sent, or there is no scheduled request of that sender with that id."""
+
+    CANCELED = "canceled"
+    ALREADY_SENT = "already_sent"
+    UNKNOWN = "unknown"
+
+
+def schedule_id(sender_client: str, notification_id: str) -> str:
+    """The outbox document id of a sender's scheduled request: ids belong to their sender, so
+    another sender's DELETE of the same notificationId finds nothing."""
+    digest = hashlib.sha256(json.dumps([sender_client, notification_id]).encode()).hexdigest()
+    return f"scheduled-{digest[:40]}"
+
+
 @dataclass(frozen=True)
 class Message:
     """A Pub/Sub message and the topic it is for."""
@@ -83,6 +108,11 @@ class Message:
     def of(cls, envelope: Envelope, topic: str) -> Message:
         data, attributes = envelope.to_pubsub()
         return cls(topic, data, attributes)
+
+
+def _due_later(envelope: Envelope, topic: str, not_before: datetime, why: str) -> dict[str, Any]:
+    """A pending entry the pipeline wrote, for the replay to publish once `not_before` passed."""
+    return _pending(envelope, topic, attempts=0, last_error=why[:500], not_before=not_before)
 
 
 def publish(publisher: pubsub_v1.PublisherClient, message: Message, timeout_s: float) -> Future:
@@ -154,8 +184,63 @@ class Outbox:
         asked it to wait, published by the same replay as the edge's entries. Raises
         GoogleAPIError when Firestore does not take it."""
         self._entries.document(f"{envelope.trace_id}-{envelope.scope.replay_id}").create(
-            _pending(envelope, topic, attempts=0, last_error=why[:500], not_before=not_before),
-            **self._call)
+            _due_later(envelope, topic, not_before, why), **self._call)
+
+    def hold(self, envelope: Envelope, topic: str, not_before: datetime) -> str:
+        """Store a scheduled request until `not_before` (its sendTime), to be published then as
+        its `due` release, unless the sender's notificationId is held already. Returns the
+        trace id that holds it: this request's (now, or by an earlier delivery of it), or an
+        earlier request's with the same notificationId. Raises GoogleAPIError when Firestore
+        does not take it."""
+        ref = self._entries.document(schedule_id(envelope.sender_client,
+                                                 envelope.request.notification_id))
+        try:
+            ref.create(_due_later(replace(envelope, release=Release.DUE), topic, not_before,
+                                  "scheduled"), **self._call)
+        except exceptions.AlreadyExists:
+            return ref.get(**self._call).get("attributes")["trace_id"]
+        return envelope.trace_id
+
+    def cancel(self, sender_client: str, notification_id: str) -> Cancel:
+        """Cancel the sender's scheduled request `notification_id` if it is still held: its
+        entry becomes due at once as a `canceled` release (the pipeline records the `canceled`
+        event from it). Conditional on the entry's update time, as a replayer's lease is, so a
+        cancel and a release cannot both win. Raises GoogleAPIError when Firestore fails."""
+        ref = self._entries.document(schedule_id(sender_client, notification_id))
+        while True:
+            snapshot = ref.get(**self._call)
+            if not snapshot.exists:
+                return Cancel.UNKNOWN
+            entry, now = snapshot.to_dict(), _now()
+            if entry["attributes"].get(RELEASE_ATTRIBUTE) == Release.CANCELED.value:
+                return Cancel.CANCELED
+            if entry["state"] != State.PENDING.value or (
+                    entry["leased_until"] is not None and entry["leased_until"] > now):
+                return Cancel.ALREADY_SENT  # published, or a replayer is publishing it
+            try:
+                ref.update({"attributes": {**entry["attributes"],
+                                           RELEASE_ATTRIBUTE: Release.CANCELED.value},
+                            "not_before": now, "last_error": "canceled by its sender"},
+                           option=self._db.write_option(last_update_time=snapshot.update_time),
+                           **self._call)
+            except exceptions.FailedPrecondition:
+                continue  # a replayer leased it meanwhile: look again
+            return Cancel.CANCELED
+
+    def replay_for(self, publisher: pubsub_v1.PublisherClient, publish_timeout_s: float,
+                   window_s: float, every_s: float,
+                   limit: int = DEFAULT_REPLAY_LIMIT) -> ReplayReport:
+        """`replay` now and every `every_s` until `window_s` has passed (one run if 0), stopping
+        at the first run Pub/Sub refuses. Cloud Scheduler calls the replay at most once a
+        minute; polling through most of that minute publishes a scheduled request within
+        `every_s` of its sendTime, not up to a minute late."""
+        deadline, published = time.monotonic() + window_s, 0
+        while True:
+            report = self.replay(publisher, publish_timeout_s, limit)
+            published += report.published
+            if report.error is not None or time.monotonic() + every_s > deadline:
+                return ReplayReport(published, report.error)
+            time.sleep(every_s)
 
     def replay(self, publisher: pubsub_v1.PublisherClient, publish_timeout_s: float,
                limit: int = DEFAULT_REPLAY_LIMIT) -> ReplayReport:

@@ -16,12 +16,12 @@ from google.cloud import firestore, pubsub_v1
 
 from herald import cli
 from herald.clients import state_client
-from herald.contracts import Envelope, Scope, new_envelope, parse_request
+from herald.contracts import Envelope, Release, Scope, new_envelope, parse_request
 from herald.contracts_test import DESIGN_BODY
 from herald.local.processes import free_port
 from herald.settings import Settings
 from ingest_function.main_test import Probe
-from ingest_function.outbox import COLLECTION, KEEP_PUBLISHED, Outbox
+from ingest_function.outbox import COLLECTION, KEEP_PUBLISHED, Cancel, Outbox, schedule_id
 
 pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag:DeprecationWarning")
 TIMEOUT_S = 10.0  # a healthy emulator's publish: a bound, not a wait (the product default)
@@ -152,3 +152,63 @@ def test_cli_replays_the_local_stacks_outbox(world: World, pubsub_emulator: str,
     cli.main(["--state-dir", str(tmp_path), "outbox", "replay", "--limit", "5"])
     assert capsys.readouterr().out.strip() == "republished 1 outbox entries"
     assert len(world.published()) == 1
+
+
+def _wait_until(instant: datetime) -> None:
+    time.sleep(max(0.0, (instant - datetime.now(timezone.utc)).total_seconds()) + 0.1)
+
+
+def test_a_scheduled_request_is_held_once_and_published_as_its_due_release(world: World) -> None:
+    outbox, publisher = Outbox(world.db), pubsub_v1.PublisherClient()
+    scheduled = envelope()
+    soon = datetime.now(timezone.utc) + timedelta(seconds=2)
+    assert outbox.hold(scheduled, world.topic, soon) == scheduled.trace_id
+    assert outbox.hold(scheduled, world.topic, soon) == scheduled.trace_id  # a redelivery
+    same_id = replace(envelope(), request=scheduled.request)  # the sender reused the id
+    assert outbox.hold(same_id, world.topic, soon) == scheduled.trace_id
+    assert outbox.replay(publisher, TIMEOUT_S).published == 0  # not due yet
+    _wait_until(soon)
+    assert outbox.replay(publisher, TIMEOUT_S).published == 1
+    [message] = world.probe.pull()
+    assert Envelope.from_pubsub(message.data, message.attributes) == replace(
+        scheduled, release=Release.DUE)
+    assert outbox.cancel("orders-svc", scheduled.request.notification_id) is Cancel.ALREADY_SENT
+
+
+def test_a_cancel_releases_the_request_as_canceled_at_once(world: World) -> None:
+    outbox, publisher = Outbox(world.db), pubsub_v1.PublisherClient()
+    scheduled = envelope()
+    notification_id = scheduled.request.notification_id
+    outbox.hold(scheduled, world.topic, datetime.now(timezone.utc) + timedelta(days=3))
+    assert outbox.cancel("news-svc", notification_id) is Cancel.UNKNOWN  # ids are per sender
+    assert outbox.cancel("orders-svc", "never-sent") is Cancel.UNKNOWN
+    assert outbox.cancel("orders-svc", notification_id) is Cancel.CANCELED
+    assert outbox.cancel("orders-svc", notification_id) is Cancel.CANCELED  # a repeat
+    assert outbox.replay(publisher, TIMEOUT_S).published == 1  # due at once, three days early
+    [message] = world.probe.pull()
+    assert Envelope.from_pubsub(message.data, message.attributes).release is Release.CANCELED
+    assert world.entry(schedule_id("orders-svc", notification_id))["state"] == "published"
+
+
+def test_a_cancel_loses_to_a_replayer_holding_the_entry(world: World) -> None:
+    """A replayer that leased the entry is publishing its due release: too late to cancel."""
+    outbox = Outbox(world.db)
+    scheduled = envelope()
+    outbox.hold(scheduled, world.topic, datetime.now(timezone.utc) - timedelta(seconds=1))
+    ref = world.db.collection(COLLECTION).document(
+        schedule_id("orders-svc", scheduled.request.notification_id))
+    ref.update({"leased_until": datetime.now(timezone.utc) + timedelta(minutes=1)})
+    assert outbox.cancel("orders-svc", scheduled.request.notification_id) is Cancel.ALREADY_SENT
+
+
+def test_replay_for_polls_through_its_window(world: World) -> None:
+    """Cloud Scheduler calls the replay once a minute; polling inside the call publishes a
+    scheduled request due mid-window within a poll of its time, in the same call."""
+    outbox = Outbox(world.db)
+    due = datetime.now(timezone.utc) + timedelta(seconds=1.5)
+    outbox.hold(envelope(), world.topic, due)
+    started = time.monotonic()
+    report = outbox.replay_for(pubsub_v1.PublisherClient(), TIMEOUT_S, window_s=3, every_s=0.5)
+    assert report.published == 1 and 2.5 <= time.monotonic() - started < 6
+    [message] = world.probe.pull()
+    assert message.publish_time >= due

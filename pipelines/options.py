@@ -78,6 +78,10 @@ class HeraldOptions(PipelineOptions):
                               help="Subscription id or full path of the requests topic "
                                    "(default: HERALD_REQUESTS_SUBSCRIPTION, else "
                                    "notification-requests-pipeline).")
+        delivery.add_argument("--lane", choices=("routine", "urgent"), default="routine",
+                              help="Which requests topic the job serves: routine (normal and low "
+                                   "priority) or urgent (high priority, its own topic and job; see "
+                                   "Settings.urgent_requests_topic).")
         delivery.add_argument("--provider_endpoint", default=None,
                               help="Base URL for FCM, Twilio and SendGrid, e.g. the provider sandbox "
                                    "(default: HERALD_SANDBOX_URL; the real providers when unset).")
@@ -129,6 +133,8 @@ def resolve_settings(options: PipelineOptions) -> Settings:
     project = herald.herald_project or Settings.from_env(env).project
     secrets = read_secrets(_environment_flag("secret_env", herald.secret_env), project)
     settings = Settings.from_env({**env, **secrets})
+    if herald.lane == "urgent":
+        settings = settings.urgent_lane()
     overrides = {
         "project": herald.herald_project,
         "requests_subscription": herald.requests_subscription,

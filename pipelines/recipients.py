@@ -1,8 +1,10 @@
 """ResolveRecipients: a request becomes its deliveries, using the user's Firestore documents.
 
-Reads are batched (one `get_all` for a batch's users, device listings in parallel). Each delivery
-is planned with the reason it must not be sent, if any (the user, the category, the channel or the
-device opted out); the dedupe claim records that outcome once. Deliveries with no address at all
+Reads are batched (one `get_all` for a batch's users, device listings in parallel). A request whose
+sendTime is ahead is held instead (pipelines/schedule.py). Each delivery is planned with the
+reason it must not be sent, if any (the user, the category, the channel or the device opted out,
+or the category's frequency cap is reached), and one inside the user's quiet hours is deferred
+(pipelines/pacing.py); the dedupe claim records that outcome once. Deliveries with no address at all
 (unknown user, no phone/email/device) get their terminal event here.
 """
 
@@ -10,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
+from functools import partial
 from typing import Any, Callable, Iterator, Mapping
 
 import apache_beam as beam
@@ -19,6 +22,7 @@ from apache_beam.pvalue import TaggedOutput
 from google.api_core import exceptions
 
 from herald import events, users
+from herald.clients import state_client
 from herald.contracts import Channel, Envelope, Platform
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status
@@ -27,6 +31,9 @@ from pipelines.delivery import Delivery
 from herald.users import switch
 from pipelines.directory import Directory
 from pipelines.resources import ProcessResource
+from pipelines.frequency import FrequencyCaps
+from pipelines.pacing import Pacing
+from pipelines.schedule import Scheduler, outbox_for
 
 EVENTS = "events"
 DEAD_LETTERS = "dead_letters"
@@ -88,16 +95,21 @@ def plan_deliveries(envelope: Envelope, user_id: str, user: Mapping[str, Any] | 
     """Every delivery of a request to one of its users, with the reason it must not be sent
     (None: send it).
 
-    Push fans out to every device (a disabled one is a suppressed delivery, so analysts see it);
-    SMS and email go to the user's phone or email.
+    Push fans out to every device (a disabled one is a suppressed delivery, so analysts see it),
+    or only to those of the platform `metadata.deviceInfo` names (a user with none of them: one
+    `no_address` delivery); SMS and email go to the user's phone or email.
     """
     channel = envelope.request.channel
+    target = envelope.request.target_platform
     if user is None:
         yield Delivery(envelope, user_id, channel, None, None), Reason.UNKNOWN_USER
         return
     locale = _text(user.get(users.LOCALE))
     reason = _opt_out_reason(user, envelope)
     if channel is Channel.PUSH:
+        if target is not None:
+            devices = {device_id: device for device_id, device in devices.items()
+                       if _platform(device.get("platform")) is target}
         if not devices:
             yield Delivery(envelope, user_id, channel, None, None), reason or Reason.NO_ADDRESS
         for device_id, device in sorted(devices.items()):
@@ -133,11 +145,14 @@ class _LookupAndPlan(beam.DoFn):
     address at all. Only the deliveries the envelope's scope covers go on (see Scope)."""
 
     def __init__(self, hash_key: bytes, directory: ProcessResource[Directory],
-                 state_key: Callable[[Delivery], str], source_topic: str) -> None:
+                 state_key: Callable[[Delivery], str], source_topic: str,
+                 scheduler: Scheduler, pacing: Pacing) -> None:
         self._hash_key = hash_key
         self._directory = directory
         self._state_key = state_key
         self._source_topic = source_topic
+        self._scheduler = scheduler
+        self._pacing = pacing
         self.unprocessable = Metrics.counter("herald", "requests_unprocessable")
         self.planned = Metrics.counter("herald", "deliveries_planned")
         self.undeliverable = Metrics.counter("herald", "deliveries_undeliverable")
@@ -173,17 +188,25 @@ class _LookupAndPlan(beam.DoFn):
                         detail=detail))]
 
     def _plan(self, batch: list[Envelope]) -> Iterator[Any]:
+        now = []
+        for envelope in batch:  # a scheduled request is held (or canceled), not planned
+            if (event := self._scheduler.triage(envelope)) is None:
+                now.append(envelope)
+            else:
+                yield TaggedOutput(EVENTS, event)
+        batch = now
         user_docs, devices = self._directory.get().users_and_devices(
             sorted({u for e in batch for u in e.request.audience}),
             sorted({u for e in batch if e.request.channel is Channel.PUSH
                     for u in e.request.audience}))
+        now = datetime.now(timezone.utc)
         for envelope in batch:
             planned = [planned for user_id in envelope.request.audience
                        for planned in plan_deliveries(envelope, user_id, user_docs.get(user_id),
                                                       devices.get(user_id, {}), self._hash_key)]
             yield TaggedOutput(EVENTS, events.request_event(envelope, Status.RESOLVED,
                                                             deliveries=len(planned)))
-            for delivery, reason in planned:
+            for delivery, reason, wait_until in self._pacing.pace(envelope, planned, user_docs, now):
                 if not envelope.scope.covers(delivery.span_id):
                     continue  # a republished request: this delivery ended already, or is not replayed
                 self.planned.inc()
@@ -191,14 +214,21 @@ class _LookupAndPlan(beam.DoFn):
                     self.undeliverable.inc()
                     status = Status.FAILED if reason in _FAILURES else Status.SUPPRESSED
                     yield TaggedOutput(EVENTS, delivery.event(status, reason=reason.value))
+                elif wait_until is not None:
+                    yield TaggedOutput(EVENTS, self._pacing.defer(delivery, wait_until))
                 else:
                     yield self._state_key(delivery), dataclasses.replace(delivery, skip=reason)
 
 
+def _frequency_caps(settings: Settings) -> FrequencyCaps:
+    return FrequencyCaps(state_client(settings), settings.frequency_caps)
+
+
 class ResolveRecipients(beam.PTransform):
     """Envelopes -> (main) (state key, Delivery) pairs for the dedupe step (`state_key`: see
-    pipelines.dedupe.Bucketing), (`events`) each request's `resolved` event and the events of
-    deliveries with no address (unknown user, no phone/email/device), and (`dead_letters`) the
+    pipelines.dedupe.Bucketing), (`events`) each request's `resolved` event, the events of
+    deliveries with no address (unknown user, no phone/email/device) and of requests held for
+    their sendTime or canceled (pipelines/schedule.py), and (`dead_letters`) the
     requests that could not be planned (with their `dead_letter` event in `events`)."""
 
     def __init__(self, settings: Settings, directory: ProcessResource[Directory],
@@ -209,9 +239,14 @@ class ResolveRecipients(beam.PTransform):
         self._state_key = state_key
 
     def expand(self, envelopes):
+        settings = self._settings
+        outbox = ProcessResource(partial(outbox_for, settings))
+        caps = ProcessResource(partial(_frequency_caps, settings))
         return (envelopes
                 | "BatchLookups" >> beam.BatchElements(min_batch_size=1, max_batch_size=LOOKUP_BATCH)
                 | "LookupAndPlan" >> beam.ParDo(
-                    _LookupAndPlan(self._settings.hash_key, self._directory, self._state_key,
-                                   self._settings.requests_topic)).with_outputs(
+                    _LookupAndPlan(settings.hash_key, self._directory, self._state_key,
+                                   settings.requests_topic,
+                                   Scheduler(outbox, settings.requests_topic),
+                                   Pacing(caps, outbox, settings.requests_topic))).with_outputs(
                     EVENTS, DEAD_LETTERS, main="deliveries"))

@@ -28,7 +28,8 @@ DEVICES = {
 
 
 def envelope(**changes):
-    return new_envelope(parse_request({**DESIGN_BODY, **changes}), "svc")
+    """DESIGN_BODY for every device (no deviceInfo) with `changes`."""
+    return new_envelope(parse_request({**DESIGN_BODY, "metadata": {}, **changes}), "svc")
 
 
 def reasons(env, user=USER, devices=DEVICES):
@@ -57,6 +58,28 @@ def test_push_fans_out_to_every_device_and_suppresses_the_disabled_one() -> None
 def test_broadest_switch_is_the_reason(changes, user_changes, expected) -> None:
     planned = reasons(envelope(**changes), {**USER, **user_changes})
     assert {reason for *_, reason in planned} == {expected}
+
+
+@pytest.mark.parametrize("device_info, expected", [
+    ("iOS", ["d1"]), ("ios", ["d1"]), ("Android", ["d2"]), ("WEB", ["d3"]), ("laptop", ["d3"]),
+    ("Desktop", ["d3"]),
+])
+def test_device_info_targets_one_platform(device_info, expected) -> None:
+    """Issue 12: a push with deviceInfo "Android" for a user with an Android and a web device went
+    to both; it goes only to the devices of the platform named, in any case."""
+    planned = reasons(envelope(metadata={"deviceInfo": device_info}))
+    assert [device_id for device_id, *_ in planned] == expected
+
+
+def test_device_info_with_no_device_of_that_platform_is_one_undeliverable_delivery() -> None:
+    only_web = {"d3": DEVICES["d3"]}
+    assert reasons(envelope(metadata={"deviceInfo": "iOS"}), devices=only_web) == [
+        (None, Channel.PUSH, Reason.NO_ADDRESS)]
+
+
+def test_device_info_does_not_change_sms_or_email() -> None:
+    assert reasons(envelope(notificationType="email", metadata={"deviceInfo": "android"})) == [
+        (None, Channel.EMAIL, None)]
 
 
 def test_user_opt_out_wins_over_a_disabled_device() -> None:
@@ -108,7 +131,7 @@ def test_a_bulk_push_has_a_delivery_id_per_user_and_device() -> None:
     """Issue 9: three users with 2, 3 and 2 devices, all named dev-0, dev-1, ...: 7 deliveries,
     7 distinct ids (they were 3 when the id ignored the user)."""
     bulk = new_envelope(parse_request({**{k: v for k, v in DESIGN_BODY.items() if k != "userId"},
-                                       "userIds": ["u-1", "u-2", "u-3"]}), "svc")
+                                       "userIds": ["u-1", "u-2", "u-3"], "metadata": {}}), "svc")
     counts = {"u-1": 2, "u-2": 3, "u-3": 2}
     spans = [delivery.span_id for user_id, n in counts.items()
              for delivery, _ in plan_deliveries(bulk, user_id, USER, {

@@ -21,7 +21,6 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.async_dofn import AsyncWrapper
 
-from herald.clients import state_client
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Priority, Scope
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status
@@ -37,6 +36,7 @@ from pipelines.delivery import Delivery
 from pipelines.directory import Directory
 from ingest_function.outbox import Outbox
 from pipelines.resources import ProcessResource
+from pipelines.schedule import outbox_for
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +81,6 @@ def lane_of(priority: Priority) -> Lane:
 
 def branch_name(channel: Channel, lane: Lane) -> str:
     return f"{channel.value}_{lane.name}"
-
-
-def _outbox(settings: Settings) -> Outbox:
-    return Outbox(state_client(settings))
 
 
 def build_sender(channel: Channel, settings: Settings) -> Sender:
@@ -303,7 +299,7 @@ class SendDeliveries(beam.PTransform):
         senders = {channel: ProcessResource(partial(build_sender, channel, self._settings))
                    for channel in Channel}  # one per channel, shared by its lanes
         claims = ProcessResource(partial(SendClaims, self._settings))
-        outbox = ProcessResource(partial(_outbox, self._settings))
+        outbox = ProcessResource(partial(outbox_for, self._settings))
         templates = ProcessResource(partial(_template_store, self._settings))
         results = []
         for channel, lane in BRANCHES:

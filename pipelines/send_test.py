@@ -25,7 +25,8 @@ from herald.users import PROVIDER_OPT_OUTS
 from pipelines.directory import Directory
 from pipelines.recipients import plan_deliveries
 from pipelines.resources import ProcessResource
-from pipelines.send import BRANCH_NAMES, _outbox, _SendBatch, _template_store, lane_of, redact
+from pipelines.schedule import outbox_for
+from pipelines.send import BRANCH_NAMES, _SendBatch, _template_store, lane_of, redact
 
 
 def test_provider_messages_lose_the_recipient_address() -> None:
@@ -81,7 +82,7 @@ def run(settings: Settings, channel: Channel, error: ProviderError | None):
     step = _SendBatch(ProcessResource(lambda: sender),
                       ProcessResource(partial(Directory, settings)),
                       ProcessResource(partial(SendClaims, settings)),
-                      ProcessResource(partial(_outbox, settings)),
+                      ProcessResource(partial(outbox_for, settings)),
                       RetryPolicy(max_attempts=2, base_delay_s=0.01), settings.requests_topic,
                       settings.topic_path(settings.requests_topic), default_wait_s=60.0,
                       templates=ProcessResource(partial(_template_store, settings)))

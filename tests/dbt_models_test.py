@@ -427,7 +427,19 @@ def test_mart_column_types(built: Settings) -> None:
     latency = schema("delivery_latency_daily")
     assert {name: kind for name, kind in latency.items() if kind != "INTEGER"} == {
         "accepted_date": "DATE", "channel": "STRING"}
-    assert schema("int_deliveries")["sent_within_slo"] == "BOOLEAN"
+    deliveries = schema("int_deliveries")
+    assert (deliveries["sent_within_slo"], deliveries["due_at"], deliveries["due_to_sent_ms"]) == (
+        "BOOLEAN", "TIMESTAMP", "INTEGER")
+    outcomes = schema("delivery_outcomes_daily")
+    assert (outcomes["frequency_capped"], outcomes["held"]) == ("INTEGER", "INTEGER")
+
+
+def test_the_story_has_no_holds_so_due_is_acceptance(warehouse: Warehouse, built: Settings) -> None:
+    """Issue 12: without a scheduled or deferred event, a delivery is due when accepted and the
+    SLO's latency is accept_to_sent (the int_deliveries unit test covers held deliveries)."""
+    rows = _rows(warehouse, built.dataset, "int_deliveries")
+    assert rows and all(row["due_at"] == row["accepted_at"] for row in rows)
+    assert all(row["due_to_sent_ms"] == row["accept_to_sent_ms"] for row in rows)
 
 
 # --------------------------------------------------------------------------------------------

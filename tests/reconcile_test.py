@@ -190,3 +190,34 @@ def test_the_scheduled_function_runs_one_pass(settings: Settings,
         "finished": 1, "republished": 1, "parked": 0, "waiting": 0}
     [republished] = pull(settings, settings.requests_subscription)
     assert republished.attributes["trace_id"] == lost.trace_id
+def test_a_scheduled_request_is_left_to_the_outbox_and_its_release_is_audited(
+        settings: Settings) -> None:
+    """Issue 12: a request held for its sendTime (a `scheduled` event, nothing resolved) is never
+    republished or parked by the reconciler, however old; its `due` release is audited as any
+    request (republished, release kept, while unfinished); a canceled one is finished."""
+    held, canceled = accept(settings, 2)
+    [due] = accept(settings, release="due")
+    rows = [events.request_event(held, Status.SCHEDULED, not_before="2099-01-01T00:00:00Z"),
+            events.request_event(canceled, Status.SCHEDULED, not_before="2099-01-01T00:00:00Z"),
+            events.request_event(canceled, Status.CANCELED),
+            events.request_event(due, Status.SCHEDULED, not_before="2000-01-01T00:00:00Z")]
+    assert bigquery_client(settings).insert_rows_json(settings.events_table, rows) == []
+    report = reconcile(settings)
+    assert (report.held, report.finished, report.republished, report.parked) == (1, 1, 1, 0)
+    assert report.republished_traces == [due.trace_id]
+    [copy] = pull(settings, settings.requests_subscription)
+    assert copy.attributes["release"] == "due"
+
+
+def test_a_request_whose_unfinished_deliveries_are_deferred_is_left_to_the_outbox(
+        settings: Settings) -> None:
+    """Issue 12: a delivery deferred to the end of quiet hours (hours away) is the outbox's: the
+    request is neither republished nor parked meanwhile."""
+    [envelope] = accept(settings)
+    record(settings, envelope, deliveries=2, ended=1)
+    deferred = events.delivery_event(envelope, "span-quiet", Status.DEFERRED,
+                                     reason="quiet_hours", not_before="2099-01-01T07:00:00Z")
+    assert bigquery_client(settings).insert_rows_json(settings.events_table, [deferred]) == []
+    report = reconcile(settings)
+    assert (report.held, report.finished, report.republished, report.parked) == (1, 0, 0, 0)
+    assert pull(settings, settings.requests_subscription) == []

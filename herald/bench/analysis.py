@@ -49,7 +49,8 @@ def phase_bodies(phase: str, count: int, users: int, seed: int = 23
     for index, body in enumerate(make_requests(count, users, seed=seed, duplicate_rate=0.0,
                                                unknown_user_rate=0.0)):
         user = clean[(index * 7919) % len(clean)]
-        body = {**body, "userId": user.user_id, "notificationId": f"b-{phase}-{index:06d}"}
+        body = {**body, "userId": user.user_id, "notificationId": f"b-{phase}-{index:06d}",
+                "metadata": {}}  # every device: a push's fan-out is the user's devices
         bodies.append(body)
         expected[body["notificationId"]] = expected_deliveries(user, body["notificationType"])
     return bodies, expected

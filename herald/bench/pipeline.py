@@ -42,6 +42,7 @@ WARMUP_REQUESTS = 5
 # --- the stack side ------------------------------------------------------------------------------
 
 def create_subscription(settings: Settings, name: str) -> str:
+    """A subscription on `settings.requests_topic` (the urgent lane's: `settings.urgent_lane()`)."""
     subscriber = pubsub_v1.SubscriberClient()
     try:
         path = settings.subscription_path(name)
@@ -151,8 +152,13 @@ def fresh_pipeline(phase: str, env: Mapping[str, str], settings: Settings, log_d
                    say: Callable[[str], None]) -> Iterator[FreshPipeline]:
     subscription = f"bench-pipeline-{phase}"
     path = create_subscription(settings, subscription)
+    urgent_path = create_subscription(settings.urgent_lane(), f"{subscription}-urgent")
     try:
-        say(f"pipeline-{phase}: starting a fresh pipeline on {subscription} ...")
+        say(f"pipeline-{phase}: starting a fresh pipeline on {subscription} (and one for the "
+            f"urgent lane's high-priority requests) ...")
+        urgent = start_pipeline(f"pipeline-{phase}-urgent", urgent_path, env, log_dir,
+                                ("--lane", "urgent"))
+        cleanup.append(lambda: processes.stop_group(urgent.pid))
         process = start_pipeline(f"pipeline-{phase}", path, env, log_dir)
         cleanup.append(lambda: processes.stop_group(process.pid))
         sampler.track(f"pipeline_{phase}", process.pid)
@@ -162,8 +168,10 @@ def fresh_pipeline(phase: str, env: Mapping[str, str], settings: Settings, log_d
         finally:
             sampler.untrack(f"pipeline_{phase}")
             processes.stop_group(process.pid)
+            processes.stop_group(urgent.pid)
     finally:
         delete_subscription(settings, subscription)
+        delete_subscription(settings, f"{subscription}-urgent")
 
 
 def warm_up(pipeline: FreshPipeline, env: Mapping[str, str], users: int,
@@ -278,11 +286,14 @@ def run_backlog(env: Mapping[str, str], settings: Settings, log_dir: Path, confi
 
 # --- the bare read -------------------------------------------------------------------------------
 
-def publish_backlog(settings: Settings, phase: str, count: int, users: int) -> dict[str, int]:
+def publish_backlog(settings: Settings, phase: str, count: int, users: int,
+                    priority: str | None = None) -> dict[str, int]:
     """`count` messages exactly as the ingest function publishes them (envelope JSON plus the
-    channel/priority attributes), straight onto the requests topic; returns the ledger entries
-    each notificationId should produce."""
+    channel/priority attributes), straight onto the requests topic, all of `priority` if given;
+    returns the ledger entries each notificationId should produce."""
     bodies, expected = phase_bodies(phase, count, users, seed=31)
+    if priority is not None:
+        bodies = [{**body, "priority": priority} for body in bodies]
     publisher = pubsub_v1.PublisherClient(
         batch_settings=pubsub_v1.types.BatchSettings(max_messages=1000, max_latency=0.05))
     topic = settings.topic_path(settings.requests_topic)

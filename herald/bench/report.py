@@ -94,6 +94,17 @@ BARS: tuple[Bar, ...] = (
         lambda v: v < 5.0, _show_s),
     Bar("pipeline_vs_bare", "Pipeline rate / bare read rate", ">= 0.6x",
         _pipeline_rate_share, lambda v: v[0] >= 0.6, lambda v: f"{v[0]:.3f}x ({v[1]})"),
+    Bar("priority_high_p99", "High priority p99 202 -> provider, 3,000 routine requests waiting",
+        "< 1 s", lambda r: _seconds(_get(r, "priority", "urgent_latency", "p99_s")),
+        lambda v: v < 1.0, _show_s),
+    Bar("scheduled_lateness", "Scheduled sends: provider time - sendTime, p50 / p99",
+        "0 s <= each <= 10 s, none early",
+        lambda r: (None if _get(r, "priority", "scheduled_lateness") is None else
+                   (_seconds(_get(r, "priority", "scheduled_lateness", "p50_s")),
+                    _seconds(_get(r, "priority", "scheduled_lateness", "p99_s")),
+                    _get(r, "priority", "scheduled_early"))),
+        lambda v: v[2] == 0 and 0 <= v[0] <= v[1] <= 10,
+        lambda v: f"{_show_s(v[0])} / {_show_s(v[1])}, {v[2]} early"),
     Bar("bulk_email", "Bulk email: SendGrid requests per 1,000 recipients", "<= 1.05",
         lambda r: (None if _get(r, "bulk", "error") or _get(r, "bulk", "incomplete") else
                    _get(r, "bulk", "requests_per_1000_recipients")),

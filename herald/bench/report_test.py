@@ -46,7 +46,20 @@ def test_evaluate_gives_every_bar_a_verdict() -> None:
         "ingest_rate": "PASS", "ingest_p99": "PASS", "ingest_vs_trivial": "FAIL",
         "pipeline_185_p99": "NOT MEASURED", "pipeline_1000_sustained": "FAIL",
         "pipeline_1000_p99": "FAIL", "pipeline_vs_bare": "FAIL", "bulk_email": "PASS",
-        "pipeline_rss": "FAIL"}
+        "pipeline_rss": "FAIL", "priority_high_p99": "NOT MEASURED",
+        "scheduled_lateness": "NOT MEASURED"}
+
+
+def test_priority_bars_judge_the_urgent_p99_and_scheduled_lateness() -> None:
+    results = {"priority": {"urgent_latency": {"p99_s": 0.42},
+                            "scheduled_lateness": {"p50_s": 2.1, "p99_s": 3.5},
+                            "scheduled_early": 0}}
+    verdicts = {v["bar"]: (v["verdict"], v["value"]) for v in evaluate(results)}
+    assert verdicts["priority_high_p99"] == ("PASS", "0.420 s")
+    assert verdicts["scheduled_lateness"] == ("PASS", "2.100 s / 3.500 s, 0 early")
+    results["priority"].update(urgent_latency={"p99_s": "inf"}, scheduled_early=1)
+    verdicts = {v["bar"]: v["verdict"] for v in evaluate(results)}
+    assert (verdicts["priority_high_p99"], verdicts["scheduled_lateness"]) == ("FAIL", "FAIL")
 
 
 def test_pipeline_share_falls_back_to_the_loaded_rate_without_a_backlog_run() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("ingest", "pipeline", "backlog", "bulk", "bare")
+PARTS = ("ingest", "pipeline", "backlog", "priority", "bulk", "bare")
 
 
 class BenchTimeout(Exception):
@@ -79,6 +79,8 @@ class BenchConfig:
             total += sum(15 + d.pipeline_duration_s + 20 + d.grace_s for _ in self.rates)
         if "backlog" in self.parts:
             total += 15 + d.backlog_watch_s
+        if "priority" in self.parts:
+            total += 240
         if "bulk" in self.parts:
             total += 15 + d.bulk_timeout_s
         if "bare" in self.parts:
@@ -186,7 +188,7 @@ def _print_verdicts(verdicts: list[dict[str, Any]], say: Callable[[str], None]) 
 
 
 def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
-    from herald.bench import bulk, ingest, pipeline, report
+    from herald.bench import bulk, ingest, pipeline, priority, report
     from herald.bench.memory import RssSampler
     from herald.bench.profile import Profiler
     from herald.local import stack
@@ -253,8 +255,9 @@ def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]
                     config.connections, config.durations.ingest_warmup_s,
                     config.durations.ingest_duration_s, config.users),
                 sampler, cleanup, profiler, say))
-        # Nothing reads the stack's default subscription in the bench; drop what ingest left there.
-        pipeline.delete_subscription(settings, settings.requests_subscription)
+        # Nothing reads the stack's default subscriptions in the bench; drop what ingest left there.
+        for lane in settings.lanes():
+            pipeline.delete_subscription(lane, lane.requests_subscription)
         pipeline_config = pipeline.PipelineConfig(
             config.rates, config.durations.pipeline_duration_s, config.durations.grace_s,
             config.users, backlog_requests=config.durations.backlog_requests,
@@ -268,6 +271,9 @@ def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]
         if "backlog" in config.parts:
             part("pipeline_backlog", lambda: pipeline.run_backlog(
                 env, settings, log_dir, pipeline_config, sampler, cleanup, profiler, say))
+        if "priority" in config.parts:
+            part("priority", lambda: priority.run(
+                env, settings, log_dir, pipeline_config, sampler, cleanup, say))
         if "bulk" in config.parts:
             part("bulk", lambda: bulk.run(
                 env, settings, log_dir, bulk.BulkConfig(

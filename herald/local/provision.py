@@ -17,15 +17,15 @@ ACK_DEADLINE_S = 60
 
 
 def create_topics(settings: Settings) -> None:
-    """Requests and callbacks topics with the pipelines' subscriptions (and the requests' audit
-    subscription for `herald reconcile`), and the dead-letter topic with a subscription so dead
+    """Requests topics (routine and urgent) and the callbacks topic with the pipelines'
+    subscriptions (and each requests topic's audit subscription for `herald reconcile`), and the dead-letter topic with a subscription so dead
     letters are kept for replay rather than dropped by Pub/Sub."""
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     try:
         pairs = [
-            (settings.requests_topic, settings.requests_subscription),
-            (settings.requests_topic, settings.audit_subscription),
+            *((lane.requests_topic, subscription) for lane in settings.lanes()
+              for subscription in (lane.requests_subscription, lane.audit_subscription)),
             (settings.callbacks_topic, settings.callbacks_subscription),
             (settings.dead_letter_topic, settings.dead_letter_topic + dead_letters.HOLD_SUFFIX),
         ]

@@ -94,9 +94,12 @@ def outbox_replay(settings: Settings, every_s: float) -> Job:
 
 
 def reconcile(settings: Settings, every_s: float, grace_s: float) -> Job:
-    reconciler = Reconciler(settings, bigquery_client(settings), pubsub_v1.SubscriberClient(),
-                            pubsub_v1.PublisherClient(), grace_s)
-    return Job("reconcile", every_s, lambda: reconciler.run().summary())
+    """Each lane's audit subscription (routine and urgent), one line per run."""
+    bq, subscriber, publisher = (bigquery_client(settings), pubsub_v1.SubscriberClient(),
+                                 pubsub_v1.PublisherClient())
+    reconcilers = [Reconciler(lane, bq, subscriber, publisher, grace_s) for lane in settings.lanes()]
+    return Job("reconcile", every_s, lambda: "; ".join(
+        reconciler.run().summary() for reconciler in reconcilers))
 
 
 def fcm_export_status(settings: Settings, every_s: float) -> Job:

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Mapping
 
 from google.cloud import firestore
 
-from herald.contracts import Channel, Platform
+from herald.contracts import DEVICE_INFO_PLATFORMS, Channel, Platform
 from herald.users import (CATEGORIES, CHANNELS, EMAIL, LOCALE, NOTIFICATION_ENABLED, PHONE,
                           PLATFORM, TIMEZONE, TOKEN, device_ref, user_ref)
 
@@ -27,11 +27,17 @@ class SeedUser:
 
 def expected_deliveries(body: Mapping[str, Any], users: Mapping[str, SeedUser]) -> int:
     """How many deliveries a request body fans out to over seeded `users`, judged from the seed
-    alone (what end-to-end tests hold the pipeline to): a push to each of a user's devices, else
-    one per user, an unknown user included."""
+    alone (what end-to-end tests hold the pipeline to): a push to each of a user's devices (of the
+    platform `metadata.deviceInfo` names, if any), else one per user, an unknown user included."""
+    device_info = (body.get("metadata") or {}).get("deviceInfo")
+    target = DEVICE_INFO_PLATFORMS[device_info.lower()] if device_info else None
+
     def per_user(user_id: str) -> int:
         user = users.get(user_id)
-        return len(user.devices) if user and body["notificationType"] == "push" and user.devices else 1
+        if not user or body["notificationType"] != "push":
+            return 1
+        return len([device for device in user.devices.values()
+                    if target is None or device["platform"] == target.value]) or 1
     return sum(per_user(user_id) for user_id in body.get("userIds") or [body["userId"]])
 
 

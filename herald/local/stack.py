@@ -47,10 +47,14 @@ SANDBOX_OUTCOMES = {
     "sendgrid": {"bounce": 0.02, "dropped": 0.01, "deferred": 0.03, "open": 0.4, "click": 0.25},
 }
 """Callback outcomes the local sandbox reports (and, for push, the share of Android pushes FCM's
-BigQuery export reports delivered, and of pushes whose app posts received and opened receipts), so the funnel and failure marts have something to show; faults (429s, 5xx, timeouts) stay off unless a test or `POST /_config` turns them on."""
-PIPELINES = (("pipeline", "pipelines.herald_pipeline"),
-             ("callbacks-pipeline", "pipelines.callback_pipeline"))
-"""The streaming jobs: deliveries, and provider callbacks (a job of its own, see its module)."""
+BigQuery export reports delivered, and of pushes whose app posts received and opened receipts), so
+the funnel and failure marts have something to show; faults (429s, 5xx, timeouts) stay off unless a
+test or `POST /_config` turns them on."""
+PIPELINES = (("pipeline", "pipelines.herald_pipeline", ()),
+             ("urgent-pipeline", "pipelines.herald_pipeline", ("--lane", "urgent")),
+             ("callbacks-pipeline", "pipelines.callback_pipeline", ()))
+"""The streaming jobs: deliveries of normal and low priority, deliveries of high priority (its
+own topic and job, so no routine backlog delays it), and provider callbacks; with their flags."""
 STACK_LOG = "stack.log"
 """In the log directory: what the stack itself did, such as restarting a pipeline that died."""
 PROJECT = "herald-local"
@@ -205,9 +209,10 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
                        processes.log_contains(log_dir / "scheduler.log", scheduler.RUNNING_MARKER),
                        env=service_env))
         if options.with_pipeline:
-            for name, module in PIPELINES:
+            for name, module, args in PIPELINES:
                 launch(supervised(pipeline_service(name, module, env, log_dir,
-                                                   options.pipeline_args), log_dir / STACK_LOG))
+                                                   (*args, *options.pipeline_args)),
+                                  log_dir / STACK_LOG))
     except BaseException:
         down(state_dir, report=lambda _: None)
         raise

@@ -13,6 +13,12 @@
 --     no parent or request attributes (herald.events.callback_event). A callback without a
 --     span_id (a message sent without Herald's ids) is not attributed: provider_message_id is no
 --     substitute, SendGrid's X-Message-Id covers a whole bulk request of up to 1,000 recipients.
+-- A delivery may have been held: its request for a sendTime ahead (a `scheduled` event about the
+-- request, not_before = sendTime) or the delivery itself (Herald's `deferred` event with
+-- not_before: the user's quiet hours, a provider's wait). due_at is the later of accepted_at and
+-- those times; the send latency the SLO counts (due_to_sent_ms) starts there, so a notification
+-- sent on time after its hold is not a late one. The hold events are read hold_lookback_days
+-- back, since they may be older than the events of this run.
 -- final_status is the candidate with the highest rank in var('final_status_precedence')
 -- (dbt_project.yml): a delivered, bounced, dropped or undelivered report refines `sent`, an open
 -- (a person's or a privacy proxy's) or click proves delivery, whatever order the reports came
@@ -47,6 +53,37 @@ events as (
     {% if is_incremental() %}
     where event_date >= {{ event_date_watermark() }}
     {% endif %}
+
+),
+
+holds as (
+
+    select trace_id, span_id, parent_span_id, status, not_before
+    from {{ ref('stg_herald__events') }}
+    where not_before is not null
+        and status in ('scheduled', 'deferred')
+        {% if is_incremental() %}
+        and event_date >= date_sub({{ event_date_watermark() }},
+                                   interval {{ var('hold_lookback_days') }} day)
+        {% endif %}
+
+),
+
+request_holds as (
+
+    select trace_id, max(not_before) as held_until
+    from holds
+    where status = 'scheduled'
+    group by trace_id
+
+),
+
+delivery_holds as (
+
+    select span_id, max(not_before) as held_until
+    from holds
+    where status = 'deferred' and parent_span_id is not null
+    group by span_id
 
 ),
 
@@ -355,6 +392,9 @@ joined as (
     select
         folded.*,
         if(folded.terminal_status = 'sent', folded.terminal_at, null) as sent_at,
+        greatest(folded.accepted_at,
+                 coalesce(request_holds.held_until, folded.accepted_at),
+                 coalesce(delivery_holds.held_until, folded.accepted_at)) as due_at,
         outcomes.final_status,
         outcomes.final_at,
         outcomes.reason,
@@ -363,6 +403,10 @@ joined as (
     from folded
     inner join outcomes
         on folded.span_id = outcomes.span_id
+    left join request_holds
+        on folded.trace_id = request_holds.trace_id
+    left join delivery_holds
+        on folded.span_id = delivery_holds.span_id
     where folded.terminal_status is not null
 
 ),
@@ -386,6 +430,7 @@ final as (
         provider_message_id,
         date(accepted_at) as accepted_date,
         accepted_at,
+        due_at,
         sent_at,
         provider_accepted_at,
         delivered_at,
@@ -405,7 +450,8 @@ final as (
         timestamp_diff(sent_at, accepted_at, millisecond) as accept_to_sent_ms,
         timestamp_diff(delivered_at, sent_at, millisecond) as sent_to_delivered_ms,
         timestamp_diff(delivered_at, accepted_at, millisecond) as accept_to_delivered_ms,
-        timestamp_diff(sent_at, accepted_at, millisecond) <= {{ var('send_slo_ms') }}
+        timestamp_diff(sent_at, due_at, millisecond) as due_to_sent_ms,
+        timestamp_diff(sent_at, due_at, millisecond) <= {{ var('send_slo_ms') }}
             as sent_within_slo,
         last_event_at
     from joined

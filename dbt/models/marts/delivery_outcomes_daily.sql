@@ -54,6 +54,9 @@ daily as (
         sender_client,
         count(*) as deliveries,
         cast(countif(final_status = 'suppressed') as int64) as suppressed,
+        cast(countif(final_status = 'suppressed' and reason = 'frequency_capped') as int64)
+            as frequency_capped,
+        cast(countif(due_at > accepted_at) as int64) as held,
         cast(countif(final_status = 'duplicate') as int64) as duplicate,
         cast(countif(final_status = 'failed') as int64) as failed,
         cast(countif(sent_at is not null) as int64) as sent,
@@ -95,6 +98,8 @@ final as (
         sender_client,
         deliveries,
         suppressed,
+        frequency_capped,
+        held,
         duplicate,
         deliveries - suppressed - duplicate as eligible,
         failed,

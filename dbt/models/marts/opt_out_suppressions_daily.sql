@@ -1,5 +1,6 @@
 -- Deliveries Herald did not attempt because the recipient opted out (of everything, a category
--- or a channel) or disabled the device, per day (of acceptance, UTC), channel, category and
+-- or a channel) or disabled the device (not a frequency cap: delivery_outcomes_daily counts
+-- those), per day (of acceptance, UTC), channel, category and
 -- reason.
 
 with
@@ -14,6 +15,7 @@ suppressed as (
 
     select * from deliveries
     where final_status = 'suppressed'
+        and reason != 'frequency_capped'  -- Herald's cap, not the recipient's choice
 
 ),
 

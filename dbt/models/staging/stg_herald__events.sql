@@ -58,6 +58,7 @@ renamed as (
         -- timestamps
         cast(event_ts as timestamp) as event_ts,
         cast(accepted_at as timestamp) as accepted_at,
+        cast(not_before as timestamp) as not_before,
         date(event_ts) as event_date
 
     from source
