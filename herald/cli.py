@@ -114,10 +114,9 @@ def _outbox_replay(args: argparse.Namespace) -> None:
 def _templates_load(args: argparse.Namespace) -> None:
     from herald.clients import state_client
     from herald.contracts import ContractError
-    from herald.settings import Settings
     from herald.templates import TemplateStore, load_directory
 
-    settings = Settings.from_env() if args.from_env else _stack_settings(args)
+    settings = _ops_settings(args)
     try:
         loaded = load_directory(TemplateStore(state_client(settings)), args.directory)
     except ContractError as error:
@@ -237,8 +236,7 @@ def parser() -> argparse.ArgumentParser:
     load = templates.add_parser("load", help="store <dir>/<templateType>/<locale>.json (and "
                                 "<locale>.html, the email HTML) in the running local stack")
     load.add_argument("directory", type=Path)
-    load.add_argument("--from-env", action="store_true", help="the project in the environment "
-                      "(HERALD_PROJECT, GOOGLE_CLOUD_PROJECT) instead of the local stack")
+    _add_ops_flags(load, "project", "state_database")
     load.set_defaults(handler=_templates_load)
 
     from herald.reconcile import DEFAULT_GRACE_S

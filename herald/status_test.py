@@ -9,7 +9,7 @@ import pytest
 
 from herald import events
 from herald.clients import state_client
-from herald.contracts import Channel, Envelope, parse_request
+from herald.contracts import Envelope, parse_request
 from herald.events import Reason, Status
 from herald.settings import Settings
 from herald.status import REQUESTS_COLLECTION, StatusStore, current_status, request_key

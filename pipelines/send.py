@@ -21,6 +21,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.async_dofn import AsyncWrapper
 
+from herald.clients import state_client
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Priority, Scope
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status
