@@ -46,8 +46,8 @@ def rows(story: Story) -> list[dict]:
 def test_preference_changes_and_template_deliveries(warehouse: Warehouse,
                                                     new_story: Story) -> None:
     warehouse.load(DATASET, rows(new_story))
-    run = warehouse.dbt(DATASET, "build", "--select", "stg_herald__events", "int_deliveries",
-                        "preference_changes_daily", "template_deliveries_daily")
+    run = warehouse.dbt(DATASET, "build", "--select", "+int_deliveries", "+preference_changes_daily",
+                        "+template_deliveries_daily")
     assert run.success and not run.problems(), run.problems()
     day_1 = DAY_1.date()
     changes = {(r["changed_date"], r["sender_client"], r["setting"], r["value"]): (

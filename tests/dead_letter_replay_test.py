@@ -22,6 +22,7 @@ from google.cloud import bigquery
 from herald.clients import bigquery_client
 from herald.dead_letters import DEAD_LETTERS_TABLE
 from herald.local import stack
+from herald.contracts import Priority
 from herald.local.seed import demo_users
 from herald.settings import Settings
 from herald.workload import send_all
@@ -96,7 +97,7 @@ def test_a_parked_delivery_is_replayed_once_its_cause_is_fixed(local_stack: dict
     parked = rows(settings, DEAD_LETTERS_TABLE, traces)
     dead_events = [e for e in rows(settings, "events", traces) if e["status"] == "dead_letter"]
     assert {(p["reason"], p["attempts"], p["source_topic"]) for p in parked} == \
-        {("retries_exhausted", 6, settings.requests_topic)}
+        {("retries_exhausted", 6, settings.requests_topic_for(Priority.HIGH))}  # high: its own lane
     assert {p["span_id"] for p in parked} == {e["span_id"] for e in dead_events}
     assert {json.loads(p["data"])["request"]["notificationId"] for p in parked} == ids
     assert ledger_for(local_stack, ids) == []
