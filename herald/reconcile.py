@@ -219,7 +219,7 @@ class Reconciler:
                 parked_rows.append(self._park(audited, planned, ended))
                 report.parked += 1
             else:
-                self._republish(audited, ended)
+                self._republish(audited, ended | deferred)  # deferred ones are the outbox's
                 report.republished += 1
                 report.republished_traces.append(audited.envelope.trace_id)
             settled.append(audited.message.ack_id)
