@@ -36,6 +36,7 @@ def _collections_with_expiry() -> set[str]:
 
 def test_every_collection_that_expires_has_a_ttl_policy() -> None:
     ttl = infrastructure.names()["firestore"]["ttl"]
-    assert _collections_with_expiry() == set(ttl) == {"idempotency", "outbox", "send_claims",
-                                                      "notification_status", "delivery_stages"}
+    assert _collections_with_expiry() == set(ttl) == {
+        "idempotency", "outbox", "send_claims", "frequency", "notification_status",
+        "delivery_stages"}
 

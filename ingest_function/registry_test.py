@@ -93,7 +93,8 @@ def plan(db: firestore.Client, user_id: str, **body: Any) -> list[Reason | None]
     user = users.user_ref(db, user_id).get().to_dict()
     devices = {d.id: d.to_dict()
                for d in users.user_ref(db, user_id).collection(users.DEVICES).stream()}
-    envelope = new_envelope(parse_request({**DESIGN_BODY, "userId": user_id, **body}), "crm")
+    envelope = new_envelope(parse_request({**DESIGN_BODY, "userId": user_id, "metadata": {},
+                                           **body}), "crm")  # every device, whatever platform
     return [reason for _, reason in plan_deliveries(envelope, user_id, user, devices, b"k")]
 
 
