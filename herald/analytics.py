@@ -33,7 +33,7 @@ LATENCY_STAGES = {
     "accept_to_delivered_ms": "accepted → delivered (end to end)",
 }
 SEND_SLO_MS = 10_000
-"""DESIGN.md's soft real-time target; the dbt var send_slo_ms."""
+"""The soft real-time target (10 s from due to provider, README); the dbt var send_slo_ms."""
 
 
 @dataclass(frozen=True)

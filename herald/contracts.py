@@ -81,8 +81,8 @@ class ContractError(ValueError):
 
 @dataclass(frozen=True)
 class NotificationRequest:
-    """One sender request, as the DESIGN.md body shape plus the optional `priority`; a bulk
-    request names its audience in `userIds` (`user_ids`) instead of one `userId`."""
+    """One sender request, in the body shape the README documents, plus the optional `priority`;
+    a bulk request names its audience in `userIds` (`user_ids`) instead of one `userId`."""
 
     user_id: str | None
     notification_id: str

@@ -1,4 +1,4 @@
-"""The request contract: the DESIGN.md shape parses, and every bad field is named."""
+"""The request contract: the documented body shape parses, and every bad field is named."""
 
 from __future__ import annotations
 
