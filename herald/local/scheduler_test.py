@@ -30,6 +30,9 @@ def test_schedule_from_the_environment_and_zero_turns_a_job_off() -> None:
                               "HERALD_RECONCILE_GRACE_S": "30"}) == Schedule(0.5, 0, 30)
 
 
+REPUBLISHED_ONE = "outbox-replay: republished 1 outbox entries"
+
+
 def published_within(probe: Probe, timeout_s: float) -> list[str]:
     deadline = time.monotonic() + timeout_s
     while not (received := probe.pull()):
@@ -64,8 +67,13 @@ def test_the_scheduler_replays_the_outbox_every_interval_and_logs_each_run(
         later = envelope()
         outbox.add(later, topic, TimeoutError())  # picked up by a later run, unprompted
         assert published_within(probe, 5) == [later.trace_id]
+        # the run logs after its publish returns, so the probe may see the message first
+        deadline = time.monotonic() + 5
+        while log.read_text().count(REPUBLISHED_ONE) < 2:
+            assert time.monotonic() < deadline, "the later run was not logged"
+            time.sleep(0.1)
     finally:
         processes.stop_group(process.pid)
     text = log.read_text()
     assert "outbox-replay every 0.5 s" in text and "reconcile every" not in text
-    assert text.count("outbox-replay: republished 1 outbox entries") == 2
+    assert text.count(REPUBLISHED_ONE) == 2
