@@ -10,7 +10,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: demo test up down clean bench
+.PHONY: demo test test-fast up down clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -31,6 +31,10 @@ demo: $(STAMP)
 
 test: $(STAMP) $(CHECKOV_STAMP)
 	$(PY) -m pytest
+
+# The inner loop: no emulators, no local stack (CI runs `make test`, the whole suite).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not emulators"
 
 up: $(STAMP)
 	$(VENV)/bin/herald local up --seed

@@ -13,6 +13,17 @@ import pytest
 from herald.local import processes, stack
 from herald.local.processes import Service, free_port, http_ready, tcp_ready
 
+EMULATOR_FIXTURES = frozenset({"pubsub_emulator", "firestore_emulator", "local_stack", "warehouse"})
+"""Fixtures that start Google's emulators (or the whole local stack, or the BigQuery emulator
+with dbt). A test depending on one, directly or through another fixture, is marked `emulators`;
+`make test-fast` leaves those and the `slow` ones out."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if EMULATOR_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.emulators)
+
 
 @pytest.fixture(scope="session")
 def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
