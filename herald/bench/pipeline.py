@@ -12,6 +12,7 @@ never shows up counts as "later than we watched" (inf) in the percentiles instea
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -67,11 +68,14 @@ def delete_subscription(settings: Settings, name: str) -> None:
 
 
 def start_pipeline(name: str, subscription: str, env: Mapping[str, str], log_dir: Path,
-                   extra_args: Sequence[str] = ()) -> subprocess.Popen:
-    """The pipeline exactly as `herald local up` starts it, on the given subscription."""
-    return processes.start(stack.pipeline_service(
+                   extra_args: Sequence[str] = (),
+                   niceness: int = stack.BACKGROUND_NICENESS) -> subprocess.Popen:
+    """The pipeline exactly as `herald local up` starts it, on the given subscription (the
+    urgent lane's with `niceness` 0, as the stack does)."""
+    return processes.start(dataclasses.replace(stack.pipeline_service(
         name, "pipelines.herald_pipeline", env, log_dir,
-        ("--requests_subscription", subscription, *extra_args), timeout_s=120.0), log_dir)
+        ("--requests_subscription", subscription, *extra_args), timeout_s=120.0),
+        niceness=niceness), log_dir)
 
 
 class Ledger:
@@ -157,7 +161,7 @@ def fresh_pipeline(phase: str, env: Mapping[str, str], settings: Settings, log_d
         say(f"pipeline-{phase}: starting a fresh pipeline on {subscription} (and one for the "
             f"urgent lane's high-priority requests) ...")
         urgent = start_pipeline(f"pipeline-{phase}-urgent", urgent_path, env, log_dir,
-                                ("--lane", "urgent"))
+                                ("--lane", "urgent"), niceness=0)
         cleanup.append(lambda: processes.stop_group(urgent.pid))
         process = start_pipeline(f"pipeline-{phase}", path, env, log_dir)
         cleanup.append(lambda: processes.stop_group(process.pid))
