@@ -90,7 +90,7 @@ def run(env: Mapping[str, str], settings: Settings, log_dir: Path, config: Pipel
         out["routine_drained_before_scheduled"] = len(drained) >= sum(expected.values())
         send_at = datetime.now(timezone.utc) + timedelta(seconds=SCHEDULE_AHEAD_S)
         scheduled, _ = phase_bodies("sched", SCHEDULED, config.users, seed=43)
-        post_json(env["HERALD_API_URL"], env["HERALD_API_KEY"], [
+        out["scheduled_accepted"] = post_json(env["HERALD_API_URL"], env["HERALD_API_KEY"], [
             {**body, "notificationType": "email", "priority": "normal",
              "metadata": {"sendTime": send_at.isoformat()}} for body in scheduled])
         entries, _ = wait_for_ledger(pipeline.ledger, lambda nid: nid.startswith("b-sched-"),
@@ -101,5 +101,6 @@ def run(env: Mapping[str, str], settings: Settings, log_dir: Path, config: Pipel
         out["scheduled_lateness"] = summarize(lateness).to_json()
         out["scheduled_early"] = sum(late < 0 for late in lateness)
         say(f"  scheduled sends: lateness p50/p99 {out['scheduled_lateness']['p50_s']}/"
-            f"{out['scheduled_lateness']['p99_s']} s, {out['scheduled_early']} early")
+            f"{out['scheduled_lateness']['p99_s']} s, {out['scheduled_early']} early, "
+            f"{out['scheduled_accepted']} of {SCHEDULED} accepted (202)")
         return out
