@@ -176,13 +176,15 @@ class FcmExportSync:
             select sent.span_id,
                 min(if(fcm.event = '{export.ExportEvent.MESSAGE_DELIVERED}', fcm.event_timestamp,
                        null)) as delivered_at
-            from `{export_table}` as fcm
+            from (
+                select * from `{export_table}`
+                where {export.PARTITION_PSEUDO_COLUMN} >= timestamp_trunc(@since, day)
+            ) as fcm
             join `{events_table}` as sent
                 on fcm.message_id = substr(sent.provider_message_id,
                                            strpos(sent.provider_message_id, '/messages/') + 10)
             where fcm.event in ('{export.ExportEvent.MESSAGE_ACCEPTED}',
                                 '{export.ExportEvent.MESSAGE_DELIVERED}')
-                and fcm.{export.PARTITION_PSEUDO_COLUMN} >= timestamp_trunc(@since, day)
                 and sent.status = 'sent'
                 and sent.provider = 'fcm'
                 and sent.event_ts >= timestamp_sub(@since,

@@ -567,8 +567,10 @@ def test_hand_written_value_lists_match_the_contracts() -> None:
         final_statuses - {"sent", "delivered", "suppressed", "duplicate"}
     assert set(_model_accepted_values("marts/opt_out_suppressions_daily.yml", "reason")) <= \
         {r.value for r in Reason}
-    # FCM's BigQuery export reports delivery on Android only (herald/providers/fcm/export.py).
+    # By default only Android apps are taken to have enabled FCM's delivery data export; its
+    # rejection events are herald/providers/fcm/export.py's.
     assert project_vars["fcm_export_platforms"] == [export.SdkPlatform.ANDROID.lower()]
+    assert set(project_vars["fcm_export_rejection_events"]) == set(export.REJECTIONS)
     for model_yaml in ("marts/delivery_rates_daily.yml", "marts/send_latency.yml",
                        "marts/delivery_outcomes_daily.yml", "marts/delivery_funnel_daily.yml",
                        "marts/send_slo_daily.yml", "marts/delivery_latency_daily.yml"):
