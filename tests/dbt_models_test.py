@@ -347,18 +347,18 @@ def test_send_slo_daily(warehouse: Warehouse, built: Settings) -> None:
 
 def test_delivery_latency_daily(warehouse: Warehouse, built: Settings) -> None:
     rows = _rows(warehouse, built.dataset, "delivery_latency_daily")
-    columns = ("sent", "p50_accept_to_sent_ms", "p95_accept_to_sent_ms", "p99_accept_to_sent_ms",
+    columns = ("sent", "p50_due_to_sent_ms", "p95_due_to_sent_ms", "p99_due_to_sent_ms",
                "delivered", "p50_sent_to_delivered_ms", "p95_sent_to_delivered_ms",
-               "p99_sent_to_delivered_ms", "p50_accept_to_delivered_ms",
-               "p95_accept_to_delivered_ms", "p99_accept_to_delivered_ms")
+               "p99_sent_to_delivered_ms", "p50_due_to_delivered_ms",
+               "p95_due_to_delivered_ms", "p99_due_to_delivered_ms")
     _assert_table(_table(rows, ("accepted_date", "channel"), columns), EXPECTED_DAILY_LATENCY)
 
 
 def test_send_latency(warehouse: Warehouse, built: Settings) -> None:
     rows = _rows(warehouse, built.dataset, "send_latency")
     _assert_table(_table(rows, ("channel",), (
-        "sent", "p50_accept_to_sent_ms", "p95_accept_to_sent_ms", "p99_accept_to_sent_ms",
-        "max_accept_to_sent_ms")), {(k,): v for k, v in EXPECTED_LATENCY.items()})
+        "sent", "p50_due_to_sent_ms", "p95_due_to_sent_ms", "p99_due_to_sent_ms",
+        "max_due_to_sent_ms")), {(k,): v for k, v in EXPECTED_LATENCY.items()})
 
 
 def test_delivery_failures_daily(warehouse: Warehouse, built: Settings) -> None:
@@ -413,9 +413,9 @@ def test_mart_column_types(built: Settings) -> None:
         "accepted_date": "DATE", "channel": "STRING", **{c: "INTEGER" for c in counts},
         "delivery_rate": "FLOAT", "confirmed_delivery_rate": "FLOAT"}
     assert schema("send_latency") == {
-        "channel": "STRING", "sent": "INTEGER", "p50_accept_to_sent_ms": "INTEGER",
-        "p95_accept_to_sent_ms": "INTEGER", "p99_accept_to_sent_ms": "INTEGER",
-        "max_accept_to_sent_ms": "INTEGER"}
+        "channel": "STRING", "sent": "INTEGER", "p50_due_to_sent_ms": "INTEGER",
+        "p95_due_to_sent_ms": "INTEGER", "p99_due_to_sent_ms": "INTEGER",
+        "max_due_to_sent_ms": "INTEGER"}
     assert schema("delivery_funnel_daily") == {
         "accepted_date": "DATE", "channel": "STRING", **{c: "INTEGER" for c in (
             "requested", "eligible", "sent", "delivered", "opened", "clicked",

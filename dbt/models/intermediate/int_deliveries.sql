@@ -481,6 +481,7 @@ final as (
         timestamp_diff(delivered_at, sent_at, millisecond) as sent_to_delivered_ms,
         timestamp_diff(delivered_at, accepted_at, millisecond) as accept_to_delivered_ms,
         timestamp_diff(sent_at, due_at, millisecond) as due_to_sent_ms,
+        timestamp_diff(delivered_at, due_at, millisecond) as due_to_delivered_ms,
         timestamp_diff(sent_at, due_at, millisecond) <= {{ var('send_slo_ms') }}
             as sent_within_slo,
         last_event_at
