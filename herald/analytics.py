@@ -29,8 +29,8 @@ FUNNEL_STEPS = ("requested", "eligible", "sent", "delivered", "opened", "clicked
 BESIDE_FUNNEL = ("machine_opened", "delivery_unknown")
 """Counted beside the funnel, not a step of it: delivered messages only a privacy proxy opened."""
 LATENCY_STAGES = {
-    "accept_to_sent_ms": "accepted → sent (Herald)",
-    "accept_to_delivered_ms": "accepted → delivered (end to end)",
+    "due_to_sent_ms": "due → sent (Herald)",
+    "due_to_delivered_ms": "due → delivered (end to end)",
 }
 SEND_SLO_MS = 10_000
 """The soft real-time target (10 s from due to provider, README); the dbt var send_slo_ms."""
@@ -139,8 +139,9 @@ class Marts:
 
     def latency_quantiles(self, days: int | None = None) -> pd.DataFrame:
         """Latency distributions per channel from int_deliveries, as percentiles 0..100 (a CDF):
-        long format, one row per (channel, stage, percentile) with the latency in ms. Delivered
-        stages count deliveries that ended delivered with a delivered report. `days` limits
+        long format, one row per (channel, stage, percentile) with the latency in ms, counted from
+        when each delivery was due (int_deliveries.due_at: a scheduled send is not a late one).
+        Delivered stages count deliveries that ended delivered with a delivered report. `days` limits
         it to deliveries accepted in the last N days (a partition filter on BigQuery)."""
         where = "sent_at is not null"
         if days is not None:
@@ -151,9 +152,9 @@ class Marts:
             sent as (
                 select
                     channel,
-                    accept_to_sent_ms,
-                    if(final_status = 'delivered', accept_to_delivered_ms, null)
-                        as accept_to_delivered_ms
+                    due_to_sent_ms,
+                    if(final_status = 'delivered', due_to_delivered_ms, null)
+                        as due_to_delivered_ms
                 from {self.table('int_deliveries')}
                 where {where}
             ),
@@ -161,8 +162,8 @@ class Marts:
             final as (
                 select
                     channel,
-                    approx_quantiles(accept_to_sent_ms, 100) as accept_to_sent_ms,
-                    approx_quantiles(accept_to_delivered_ms, 100) as accept_to_delivered_ms
+                    approx_quantiles(due_to_sent_ms, 100) as due_to_sent_ms,
+                    approx_quantiles(due_to_delivered_ms, 100) as due_to_delivered_ms
                 from sent
                 group by channel
             )
@@ -281,7 +282,7 @@ def latency_cdf_figure(quantiles: pd.DataFrame, slo_ms: int = SEND_SLO_MS) -> Fi
         for channel, points in _by_channel(stage_rows):
             ax.step(points["ms"].clip(lower=1), points["percentile"] / 100, where="post",
                     color=CHANNEL_COLORS.get(channel), label=channel)
-        if stage == "accept_to_sent_ms":
+        if stage == "due_to_sent_ms":
             ax.axvline(slo_ms, color="red", linestyle=":", label=f"SLO {slo_ms / 1000:g} s")
         ax.set_xscale("log")
         ax.set_xlabel("milliseconds")

@@ -137,8 +137,7 @@ def render_fcm_export_yaml() -> str:
         "sources": [{
             "name": FCM_EXPORT_SOURCE_NAME,
             "description": "FCM's BigQuery export of message delivery data, written by FCM "
-                           "(by the sandbox locally): "
-                           "https://firebase.google.com/docs/cloud-messaging/understand-delivery",
+                           f"(by the sandbox locally): {fcm_export.SOURCE_URL}",
             "database": configured("fcm_export_project", "HERALD_FCM_EXPORT_PROJECT",
                                    "env_var('HERALD_PROJECT', 'herald-local')"),
             "schema": configured("fcm_export_dataset", "HERALD_FCM_EXPORT_DATASET",
@@ -147,9 +146,11 @@ def render_fcm_export_yaml() -> str:
                 "name": "messages",
                 "identifier": configured("fcm_export_table", "HERALD_FCM_EXPORT_TABLE",
                                          f"'{fcm_export.DEFAULT_TABLE}'"),
-                "description": "One row per message event (accepted, delivered on Android, "
-                               "dropped); partitioned by "
-                               f"{fcm_export.PARTITION_FIELD}.",
+                "description": "One row per message event (accepted; delivered, from apps that "
+                               "enabled delivery data export; or a rejection), partitioned by "
+                               f"ingestion time: {fcm_export.PARTITION_PSEUDO_COLUMN}, the start "
+                               "of the UTC day the row was loaded, days after event_timestamp "
+                               "at times.",
                 "columns": [_column(field, accepted={}) for field in fcm_export.EXPORT_FIELDS],
             }],
         }],

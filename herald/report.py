@@ -96,7 +96,8 @@ def render_report(marts: analytics.Marts, generated: datetime) -> str:
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">Generated {generated:%Y-%m-%d %H:%M} UTC from the dbt marts. Days are '
-        "UTC days of acceptance. Push delivery comes from FCM's BigQuery export (Android) and "
+        "UTC days of acceptance. Push delivery comes from FCM's BigQuery export (apps that "
+        "enabled delivery export) and "
         "from app receipts; a push no source could confirm is unknown, not undelivered.</p>",
         *sections,
         "</body></html>", ""])

@@ -9,7 +9,7 @@ own database (Settings.state_database), written by the pipelines in batches:
   event: sent, failed, suppressed, duplicate, dead_letter; deferred);
 - `delivery_stages/{span id}`, written by the callbacks pipeline: the time of each stage a
   provider or the app reported later (provider_accepted, delivered, opened, bounced, ...); and
-  by `FcmExportSync`, a scheduled job, for the Android pushes FCM's BigQuery export reports
+  by `FcmExportSync`, a scheduled job, for the pushes FCM's BigQuery export reports
   delivered (FCM calls nobody back, so no pipeline sees those: one BigQuery query a run, never
   one per API call).
   Callbacks name their delivery by span id only, never its sender, so they are written where they
@@ -37,6 +37,7 @@ from google.cloud import firestore
 
 from herald import batch_writes
 from herald.events import CALLBACK, FINAL_STATUS_PRECEDENCE, TERMINAL, Status
+from herald.providers.fcm import export
 
 if TYPE_CHECKING:  # the Cloud Function imports this module and does not ship BigQuery's client
     from google.cloud import bigquery
@@ -159,9 +160,12 @@ def _iso(value: datetime | None) -> str | None:
 
 class FcmExportSync:
     """One run: the pushes FCM's BigQuery export (herald/providers/fcm/export.py) reported
-    delivered in the last `lookback`, matched to their sent events by FCM's message id as dbt's
-    int_deliveries does, merged into their stage documents as `delivered`. Re-reading the whole
-    window each run is idempotent (the same stage is rewritten) and covers the export's lag."""
+    delivered in the rows loaded since the start of the UTC day `lookback` ago (the table's
+    ingestion-time partitions: a row loaded late is still read), about pushes sent in that window
+    or up to `export.LOAD_DELAY` before it, matched to their sent events by FCM's message id as
+    dbt's int_deliveries does (rows naming more than one app instance are not attributed), merged
+    into their stage documents as `delivered`. Re-reading the whole window each run is idempotent
+    (the same stage is rewritten)."""
 
     def __init__(self, client: bigquery.Client, store: StatusStore, events_table: str,
                  export_table: str, lookback: timedelta) -> None:
@@ -169,17 +173,25 @@ class FcmExportSync:
         self._store = store
         self._lookback = lookback
         self._sql = f"""
-            select sent.span_id, min(fcm.event_timestamp) as delivered_at
-            from `{export_table}` as fcm
+            select sent.span_id,
+                min(if(fcm.event = '{export.ExportEvent.MESSAGE_DELIVERED}', fcm.event_timestamp,
+                       null)) as delivered_at
+            from (
+                select * from `{export_table}`
+                where {export.PARTITION_PSEUDO_COLUMN} >= timestamp_trunc(@since, day)
+            ) as fcm
             join `{events_table}` as sent
                 on fcm.message_id = substr(sent.provider_message_id,
                                            strpos(sent.provider_message_id, '/messages/') + 10)
-            where fcm.event = 'MESSAGE_DELIVERED'
-                and fcm.event_timestamp >= @since
+            where fcm.event in ('{export.ExportEvent.MESSAGE_ACCEPTED}',
+                                '{export.ExportEvent.MESSAGE_DELIVERED}')
                 and sent.status = 'sent'
                 and sent.provider = 'fcm'
-                and sent.event_ts >= @since
-            group by sent.span_id"""
+                and sent.event_ts >= timestamp_sub(@since,
+                                                   interval {export.LOAD_DELAY.days} day)
+            group by sent.span_id
+            having countif(fcm.event = '{export.ExportEvent.MESSAGE_DELIVERED}') > 0
+                and count(distinct fcm.instance_id) <= 1"""
 
     def run(self) -> str:
         from google.cloud import bigquery

@@ -1,7 +1,10 @@
-"""FCM's BigQuery export, end to end on the BigQuery emulator: the sandbox's FCM accepts pushes
+"""FCM's BigQuery export on the BigQuery emulator: end to end, the sandbox's FCM accepts pushes
 sent by Herald's FcmSender, writes export rows in FCM's documented shape into the emulator's
 table, and dbt gives exactly the Android pushes the export reports delivered a delivered_at from
-FCM's record (joined by FCM's message id), and no iOS or web push."""
+FCM's record (joined by FCM's message id), and no iOS or web push (their apps have not enabled
+delivery export, the sandbox's default); the staging model reads rows written from Firebase's
+documentation (tests/fixtures/providers/fcm/export); the local table is partitioned by ingestion
+time, as FCM's is, with the emulator's gap."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from herald import events
 from herald.clients import bigquery_client, state_client
 from herald.contracts import Channel, Platform
 from herald.events import Status
+from herald.providers import contract_fixtures
 from herald.providers.base import Outgoing
 from herald.providers.fcm import export
 from herald.providers.fcm.sender import FcmSender
@@ -104,3 +108,52 @@ def test_android_pushes_get_delivered_at_from_the_export_the_sandbox_wrote(
         [delivery] = store.lookup("shop", notification)["deliveries"]
         shown[export.message_id(row["provider_message_id"])] = delivery["status"]
     assert {m for m, status in shown.items() if status == "delivered"} == delivered_ids
+
+
+def test_the_staging_model_reads_the_export_rows_as_the_docs_describe(
+        warehouse: Warehouse) -> None:
+    """tests/fixtures/providers/fcm/export: rows written from Firebase's schema table (accepted
+    and delivered on Android and iOS, a topic send, a rejection, a message_id two instances
+    share), one of them loaded twice, staged one row per (message_id, instance_id, event)."""
+    fixtures = contract_fixtures.load("fcm", "export")
+    rows = [row for fixture in fixtures.values() for row in fixture["rows"]]
+    assert {field.name for field in export.EXPORT_FIELDS} == {key for row in rows for key in row}
+    assert {row["event"] for row in rows} <= set(export.ExportEvent)
+    assert {row["message_type"] for row in rows} <= set(export.MessageType)
+    dataset = "herald_fcm_export_docs"
+    warehouse.load(dataset, [], [*rows, fixtures["delivered_android"]["rows"][-1]])
+    run = warehouse.dbt(dataset, "build", "--select", "stg_fcm__message_events")
+    assert run.success and not run.problems(), run.problems()
+
+    staged = warehouse.query(dataset, f"select * from `{dataset}.stg_fcm__message_events`")
+    assert sorted((r["message_id"], r["instance_id"] or "", r["event"], r["is_rejection"])
+                  for r in staged) == sorted(
+        (message_id, instance_id or "", event, rejection) for fixture in fixtures.values()
+        for message_id, instance_id, event, rejection in fixture["expected"]["staged"])
+    [topic] = [r for r in staged if r["message_type"] == export.MessageType.TOPIC]
+    assert (topic["topic"], topic["bulk_id"], topic["instance_id"]) == ("deals", 4242424242, None)
+    [ios] = [r for r in staged if r["sdk_platform"] == "IOS"
+             and r["event"] == export.ExportEvent.MESSAGE_DELIVERED]
+    assert (ios["priority"], ios["ttl_s"], ios["event_ts"]) == (
+        5, 3600, datetime(2026, 11, 2, 10, 15, 0, 950000, tzinfo=timezone.utc))
+    assert all(r["partition_time"] is not None for r in staged)
+
+
+def test_the_local_export_table_is_partitioned_by_ingestion_time(warehouse: Warehouse) -> None:
+    """The local stack creates the export table as FCM's is: partitioned by ingestion time, by
+    day, on no column. The gap: the BigQuery emulator keeps no load time per row and reads
+    _PARTITIONTIME as the query's current time (on BigQuery it is the start of the UTC day the
+    row was loaded), so locally every row reads as loaded now."""
+    dataset = "herald_fcm_export_partitions"
+    settings = warehouse.load(dataset, [], [export.export_row(
+        event=export.ExportEvent.MESSAGE_ACCEPTED, at="2026-11-02T09:00:00Z", name="0:1%a",
+        project_number=1, instance_id="i-1", platform=export.SdkPlatform.ANDROID,
+        app_name="com.herald.test", priority=10, display=True, analytics_label=None)])
+    table = bigquery_client(settings).get_table(settings.fcm_export_table_id)
+    assert (table.time_partitioning.type_, table.time_partitioning.field) == ("DAY", None)
+
+    before = datetime.now(timezone.utc)
+    [row] = warehouse.query(dataset, f"select {export.PARTITION_PSEUDO_COLUMN} as loaded "
+                                     f"from `{settings.fcm_export_table_id}`")
+    after = datetime.now(timezone.utc)
+    assert before - timedelta(seconds=1) <= row["loaded"] <= after + timedelta(seconds=1)

@@ -34,5 +34,5 @@ def test_notebook_runs_top_to_bottom(built_env: dict[str, str],
     assert len(figures) == 4  # funnel, delivery rate, latency CDF, failures
     tables = "\n".join(o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {}))
     for marker in ("requested", "confirmed_delivery_rate", "slo_share",
-                   "p95_accept_to_delivered_ms", "Bounced Address", "category_opted_out"):
+                   "p95_due_to_delivered_ms", "Bounced Address", "category_opted_out"):
         assert marker in tables, marker

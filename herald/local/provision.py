@@ -48,7 +48,8 @@ def create_topics(settings: Settings) -> None:
 def create_tables(settings: Settings) -> None:
     """Dataset, the day-partitioned, channel/status-clustered events table and the day-partitioned
     dead-letters table; and, standing in for FCM (which creates it in production when its
-    BigQuery export is turned on), the FCM export's dataset and table, which the sandbox fills."""
+    BigQuery export is turned on), the FCM export's dataset and ingestion-time partitioned table,
+    which the sandbox fills."""
     client = bigquery_client(settings)
     client.create_dataset(bigquery.Dataset(f"{settings.project}.{settings.dataset}"), exists_ok=True)
     table = bigquery.Table(settings.events_table, schema=events.bigquery_schema())
@@ -66,7 +67,7 @@ def create_tables(settings: Settings) -> None:
     export_project, export_dataset, _ = settings.fcm_export_table_id.split(".")
     client.create_dataset(bigquery.Dataset(f"{export_project}.{export_dataset}"), exists_ok=True)
     exported = bigquery.Table(settings.fcm_export_table_id, schema=fcm_export.bigquery_schema())
-    exported.time_partitioning = bigquery.TimePartitioning(
-        type_=bigquery.TimePartitioningType.DAY, field=fcm_export.PARTITION_FIELD)
+    # Ingestion-time partitioned, as FCM's table is: no field (herald.providers.fcm.export).
+    exported.time_partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY)
     exported.description = "FCM's message delivery data export (herald.providers.fcm.export)."
     client.create_table(exported, exists_ok=True)

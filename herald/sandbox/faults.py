@@ -22,6 +22,8 @@ from dataclasses import Field, asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, Mapping, Self, Sequence, TypeVar
 
+from herald.providers.fcm.export import SdkPlatform
+
 T = TypeVar("T")
 
 
@@ -119,11 +121,21 @@ class ProviderFaults(_Validated):
 @dataclass(frozen=True)
 class FcmFaults(ProviderFaults):
     """Plus what happens to a push after FCM accepted it, which FCM never calls back about: the
-    share its BigQuery export reports delivered (Android only, as FCM's SDK reports delivery on
-    Android only) and when, written to the export table; and the share whose app posts receipts
-    (herald/sandbox/push_outcomes.py)."""
+    share its BigQuery export reports delivered and when, written to the export table; and the
+    share whose app posts receipts (herald/sandbox/push_outcomes.py).
+
+    FCM exports MESSAGE_DELIVERED only from apps that enabled delivery data export (Android SDK
+    20.1.0+, iOS SDK 8.6.0+, Web SDK 9.0.0+,
+    https://firebase.google.com/docs/cloud-messaging/understand-delivery): one share per
+    platform, iOS and web 0 by default (their apps have not enabled it; Herald's dbt var
+    fcm_export_platforms says android), a push to an unknown platform never."""
 
     delivered: float = _rate("delivered")
+    """The share of accepted Android pushes the export reports delivered."""
+    delivered_ios: float = _rate("delivered_ios")
+    """The same for iOS pushes: 0 unless the app enabled delivery export."""
+    delivered_web: float = _rate("delivered_web")
+    """The same for web pushes: 0 unless the app enabled delivery export."""
     export_delay_ms: float = 200.0
     """From acceptance to the export's MESSAGE_ACCEPTED row; MESSAGE_DELIVERED follows as long
     again after it."""
@@ -133,6 +145,11 @@ class FcmFaults(ProviderFaults):
     """The share of those received that the user opens: the app then posts `opened` too."""
     receipt_delay_ms: float = 200.0
     """From acceptance to the `received` receipt, and from it to the `opened` one."""
+
+    def delivered_share(self, platform: SdkPlatform) -> float:
+        """The share of accepted pushes to `platform` the export reports delivered."""
+        return {SdkPlatform.ANDROID: self.delivered, SdkPlatform.IOS: self.delivered_ios,
+                SdkPlatform.WEB: self.delivered_web}.get(platform, 0.0)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@ the app's receipts.
 
 FCM calls nobody back. What Herald can learn later comes from FCM's BigQuery export of message
 delivery data (herald/providers/fcm/export.py): a MESSAGE_ACCEPTED row for every message and,
-on Android only, a MESSAGE_DELIVERED row once the device's FCM SDK got it; and from the app, which
+from apps that enabled delivery data export (Android by default; iOS and web when configured:
+`FcmFaults.delivered_ios`, `delivered_web`), a MESSAGE_DELIVERED row once the device's FCM SDK
+got it; and from the app, which
 posts the push's receipt token back (herald/receipts.py) when the push is received and opened.
 For each push the sandbox accepts it draws the outcomes (`FcmFaults`: delivered, received,
 opened) and, once due, writes the export rows in the documented shape into the configured table
@@ -113,13 +115,15 @@ class PushOutcomes:
         self._worker.start()
 
     def schedule(self, push: AcceptedPush, faults: FcmFaults) -> None:
-        """Queue the push's MESSAGE_ACCEPTED row and its MESSAGE_DELIVERED row when drawn (an
-        Android push only); its `received` receipt when drawn, then its `opened` one."""
+        """Queue the push's MESSAGE_ACCEPTED row and its MESSAGE_DELIVERED row when drawn (at its
+        platform's share, `FcmFaults.delivered_share`); its `received` receipt when drawn, then
+        its `opened` one."""
         due: list[tuple[float, dict[str, Any]]] = []
         if self._sink is not None:
             step_s = faults.export_delay_ms / 1000
             due.append((step_s, push.row(export.ExportEvent.MESSAGE_ACCEPTED, self._project)))
-            if push.platform is export.SdkPlatform.ANDROID and self._dice.chance(faults.delivered):
+            share = faults.delivered_share(push.platform)
+            if share and self._dice.chance(share):  # a platform whose share is 0 takes no draw
                 due.append((2 * step_s, push.row(export.ExportEvent.MESSAGE_DELIVERED,
                                                   self._project)))
         if self._receipts_url and push.receipt and self._dice.chance(faults.received):

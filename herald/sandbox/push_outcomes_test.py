@@ -1,6 +1,6 @@
 """The sandbox playing what happens after FCM accepted a push: the app's receipts, posted to a
-plain local receiver standing in for Herald's POST /v1/receipts (the export rows are checked on
-the BigQuery emulator by tests/fcm_export_test.py)."""
+plain local receiver standing in for Herald's POST /v1/receipts, and which export rows it writes
+(to a plain list here; on the BigQuery emulator in tests/fcm_export_test.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from herald.providers.fcm.sender import FcmSender
 from herald.receipts import ReceiptKey
 from herald.sandbox import SandboxServer
 from herald.sandbox.push_outcomes import APP, AcceptedPush
-from herald.providers.fcm.export import SdkPlatform
+from herald.providers.fcm.export import ExportEvent, SdkPlatform
 
 KEY = ReceiptKey(b"test-receipt-key", 3600)
 
@@ -46,11 +46,12 @@ def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     server.server_close()
 
 
-def _send(sandbox: SandboxServer, count: int) -> list[Outgoing]:
+def _send(sandbox: SandboxServer, count: int,
+          platforms: tuple[Platform, ...] = (Platform.IOS,)) -> list[Outgoing]:
     sender = FcmSender("herald-local", sandbox.url, app_name=f"outcomes-{time.monotonic_ns()}",
                        receipts=KEY)
     pushes = [Outgoing(f"{n:016x}", f"n-{n}", Channel.PUSH, f"tok-{n}", "T", "C",
-                       platform=Platform.IOS) for n in range(count)]
+                       platform=platforms[n % len(platforms)]) for n in range(count)]
     try:
         assert all(result.ok for result in sender.send(pushes))
     finally:
@@ -102,3 +103,27 @@ def test_an_fcm_message_is_read_for_its_platform_priority_and_receipt():
         SdkPlatform.ANDROID, 10, True, "r", "security")
     assert (unknown.platform, unknown.priority, unknown.display, unknown.receipt) == (
         SdkPlatform.UNKNOWN, 5, False, None)
+
+
+@pytest.mark.parametrize(("config", "delivering"), [
+    ({}, {"ANDROID"}),
+    ({"delivered_ios": 1.0, "delivered_web": 1.0}, {"ANDROID", "IOS", "WEB"}),
+    ({"delivered": 0.0, "delivered_ios": 1.0}, {"IOS"}),
+])
+def test_the_export_reports_delivery_from_the_platforms_whose_apps_enabled_it(config, delivering):
+    """By default only Android apps export delivery (Herald's dbt var fcm_export_platforms says
+    android); iOS and web apps can enable it too, and the sandbox can play that."""
+    rows: list[dict[str, Any]] = []
+    faults = {"delivered": 1.0, "export_delay_ms": 10, **config}
+    with SandboxServer(latency_ms=0, config={"fcm": faults},
+                       fcm_export=lambda batch: rows.extend(batch) or []) as sandbox:
+        _send(sandbox, 6, (Platform.ANDROID, Platform.IOS, Platform.WEB))
+        _wait_for(lambda: len(sandbox.push_outcomes.written()) == 6 + 2 * len(delivering))
+        time.sleep(0.1)  # nothing more comes
+        written = sandbox.push_outcomes.written()
+
+    assert written == rows
+    assert sum(row["event"] == ExportEvent.MESSAGE_ACCEPTED for row in rows) == 6
+    assert {row["sdk_platform"] for row in rows
+            if row["event"] == ExportEvent.MESSAGE_DELIVERED} == delivering
+    assert len(rows) == 6 + 2 * len(delivering)

@@ -5,10 +5,12 @@
 --   * its terminal event inside Herald (suppressed, duplicate, sent or failed), exactly one per
 --     delivery: tests/assert_one_terminal_event_per_delivery.sql checks that on staging. It
 --     carries the request's attributes (channel, sender, ...).
---   * FCM's own record that an Android push reached its device (stg_fcm__message_events, from
---     FCM's BigQuery export: MESSAGE_DELIVERED), matched to the push's sent event by FCM's
---     message id: delivered_at and fcm_delivered_at. FCM itself calls nobody back; a push's
---     callbacks are its app's receipts (provider fcm): receipt_delivered_at.
+--   * FCM's own record of a push (stg_fcm__message_events, from FCM's BigQuery export), matched
+--     to the push's sent event by FCM's message id (see fcm_outcomes): MESSAGE_DELIVERED, from
+--     apps that enabled delivery data export (var fcm_export_platforms), gives delivered_at and
+--     fcm_delivered_at; a rejection event (var fcm_export_rejection_events) is an `undelivered`
+--     report with the event as provider_code. FCM itself calls nobody back; a push's callbacks
+--     are its app's receipts (provider fcm): receipt_delivered_at.
 --   * provider callbacks, later and for sent deliveries only: same span_id, event_ts = when the provider reported it, possibly out of order,
 --     no parent or request attributes (herald.events.callback_event). A callback without a
 --     span_id (a message sent without Herald's ids) is not attributed: provider_message_id is no
@@ -103,25 +105,50 @@ callback_events as (
 
 ),
 
-fcm_deliveries as (
+fcm_matches as (
 
-    -- A push's sent event may be older than this run's events (FCM's export lags by up to a
-    -- day), so it is looked up among all sent pushes inside the late-callback window.
+    -- The export's rows about pushes Herald sent, matched by FCM's message id. A push's sent
+    -- event may be older than the rows this run reads (the export is loaded up to two days
+    -- later, backfills later still), so it is looked up among all sent pushes inside the
+    -- late-callback window; the export is read by load partition (partition_time), never by
+    -- event time, so a row loaded late is read by the first run after it was loaded.
     select
         sent.span_id,
-        min(fcm.event_ts) as fcm_delivered_at
+        fcm.instance_id,
+        fcm.event,
+        fcm.is_rejection,
+        fcm.event_ts
     from {{ ref('stg_fcm__message_events') }} as fcm
     inner join {{ ref('stg_herald__events') }} as sent
         on fcm.message_id = substr(sent.provider_message_id,
                                    strpos(sent.provider_message_id, '/messages/') + 10)
-    where fcm.event = 'MESSAGE_DELIVERED'
-        and sent.status = 'sent'
+    where sent.status = 'sent'
         and sent.provider = 'fcm'
         {% if is_incremental() %}
-        and fcm.event_date >= {{ event_date_watermark() }}
+        and fcm.partition_time >= timestamp({{ event_date_watermark() }})
         and sent.event_date >= {{ late_callback_window_start() }}
         {% endif %}
-    group by sent.span_id
+
+),
+
+fcm_outcomes as (
+
+    -- What the export says became of each push: its first MESSAGE_DELIVERED, and the first time
+    -- of each rejection event. FCM's message_id might not be globally unique and Herald cannot
+    -- join on instance_id (it never learns a device's installation ID), but Herald sends each
+    -- message to one token, one app instance: a push whose matched rows name more than one
+    -- instance shares its id with another app's message, and none of them is attributed.
+    -- Repeated rows change nothing (min).
+    select
+        span_id,
+        event,
+        is_rejection,
+        min(event_ts) as event_ts
+    from fcm_matches
+    where span_id not in (
+        select span_id from fcm_matches group by span_id having count(distinct instance_id) > 1)
+        and (event = 'MESSAGE_DELIVERED' or is_rejection)
+    group by span_id, event, is_rejection
 
 ),
 
@@ -213,7 +240,8 @@ callback_parts as (
 
 fcm_parts as (
 
-    -- FCM's delivered record counts as a `delivered` report of the push.
+    -- FCM's delivered record counts as a `delivered` report of the push; a rejection as an
+    -- `undelivered` one, FCM's event its provider_code (FCM refused the message after all).
     select
         span_id,
         cast(null as string) as trace_id,
@@ -233,21 +261,23 @@ fcm_parts as (
         cast(null as string) as terminal_status,
         cast(null as timestamp) as terminal_at,
         cast(null as timestamp) as provider_accepted_at,
-        fcm_delivered_at as delivered_at,
+        if(is_rejection, null, event_ts) as delivered_at,
         cast(null as timestamp) as opened_at,
         cast(null as timestamp) as machine_opened_at,
         cast(null as timestamp) as clicked_at,
         cast(null as timestamp) as opted_out_at,
-        fcm_delivered_at,
+        if(is_rejection, null, event_ts) as fcm_delivered_at,
         cast(null as timestamp) as receipt_delivered_at,
-        {{ status_rank("'delivered'") }} as outcome_rank,
-        {{ status_outcome("'delivered'") }} as outcome,
-        fcm_delivered_at as outcome_at,
+        if(is_rejection, {{ status_rank("'undelivered'") }}, {{ status_rank("'delivered'") }})
+            as outcome_rank,
+        if(is_rejection, {{ status_outcome("'undelivered'") }}, {{ status_outcome("'delivered'") }})
+            as outcome,
+        event_ts as outcome_at,
         cast(null as string) as reason,
-        cast(null as string) as provider_code,
+        if(is_rejection, event, null) as provider_code,
         cast(null as string) as bounce_type,
-        fcm_delivered_at as last_event_at
-    from fcm_deliveries
+        event_ts as last_event_at
+    from fcm_outcomes
 
 ),
 
@@ -451,6 +481,7 @@ final as (
         timestamp_diff(delivered_at, sent_at, millisecond) as sent_to_delivered_ms,
         timestamp_diff(delivered_at, accepted_at, millisecond) as accept_to_delivered_ms,
         timestamp_diff(sent_at, due_at, millisecond) as due_to_sent_ms,
+        timestamp_diff(delivered_at, due_at, millisecond) as due_to_delivered_ms,
         timestamp_diff(sent_at, due_at, millisecond) <= {{ var('send_slo_ms') }}
             as sent_within_slo,
         last_event_at

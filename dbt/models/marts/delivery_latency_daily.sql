@@ -1,7 +1,9 @@
 -- How long deliveries take per day (of acceptance, UTC) and channel, stage by stage:
--- accepted -> sent (Herald), sent -> delivered (the provider) and accepted -> delivered (end to
--- end), as p50/p95/p99 in milliseconds. The delivered stages count deliveries that ended
--- delivered with a delivered report (an open alone proves delivery but says not when).
+-- due -> sent (Herald), sent -> delivered (the provider) and due -> delivered (end to end), as
+-- p50/p95/p99 in milliseconds. Due is int_deliveries.due_at: the later of the request's
+-- acceptance and the sendTime or deferral it was held for, so a scheduled send is not a late
+-- one. The delivered stages count deliveries that ended delivered with a delivered report (an
+-- open alone proves delivery but says not when).
 --
 -- Incremental like delivery_outcomes_daily: percentiles do not add up, so a run recomputes the
 -- days int_deliveries can still change and merges them.
@@ -35,9 +37,9 @@ sent_deliveries as (
     select
         accepted_date,
         channel,
-        accept_to_sent_ms,
+        due_to_sent_ms,
         if(final_status = 'delivered', sent_to_delivered_ms, null) as sent_to_delivered_ms,
-        if(final_status = 'delivered', accept_to_delivered_ms, null) as accept_to_delivered_ms
+        if(final_status = 'delivered', due_to_delivered_ms, null) as due_to_delivered_ms
     from deliveries
     where sent_at is not null
 
@@ -49,7 +51,7 @@ counts as (
         accepted_date,
         channel,
         count(*) as sent,
-        cast(countif(accept_to_delivered_ms is not null) as int64) as delivered
+        cast(countif(due_to_delivered_ms is not null) as int64) as delivered
     from sent_deliveries
     group by accepted_date, channel
 
@@ -57,13 +59,13 @@ counts as (
 
 percentiles as (
 
-    -- NULLs are ignored: the delivered stages are over delivered deliveries only (none for push).
+    -- NULLs are ignored: the delivered stages are over delivered deliveries only.
     select distinct
         accepted_date,
         channel,
-        {{ exact_percentiles('accept_to_sent_ms', ['accepted_date', 'channel'], 'accept_to_sent') }},
+        {{ exact_percentiles('due_to_sent_ms', ['accepted_date', 'channel'], 'due_to_sent') }},
         {{ exact_percentiles('sent_to_delivered_ms', ['accepted_date', 'channel'], 'sent_to_delivered') }},
-        {{ exact_percentiles('accept_to_delivered_ms', ['accepted_date', 'channel'], 'accept_to_delivered') }}
+        {{ exact_percentiles('due_to_delivered_ms', ['accepted_date', 'channel'], 'due_to_delivered') }}
     from sent_deliveries
 
 ),
@@ -74,16 +76,16 @@ final as (
         counts.accepted_date,
         counts.channel,
         counts.sent,
-        percentiles.p50_accept_to_sent_ms,
-        percentiles.p95_accept_to_sent_ms,
-        percentiles.p99_accept_to_sent_ms,
+        percentiles.p50_due_to_sent_ms,
+        percentiles.p95_due_to_sent_ms,
+        percentiles.p99_due_to_sent_ms,
         counts.delivered,
         percentiles.p50_sent_to_delivered_ms,
         percentiles.p95_sent_to_delivered_ms,
         percentiles.p99_sent_to_delivered_ms,
-        percentiles.p50_accept_to_delivered_ms,
-        percentiles.p95_accept_to_delivered_ms,
-        percentiles.p99_accept_to_delivered_ms
+        percentiles.p50_due_to_delivered_ms,
+        percentiles.p95_due_to_delivered_ms,
+        percentiles.p99_due_to_delivered_ms
     from counts
     inner join percentiles
         on counts.accepted_date = percentiles.accepted_date

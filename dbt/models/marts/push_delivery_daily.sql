@@ -1,7 +1,9 @@
 -- Push delivery per day (of acceptance, UTC) and platform, by the source that confirmed it:
--- FCM's BigQuery export (Android: fcm_delivered_at) or the app's receipt (any platform:
--- receipt_delivered_at). FCM itself calls nobody back, so a push no source could have confirmed
--- (an iOS or web device whose app sends no receipts) is unknown, not undelivered.
+-- FCM's BigQuery export (fcm_delivered_at, on the platforms whose apps enabled delivery data
+-- export: var fcm_export_platforms) or the app's receipt (any platform: receipt_delivered_at).
+-- FCM itself calls nobody back, so a push no source could have confirmed (another platform, a
+-- device whose app sends no receipts) is unknown, not undelivered; one the export reports
+-- rejected is undelivered (rejected_fcm_export).
 
 with
 
@@ -22,6 +24,9 @@ daily as (
             as confirmable,
         cast(countif(pushes.final_status = 'delivered') as int64) as delivered,
         cast(countif(pushes.fcm_delivered_at is not null) as int64) as delivered_fcm_export,
+        cast(countif(pushes.final_status = 'undelivered'
+                     and pushes.provider_code in ({{ sql_strings(var('fcm_export_rejection_events')) }}))
+             as int64) as rejected_fcm_export,
         cast(countif(pushes.receipt_delivered_at is not null) as int64) as delivered_app_receipt,
         cast(countif(pushes.final_status = 'delivered' and pushes.opened_at is not null) as int64)
             as opened
@@ -43,6 +48,7 @@ final as (
         sent - confirmable as delivery_unknown,
         delivered,
         delivered_fcm_export,
+        rejected_fcm_export,
         delivered_app_receipt,
         opened,
         safe_divide(delivered, confirmable) as confirmed_delivery_rate,

@@ -1,6 +1,8 @@
--- How long a delivery takes from the HTTP edge accepting the request to the provider accepting
--- the message, per channel, over every delivery Herald handed to its provider (whatever the
--- provider reported later). delivery_latency_daily has the same per day, and the later stages.
+-- How long a delivery takes from being due to the provider accepting the message, per channel,
+-- over every delivery Herald handed to its provider (whatever the provider reported later). Due
+-- is int_deliveries.due_at: the later of the request's acceptance and the sendTime or deferral it
+-- was held for, so a scheduled send made on time is not a late one (the SLO counts the same,
+-- send_slo_daily). delivery_latency_daily has the same per day, and the later stages.
 
 with
 
@@ -14,7 +16,7 @@ sent_deliveries as (
 
     select
         channel,
-        accept_to_sent_ms
+        due_to_sent_ms
     from deliveries
     where sent_at is not null
 
@@ -25,7 +27,7 @@ counts as (
     select
         channel,
         count(*) as sent,
-        max(accept_to_sent_ms) as max_accept_to_sent_ms
+        max(due_to_sent_ms) as max_due_to_sent_ms
     from sent_deliveries
     group by channel
 
@@ -35,7 +37,7 @@ percentiles as (
 
     select distinct
         channel,
-        {{ exact_percentiles('accept_to_sent_ms', ['channel'], 'accept_to_sent') }}
+        {{ exact_percentiles('due_to_sent_ms', ['channel'], 'due_to_sent') }}
     from sent_deliveries
 
 ),
@@ -45,10 +47,10 @@ final as (
     select
         counts.channel,
         counts.sent,
-        percentiles.p50_accept_to_sent_ms,
-        percentiles.p95_accept_to_sent_ms,
-        percentiles.p99_accept_to_sent_ms,
-        counts.max_accept_to_sent_ms
+        percentiles.p50_due_to_sent_ms,
+        percentiles.p95_due_to_sent_ms,
+        percentiles.p99_due_to_sent_ms,
+        counts.max_due_to_sent_ms
     from counts
     inner join percentiles on counts.channel = percentiles.channel
 

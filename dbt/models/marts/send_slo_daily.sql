@@ -1,5 +1,6 @@
 -- The soft real-time target per day (of acceptance, UTC) and channel: the share of deliveries
--- handed to the provider within var('send_slo_ms') of the request being accepted.
+-- handed to the provider within var('send_slo_ms') of being due (int_deliveries.due_at: accepted,
+-- or later the sendTime or deferral it was held for).
 
 with
 
