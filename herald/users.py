@@ -114,12 +114,21 @@ def provider_opt_out(user: Mapping[str, Any], channel: Channel) -> Mapping[str, 
     return entry if isinstance(entry, Mapping) else None
 
 
+@dataclass(frozen=True)
+class PageRead:
+    """One page of an audience as read: the users it keeps, how many it `read`, and the id of the
+    last one read (the next page's cursor; None when none was read)."""
+
+    kept: tuple[str, ...]
+    read: int
+    last: str | None
+
+
 def audience_page(client: firestore.Client, audience: Audience, after: str | None,
-                  limit: int) -> tuple[list[str], str | None]:
-    """One page of an audience: the ids of the users it keeps among the (at most `limit`) users
-    after document id `after` that match the topic (`topics` array-contains) or the segment's
-    `locale` / `timezone` (equality), in document id order, and the id of the last user read
-    (the next page's cursor; None when none was read). Equality and array-contains filters
+                  limit: int) -> PageRead:
+    """One page of an audience: the (at most `limit`) users after document id `after` that match
+    the topic (`topics` array-contains) or the segment's `locale` / `timezone` (equality), in
+    document id order. Equality and array-contains filters
     ordered by document id are served by Firestore's automatic single-field indexes (index
     merging for two equalities), so no composite index is needed
     (https://cloud.google.com/firestore/docs/query-data/index-overview). A segment's `category`
@@ -139,9 +148,9 @@ def audience_page(client: firestore.Client, audience: Audience, after: str | Non
     if after is not None:
         query = query.start_after({FieldPath.document_id(): user_ref(client, after)})
     snapshots = list(query.stream())
-    kept = [snapshot.id for snapshot in snapshots
-            if category is None or switch(snapshot.to_dict() or {}, CATEGORIES, category) is not False]
-    return kept, snapshots[-1].id if snapshots else None
+    kept = tuple(snapshot.id for snapshot in snapshots if category is None or switch(
+        snapshot.to_dict() or {}, CATEGORIES, category) is not False)
+    return PageRead(kept, len(snapshots), snapshots[-1].id if snapshots else None)
 
 
 # --- What the registry API accepts: request bodies checked and turned into document fields. ---

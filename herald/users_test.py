@@ -27,10 +27,12 @@ def _seed(db: firestore.Client, documents: dict[str, dict]) -> None:
 def _all_pages(db: firestore.Client, audience: Audience, limit: int) -> list[list[str]]:
     pages, cursor = [], None
     while True:
-        kept, cursor = users.audience_page(db, audience, cursor, limit)
-        if cursor is None:
+        read = users.audience_page(db, audience, cursor, limit)
+        if read.last is None:
             return pages
-        pages.append(kept)
+        assert read.read <= limit
+        pages.append(list(read.kept))
+        cursor = read.last
 
 
 def test_a_topic_is_read_page_by_page_in_id_order(db: firestore.Client) -> None:
