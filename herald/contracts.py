@@ -27,6 +27,13 @@ Firestore outbox until then."""
 MAX_AUDIENCE = 1000
 """Most users one bulk request (`userIds`) may address: SendGrid's personalizations per request,
 so a bulk email page is one provider call. A larger audience is sent as pages of this size."""
+MAX_NAME = 256
+"""Longest topic name (and registry category, topic or device id), in characters."""
+FCM_TOPIC = re.compile(r"[a-zA-Z0-9\-_.~%]+")
+"""The characters FCM allows in a topic name
+(https://firebase.google.com/docs/cloud-messaging/send/topic-messages and
+https://firebase.google.com/docs/reference/fcm/rest/v1/projects.messages#Message: `topic`), so a
+Herald topic can be mirrored as an FCM topic."""
 
 
 class Channel(StrEnum):
@@ -79,6 +86,66 @@ class ContractError(ValueError):
         self.message = message
 
 
+SEGMENT_FILTERS = ("locale", "timezone", "category")
+"""What a segment may filter on: `locale` and `timezone` equal the user document's field (the
+exact stored text: Firestore equality filters, served by its automatic single-field indexes);
+`category` keeps the users who have not switched that category off (`categories.<name>` is not
+false). Firestore cannot express "false or absent" in a query (a `!=` filter leaves out documents
+without the field), so the pipeline applies `category` to each page it reads."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """`audience.segment`: the users whose fields match every filter given (at least one)."""
+
+    locale: str | None = None
+    timezone: str | None = None
+    category: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        return {key: getattr(self, key) for key in SEGMENT_FILTERS if getattr(self, key) is not None}
+
+
+@dataclass(frozen=True)
+class Audience:
+    """`audience`: who an audience send goes to, instead of `userId`/`userIds`: the users
+    subscribed to `topic` (`PUT /v1/users/{userId}/topics/{topic}`), or a `segment`. The pipeline
+    reads them from Firestore a page at a time (pipelines/audiences.py)."""
+
+    topic: str | None = None
+    segment: Segment | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"topic": self.topic} if self.topic is not None else {
+            "segment": self.segment.to_json()}
+
+
+@dataclass(frozen=True)
+class AudiencePage:
+    """Which page of an audience send a message is about: its `number` (from 1), the `cursor` to
+    read after (the document id of the previous page's last user read; None on page 1) and how
+    many users the pages before it held (`users_before`)."""
+
+    number: int = 1
+    cursor: str | None = None
+    users_before: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"number": self.number, "cursor": self.cursor, "usersBefore": self.users_before}
+
+    @classmethod
+    def from_json(cls, value: Any) -> AudiencePage:
+        if not isinstance(value, Mapping):
+            raise ContractError("audiencePage", "must be an object")
+        number, before = value.get("number"), value.get("usersBefore")
+        cursor = value.get("cursor")
+        if not isinstance(number, int) or number < 1 or not isinstance(before, int) or before < 0:
+            raise ContractError("audiencePage", "must hold a number >= 1 and usersBefore >= 0")
+        if cursor is not None and not isinstance(cursor, str):
+            raise ContractError("audiencePage.cursor", "must be a user id or null")
+        return cls(number, cursor, before)
+
+
 @dataclass(frozen=True)
 class NotificationRequest:
     """One sender request, in the body shape the README documents, plus the optional `priority`;
@@ -100,6 +167,9 @@ class NotificationRequest:
     user_ids: tuple[str, ...] = ()
     variables: Mapping[str, Any] = field(default_factory=dict)
     """`notificationInfo.variables`: the template's variables (JSON scalars by name)."""
+    audience: Audience | None = None
+    """An audience send's users (a topic or a segment). Once the pipeline has read one of its
+    pages, `user_ids` holds that page's users (pipeline-internal: `to_json` keeps the audience)."""
 
     @property
     def templated(self) -> bool:
@@ -118,14 +188,17 @@ class NotificationRequest:
         return None if self.device_info is None else DEVICE_INFO_PLATFORMS[self.device_info.lower()]
 
     @property
-    def audience(self) -> tuple[str, ...]:
-        """Every user the request addresses: its one user, or a bulk request's users."""
+    def recipient_ids(self) -> tuple[str, ...]:
+        """Every user the request addresses: its one user, a bulk request's users, or the users of
+        the audience page the pipeline read."""
         return self.user_ids or (self.user_id,)
 
     def to_json(self) -> dict[str, Any]:
         """The sender-facing camelCase shape, so what is stored is what was asked for."""
+        addressed = ({"audience": self.audience.to_json()} if self.audience is not None else
+                     {"userIds": list(self.user_ids)} if self.user_ids else {"userId": self.user_id})
         body: dict[str, Any] = {
-            **({"userIds": list(self.user_ids)} if self.user_ids else {"userId": self.user_id}),
+            **addressed,
             "notificationId": self.notification_id,
             "serviceType": self.service_type,
             "categoryType": self.category_type,
@@ -255,7 +328,46 @@ def _send_time(metadata: Mapping[str, Any]) -> str | None:
     return send_time
 
 
-def _audience(body: Mapping[str, Any]) -> tuple[str, ...]:
+def topic_name(value: Any, path: str) -> str:
+    """A topic name: FCM's topic characters (FCM_TOPIC), at most MAX_NAME, and a Firestore
+    document id (so not `.`, `..` or `__.*__`); else ContractError naming `path`."""
+    given = text(value, path, MAX_NAME)
+    if not FCM_TOPIC.fullmatch(given):
+        raise ContractError(path, "must use only the characters FCM allows in a topic name: "
+                                  "letters, digits and - _ . ~ %")
+    return document_id(given, path)
+
+
+def _audience(body: Mapping[str, Any]) -> Audience | None:
+    """`audience`: exactly one of `{"topic": name}` or `{"segment": {filter: value, ...}}` (see
+    SEGMENT_FILTERS), never with `userId` or `userIds`."""
+    if "audience" not in body:
+        return None
+    for other in ("userId", "userIds"):
+        if other in body:
+            raise ContractError("audience", f"cannot be combined with {other}")
+    value = body["audience"]
+    if not isinstance(value, Mapping) or len(value) != 1 or next(iter(value)) not in (
+            "topic", "segment"):
+        raise ContractError("audience", 'must be {"topic": "<name>"} or {"segment": {...}}')
+    if "topic" in value:
+        return Audience(topic=topic_name(value["topic"], "audience.topic"))
+    segment = value["segment"]
+    if not isinstance(segment, Mapping) or not segment:
+        raise ContractError("audience.segment",
+                            f"must be an object with at least one of {list(SEGMENT_FILTERS)}")
+    for key in segment:
+        if key not in SEGMENT_FILTERS:
+            raise ContractError(f"audience.segment.{key}",
+                                f"is not a segment filter; use {list(SEGMENT_FILTERS)}")
+    filters = {key: text(item, f"audience.segment.{key}", MAX_NAME)
+               for key, item in segment.items()}
+    if "category" in filters:
+        document_id(filters["category"], "audience.segment.category")
+    return Audience(segment=Segment(**filters))
+
+
+def _user_ids(body: Mapping[str, Any]) -> tuple[str, ...]:
     """A bulk request's distinct `userIds` (1 to MAX_AUDIENCE), or () for a one-user request."""
     if "userIds" not in body:
         return ()
@@ -346,12 +458,14 @@ def parse_request(body: Any, *, generate_id: bool = True) -> NotificationRequest
     for key, value in data.items():
         _unicode_text(key, "notificationInfo.data")
         _unicode_text(value, f"notificationInfo.data.{key}")
-    user_ids = _audience(body)
-    user_id = None if user_ids else _string(body, "userId", "userId")
+    audience = _audience(body)
+    user_ids = _user_ids(body)
+    user_id = None if user_ids or audience else _string(body, "userId", "userId")
     title, content = _texts(info)
     return check_provider_limits(NotificationRequest(
         user_id=user_id and document_id(user_id, "userId"),
         user_ids=user_ids,
+        audience=audience,
         notification_id=notification_id or str(uuid.uuid4()),
         service_type=_string(body, "serviceType", "serviceType"),
         category_type=_string(body, "categoryType", "categoryType"),
@@ -431,6 +545,17 @@ class Envelope:
     scope: Scope = Scope()
     release: Release | None = None
     """Set on the copy of a scheduled request the outbox publishes (see Release)."""
+    page: AudiencePage | None = None
+    """On an audience send: the page this message is about; None on the edge's message, which
+    is page 1 (pipelines/audiences.py publishes each next page's message)."""
+
+    @property
+    def audience_page(self) -> AudiencePage | None:
+        """The page of an audience send this message is about (page 1 for the edge's message);
+        None for a request that names its users."""
+        if self.request.audience is None:
+            return None
+        return self.page or AudiencePage()
 
     @property
     def held_until(self) -> datetime | None:
@@ -455,6 +580,7 @@ class Envelope:
             "traceId": self.trace_id,
             "senderClient": self.sender_client,
             "acceptedAt": self.accepted_at,
+            **({"audiencePage": self.page.to_json()} if self.page is not None else {}),
         }, separators=(",", ":")).encode()
         attributes = {
             "channel": self.request.channel.value,
@@ -483,6 +609,8 @@ class Envelope:
             accepted_at=_timestamp(_string(decoded, "acceptedAt", "acceptedAt"), "acceptedAt"),
             scope=Scope.from_attributes(attributes or {}),
             release=_release((attributes or {}).get(RELEASE_ATTRIBUTE)),
+            page=None if decoded.get("audiencePage") is None or request.audience is None
+            else AudiencePage.from_json(decoded["audiencePage"]),
         )
 
 

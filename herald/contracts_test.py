@@ -8,8 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from herald.contracts import (MAX_SEND_AHEAD, Channel, ContractError, Envelope, Platform,
-                              Priority, Release, Scope, new_envelope, parse_request)
+from herald.contracts import (MAX_SEND_AHEAD, Audience, AudiencePage, Channel, ContractError,
+                              Envelope, Platform, Priority, Release, Scope, Segment, new_envelope,
+                              parse_request)
 
 DESIGN_BODY = {
     "userId": "u-1", "notificationId": "n-1", "serviceType": "orders", "categoryType": "delivery",
@@ -132,9 +133,9 @@ def test_malformed_messages_raise_contract_errors(data: bytes) -> None:
 def test_a_bulk_request_names_its_audience_in_user_ids() -> None:
     body = {**{k: v for k, v in DESIGN_BODY.items() if k != "userId"}, "userIds": ["u-1", "u-2"]}
     request = parse_request(body)
-    assert (request.user_id, request.audience) == (None, ("u-1", "u-2"))
+    assert (request.user_id, request.recipient_ids) == (None, ("u-1", "u-2"))
     assert parse_request(request.to_json()) == request
-    assert parse_request(DESIGN_BODY).audience == ("u-1",)
+    assert parse_request(DESIGN_BODY).recipient_ids == ("u-1",)
 
 
 @pytest.mark.parametrize("audience, field", [
@@ -231,3 +232,53 @@ def test_a_release_travels_as_an_attribute_and_keeps_the_bytes(release: Release)
     assert Envelope.from_pubsub(data, attributes).release is release
     with pytest.raises(ContractError):
         Envelope.from_pubsub(data, {**attributes, "release": "later"})
+
+
+def _audience_body(audience: object) -> dict:
+    return {**{k: v for k, v in DESIGN_BODY.items() if k != "userId"}, "audience": audience}
+
+
+@pytest.mark.parametrize("audience, expected", [
+    ({"topic": "breaking-news_2024.v1~%20"}, Audience(topic="breaking-news_2024.v1~%20")),
+    ({"segment": {"locale": "ko-KR"}}, Audience(segment=Segment(locale="ko-KR"))),
+    ({"segment": {"timezone": "Asia/Seoul", "category": "marketing"}},
+     Audience(segment=Segment(timezone="Asia/Seoul", category="marketing"))),
+])
+def test_an_audience_send_names_a_topic_or_a_segment(audience: dict, expected: Audience) -> None:
+    request = parse_request(_audience_body(audience))
+    assert (request.audience, request.user_id, request.user_ids) == (expected, None, ())
+    assert parse_request(request.to_json()) == request
+
+
+@pytest.mark.parametrize("body, field", [
+    ({**DESIGN_BODY, "audience": {"topic": "news"}}, "audience"),
+    ({**_audience_body({"topic": "news"}), "userIds": ["u-1"]}, "audience"),
+    (_audience_body("news"), "audience"),
+    (_audience_body({"topic": "news", "segment": {"locale": "ko"}}), "audience"),
+    (_audience_body({"everyone": True}), "audience"),
+    (_audience_body({"topic": "news/eu"}), "audience.topic"),
+    (_audience_body({"topic": "news eu"}), "audience.topic"),
+    (_audience_body({"topic": ".."}), "audience.topic"),
+    (_audience_body({"topic": "__all__"}), "audience.topic"),
+    (_audience_body({"topic": "n" * 257}), "audience.topic"),
+    (_audience_body({"topic": ""}), "audience.topic"),
+    (_audience_body({"segment": {}}), "audience.segment"),
+    (_audience_body({"segment": {"country": "KR"}}), "audience.segment.country"),
+    (_audience_body({"segment": {"locale": 7}}), "audience.segment.locale"),
+    (_audience_body({"segment": {"category": "a/b"}}), "audience.segment.category"),
+])
+def test_a_bad_audience_send_names_its_field(body: dict, field: str) -> None:
+    with pytest.raises(ContractError) as error:
+        parse_request(body)
+    assert error.value.field == field
+
+
+def test_an_audience_page_travels_with_its_message_and_not_its_read_users() -> None:
+    request = parse_request(_audience_body({"topic": "news"}))
+    page = AudiencePage(number=3, cursor="user-02000", users_before=1990)
+    envelope = dataclasses.replace(new_envelope(request, "crm"), page=page)
+    assert new_envelope(request, "crm").audience_page == AudiencePage()
+    assert Envelope.from_pubsub(*envelope.to_pubsub()) == envelope
+    read = dataclasses.replace(envelope, request=dataclasses.replace(request, user_ids=("u-1",)))
+    assert Envelope.from_pubsub(*read.to_pubsub()) == envelope
+    assert new_envelope(parse_request(DESIGN_BODY), "crm").audience_page is None

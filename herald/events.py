@@ -58,6 +58,14 @@ class Status(StrEnum):
     OPTED_IN = "opted_in"
     """A provider told Herald the recipient opted back in (an SMS START, YES or UNSTOP reply):
     the opt-out the same provider reported for the channel is lifted."""
+    AUDIENCE = "audience"
+    """About one page of an audience send (`audience: {topic | segment}`): the pipeline read it
+    from Firestore: `page`, its users in `page_users` and the users of the pages so far, this one
+    included, in `audience_size`. Its `resolved` event (same `page`) counts its deliveries."""
+    AUDIENCE_COMPLETE = "audience_complete"
+    """About an audience send: its last page was read; `page` is the number of pages and
+    `audience_size` the users they held. The send is finished once every page 1..`page` has its
+    `resolved` event and every delivery those count has ended."""
     PREFERENCE_CHANGED = "preference_changed"
     """The registry API set one of a user's switches (`setting`, new value in `value`): global,
     category, channel, device, quiet hours, topic subscription. Not about a delivery."""
@@ -185,6 +193,14 @@ EVENT_FIELDS: tuple[Field, ...] = (
     Field("locale", "STRING", "NULLABLE",
           "On a templated delivery's events: the template locale it was rendered in (the "
           "recipient's locale, else its language, else the template's default)."),
+    Field("page", "INTEGER", "NULLABLE",
+          "On an audience send's events (all but its `accepted`): the page of its audience the "
+          "event is about, from 1; on `audience_complete`, the number of pages."),
+    Field("page_users", "INTEGER", "NULLABLE",
+          "On an `audience` event: how many users the page held."),
+    Field("audience_size", "INTEGER", "NULLABLE",
+          "On an `audience` event: the users of the audience's pages so far, this one included; "
+          "on `audience_complete`, the whole audience."),
     Field("setting", "STRING", "NULLABLE",
           "On preference_changed / registry_changed: what changed (notification_enabled, "
           "categories.<category>, channels.<channel>, devices.<deviceId>.notification_enabled, "
@@ -221,10 +237,21 @@ def span_for(trace_id: str, *parts: str) -> str:
     return hashlib.sha256("/".join((trace_id, *parts)).encode()).hexdigest()[:16]
 
 
+def request_span(envelope: Envelope) -> str:
+    """The span of a request's own events (and the parent of its deliveries'): the trace's root
+    span, or on an audience send the span of the page the message is about (so each page has its
+    own `resolved` event, and the reconciler settles each page's message on its own)."""
+    page = envelope.audience_page
+    return span_for(envelope.trace_id) if page is None else span_for(
+        envelope.trace_id, "page", str(page.number))
+
+
 def request_event(envelope: Envelope, status: Status, **extra: Any) -> dict[str, Any]:
-    """An event about the request as a whole (accepted); its span is the trace's root span."""
+    """An event about the request as a whole (accepted), or about one page of an audience send
+    (see `request_span`), which carries its `page`."""
     request = envelope.request
-    root = span_for(envelope.trace_id)
+    root = request_span(envelope)
+    page = envelope.audience_page
     row = {
         "event_id": _event_id(root, status),
         "event_ts": utc_now_iso(),
@@ -241,6 +268,7 @@ def request_event(envelope: Envelope, status: Status, **extra: Any) -> dict[str,
         "channel": request.channel.value,
         "priority": request.priority.value,
         "accepted_at": envelope.accepted_at,
+        "page": page and page.number,
     }
     row.update(extra)
     return _complete(row)

@@ -70,11 +70,11 @@ def _ttl_collections() -> dict[str, str]:
     """Collection -> TTL field, for the state database's collections that expire."""
     from herald import status
     from ingest_function import idempotency, outbox
-    from pipelines import claims, frequency
+    from pipelines import audiences, claims, frequency
 
     return {collection: TTL_FIELD for collection in (
         idempotency.COLLECTION, outbox.COLLECTION, claims.COLLECTION, frequency.COLLECTION,
-        status.REQUESTS_COLLECTION, status.STAGES_COLLECTION)}
+        status.REQUESTS_COLLECTION, status.STAGES_COLLECTION, audiences.COLLECTION)}
 
 
 def _composite_indexes() -> list[dict[str, Any]]:

@@ -38,5 +38,5 @@ def test_every_collection_that_expires_has_a_ttl_policy() -> None:
     ttl = infrastructure.names()["firestore"]["ttl"]
     assert _collections_with_expiry() == set(ttl) == {
         "idempotency", "outbox", "send_claims", "frequency", "notification_status",
-        "delivery_stages"}
+        "delivery_stages", "audience_pages"}
 

@@ -14,6 +14,13 @@ due, however far ahead); so is a request whose unfinished deliveries were all de
 outbox entries publish them). One that stays unfinished after `MAX_REPUBLISHES` is parked as a dead
 letter (`unreconciled`) rather than resent forever.
 
+An audience send is one message per page (pipelines/audiences.py), each page with its own request
+span (herald.events.request_span) and `resolved` event, so each page's message is settled on its
+own: finished once that page's deliveries ended, republished (read again from its cursor) if not.
+A page's next message is published before its `resolved` event is emitted, so a page that
+resolved has its successor on the topic, audited in turn; the send as a whole is finished
+(`finished`) once `audience_complete` says how many pages there were and each has finished.
+
 In production a scheduler runs it every few minutes with a grace well above the pipeline's
 latency; the local stack's tests run it after the pipeline has drained, with no grace.
 """
@@ -31,7 +38,7 @@ from google.cloud import bigquery, pubsub_v1
 
 from herald.contracts import HEARTBEAT_ATTRIBUTE, ContractError, Envelope, Scope
 from herald.dead_letters import DEAD_LETTERS_TABLE, DeadLetter
-from herald.events import TERMINAL, Reason, Status
+from herald.events import TERMINAL, Reason, Status, request_span
 from herald.settings import Settings
 
 DEFAULT_GRACE_S = 600.0
@@ -70,8 +77,9 @@ class _Audited:
 
 
 class TraceProgress(NamedTuple):
-    """How far a request got: deliveries planned (None before its `resolved` event), the spans
-    that ended, and whether it was held for its sendTime (a `scheduled` event)."""
+    """How far a request (or one page of an audience send) got: deliveries planned (None before
+    its `resolved` event), the spans that ended, and whether it was held for its sendTime (a
+    `scheduled` event)."""
 
     planned: int | None
     ended: frozenset[str]
@@ -79,49 +87,88 @@ class TraceProgress(NamedTuple):
     deferred: frozenset[str] = frozenset()
     """Spans Herald deferred (a `deferred` event with `not_before`: the provider's wait, the
     user's quiet hours): held in the outbox, which publishes them scoped to themselves."""
+    page: int | None = None
+    """An audience page's number (its `resolved` event's `page`)."""
+    pages: int | None = None
+    """On an audience send's last page: how many pages it had (`audience_complete`)."""
+
+    @property
+    def finished(self) -> bool:
+        return self.planned is not None and len(self.ended) >= self.planned
+
+
+RequestKey = tuple[str, str]
+"""(trace id, request span): a request, or one page of an audience send (events.request_span)."""
 
 
 def progress(client: bigquery.Client, settings: Settings,
-             trace_ids: Iterable[str]) -> dict[str, TraceProgress]:
-    """trace -> its TraceProgress. A request that ended whole (a request-level terminal event:
-    `dead_letter` when the pipeline parked it, `canceled` by its sender, `duplicate` of a
-    scheduled notificationId) has nothing left to finish: 0 planned."""
+             trace_ids: Iterable[str]) -> dict[RequestKey, TraceProgress]:
+    """(trace, request span) -> its TraceProgress, for every request and audience page of the
+    traces. A request that ended whole (a request-level terminal event: `dead_letter` when the
+    pipeline parked it, `canceled` by its sender, `duplicate` of a scheduled notificationId) has
+    nothing left to finish: 0 planned."""
     ends = ", ".join(f"'{status.value}'" for status in (*TERMINAL, Status.CANCELED))
     query = f"""
-        SELECT trace_id, status, span_id, deliveries, parent_span_id
+        SELECT trace_id, status, span_id, deliveries, parent_span_id, page
         FROM `{settings.events_table}`
         WHERE trace_id IN UNNEST(@trace_ids)
-          AND (status IN ('{Status.RESOLVED.value}', '{Status.SCHEDULED.value}', {ends})
+          AND (status IN ('{Status.RESOLVED.value}', '{Status.SCHEDULED.value}',
+                          '{Status.AUDIENCE_COMPLETE.value}', {ends})
                OR (status = '{Status.DEFERRED.value}' AND not_before IS NOT NULL))
     """
     config = bigquery.QueryJobConfig(query_parameters=[
         bigquery.ArrayQueryParameter("trace_ids", "STRING", sorted(set(trace_ids)))])
-    planned: dict[str, int] = {}
-    ended: dict[str, set[str]] = {}
-    parked: set[str] = set()
-    scheduled: set[str] = set()
-    deferred: dict[str, set[str]] = {}
+    planned: dict[RequestKey, int] = {}
+    ended: dict[RequestKey, set[str]] = {}
+    parked: set[RequestKey] = set()
+    scheduled: set[RequestKey] = set()
+    deferred: dict[RequestKey, set[str]] = {}
+    pages: dict[RequestKey, int] = {}
+    page: dict[RequestKey, int] = {}
     for row in client.query(query, job_config=config).result():
+        request_level = row["parent_span_id"] is None
+        key = (row["trace_id"], row["span_id"] if request_level else row["parent_span_id"])
         if row["status"] == Status.RESOLVED.value:
-            planned[row["trace_id"]] = max(planned.get(row["trace_id"], 0), row["deliveries"] or 0)
+            planned[key] = max(planned.get(key, 0), row["deliveries"] or 0)
+            if row["page"] is not None:
+                page[key] = row["page"]
+        elif row["status"] == Status.AUDIENCE_COMPLETE.value:
+            pages[key] = row["page"]
         elif row["status"] == Status.SCHEDULED.value:
-            scheduled.add(row["trace_id"])
+            scheduled.add(key)
         elif row["status"] == Status.DEFERRED.value:
-            deferred.setdefault(row["trace_id"], set()).add(row["span_id"])
-        elif row["parent_span_id"] is None:
-            parked.add(row["trace_id"])
+            deferred.setdefault(key, set()).add(row["span_id"])
+        elif request_level:
+            parked.add(key)
+            if row["page"] is not None:
+                page[key] = row["page"]
         else:
-            ended.setdefault(row["trace_id"], set()).add(row["span_id"])
+            ended.setdefault(key, set()).add(row["span_id"])
     planned.update(dict.fromkeys(parked, 0))
-    return {trace: TraceProgress(planned.get(trace), frozenset(ended.get(trace, ())),
-                                 trace in scheduled, frozenset(deferred.get(trace, ())))
-            for trace in set(planned) | set(ended) | scheduled | set(deferred)}
+    return {key: TraceProgress(planned.get(key), frozenset(ended.get(key, ())), key in scheduled,
+                               frozenset(deferred.get(key, ())), page.get(key), pages.get(key))
+            for key in set(planned) | set(ended) | scheduled | set(deferred) | set(pages)}
 
 
 def finished(client: bigquery.Client, settings: Settings, trace_ids: Iterable[str]) -> set[str]:
-    """The traces whose every delivery has its terminal event."""
-    return {trace for trace, (planned, ended, *_) in progress(client, settings, trace_ids).items()
-            if planned is not None and len(ended) >= planned}
+    """The traces whose every delivery has its terminal event: for an audience send, every page
+    up to the number `audience_complete` gives has resolved, and every delivery of each ended."""
+    by_trace: dict[str, list[TraceProgress]] = {}
+    for (trace, _), state in progress(client, settings, trace_ids).items():
+        by_trace.setdefault(trace, []).append(state)
+    done = set()
+    for trace, states in by_trace.items():
+        if not all(state.finished or state.pages is not None for state in states):
+            continue
+        resolved_pages = {state.page for state in states if state.page is not None}
+        if not resolved_pages and all(state.finished for state in states):
+            done.add(trace)  # a request that names its users
+            continue
+        last = next((state.pages for state in states if state.pages is not None), None)
+        if last is not None and resolved_pages >= set(range(1, last + 1)) and all(
+                state.finished for state in states if state.page is not None):
+            done.add(trace)
+    return done
 
 
 class Reconciler:
@@ -207,8 +254,9 @@ class Reconciler:
         states = progress(self._bq, self._settings, (a.envelope.trace_id for a in due))
         settled, parked_rows = [], []
         for audited in due:
-            planned, ended, scheduled, deferred = states.get(audited.envelope.trace_id,
-                                                             TraceProgress(None, frozenset()))
+            planned, ended, scheduled, deferred, *_ = states.get(
+                (audited.envelope.trace_id, request_span(audited.envelope)),
+                TraceProgress(None, frozenset()))
             if planned is not None and len(ended) >= planned:
                 report.finished += 1
             elif scheduled and audited.envelope.release is None:

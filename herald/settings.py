@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from herald.contracts import PROVIDER_BY_CHANNEL, Priority
+from herald.contracts import MAX_AUDIENCE, PROVIDER_BY_CHANNEL, Priority
 from herald.providers.fcm.labels import DEFAULT_BUCKETS, AnalyticsLabels
 from herald.receipts import ReceiptKey
 
@@ -40,6 +40,13 @@ def parse_frequency_caps(spec: str) -> dict[str, int]:
             raise ValueError(f"HERALD_FREQUENCY_CAPS entry {item!r} is not category:count")
         caps[category] = int(cap)
     return caps
+
+
+def parse_page_size(spec: str) -> int:
+    """HERALD_AUDIENCE_PAGE_SIZE: 1 to MAX_AUDIENCE users per audience page."""
+    if not spec.isdigit() or not 1 <= int(spec) <= MAX_AUDIENCE:
+        raise ValueError(f"HERALD_AUDIENCE_PAGE_SIZE must be 1 to {MAX_AUDIENCE}, got {spec!r}")
+    return int(spec)
 
 
 _PROVIDER_SECRETS = {
@@ -136,6 +143,10 @@ class Settings:
     """Per category, the most notifications of it a user gets per (local) day
     (`HERALD_FREQUENCY_CAPS=marketing:3,news:5`); over it, `suppressed` with reason
     `frequency_capped`. High priority is never capped; unset: no caps."""
+    audience_page_size: int = MAX_AUDIENCE
+    """How many users the pipeline reads per page of an audience send (`audience`), each page one
+    Pub/Sub message and one bulk batch (HERALD_AUDIENCE_PAGE_SIZE, 1 to MAX_AUDIENCE: a page of
+    email is one SendGrid request)."""
     state_database: str = "herald-state"
     """The Firestore database of Herald's own state (idempotency records, outbox, send claims),
     apart from the users and devices in `(default)`: the app owns those and Herald only reads them
@@ -191,6 +202,8 @@ class Settings:
                 env.get("HERALD_FCM_ANALYTICS_LABELS", ""),
                 int(env.get("HERALD_FCM_LABEL_BUCKETS", str(DEFAULT_BUCKETS)))),
             frequency_caps=parse_frequency_caps(env.get("HERALD_FREQUENCY_CAPS", "")),
+            audience_page_size=parse_page_size(env.get("HERALD_AUDIENCE_PAGE_SIZE",
+                                                       str(MAX_AUDIENCE))),
             provider_wait_s=float(env.get("HERALD_PROVIDER_WAIT_S", "60")),
             provider_max_per_s={provider: float(env[variable]) for provider in PROVIDER_BY_CHANNEL.values()
                                 if env.get(variable := f"HERALD_{provider.upper()}_MAX_PER_S")},

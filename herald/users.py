@@ -36,8 +36,11 @@ from typing import Any, Mapping
 
 import email_validator
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
-from herald.contracts import Channel, ContractError, Platform, document_id, text
+from herald.contracts import (MAX_NAME, Audience, Channel, ContractError, Platform, document_id,
+                              text)
 from herald.events import Status, registry_event
 
 USERS = "users"
@@ -111,6 +114,45 @@ def provider_opt_out(user: Mapping[str, Any], channel: Channel) -> Mapping[str, 
     return entry if isinstance(entry, Mapping) else None
 
 
+@dataclass(frozen=True)
+class PageRead:
+    """One page of an audience as read: the users it keeps, how many it `read`, and the id of the
+    last one read (the next page's cursor; None when none was read)."""
+
+    kept: tuple[str, ...]
+    read: int
+    last: str | None
+
+
+def audience_page(client: firestore.Client, audience: Audience, after: str | None,
+                  limit: int) -> PageRead:
+    """One page of an audience: the (at most `limit`) users after document id `after` that match
+    the topic (`topics` array-contains) or the segment's `locale` / `timezone` (equality), in
+    document id order. Equality and array-contains filters
+    ordered by document id are served by Firestore's automatic single-field indexes (index
+    merging for two equalities), so no composite index is needed
+    (https://cloud.google.com/firestore/docs/query-data/index-overview). A segment's `category`
+    (not switched off: false, unlike absent, cannot be queried) is applied to the page read, so a
+    page may keep fewer than it read. Only the fields the filter needs are read."""
+    query = client.collection(USERS)
+    segment = audience.segment
+    if audience.topic is not None:
+        query = query.where(filter=FieldFilter(TOPICS, "array_contains", audience.topic))
+    for field_name, value in ((LOCALE, segment and segment.locale),
+                              (TIMEZONE, segment and segment.timezone)):
+        if value:
+            query = query.where(filter=FieldFilter(field_name, "==", value))
+    category = segment.category if segment else None
+    query = query.select([CATEGORIES] if category else [FieldPath.document_id()])
+    query = query.order_by(FieldPath.document_id()).limit(limit)
+    if after is not None:
+        query = query.start_after({FieldPath.document_id(): user_ref(client, after)})
+    snapshots = list(query.stream())
+    kept = tuple(snapshot.id for snapshot in snapshots if category is None or switch(
+        snapshot.to_dict() or {}, CATEGORIES, category) is not False)
+    return PageRead(kept, len(snapshots), snapshots[-1].id if snapshots else None)
+
+
 # --- What the registry API accepts: request bodies checked and turned into document fields. ---
 
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -120,8 +162,6 @@ BCP47 = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?(-[A-
 """A BCP 47 language tag's common form (RFC 5646 section 2.1): language, optional script, region
 and variants, e.g. `ko`, `ko-KR`, `zh-Hant-TW`, `es-419`."""
 LOCAL_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
-MAX_NAME = 256
-"""Longest category, topic or device id the registry accepts, in characters."""
 MAX_TOKEN = 4096
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from herald import users
-from herald.contracts import MAX_AUDIENCE, MAX_BODY_BYTES, Channel, Platform, Priority
+from herald.contracts import (FCM_TOPIC, MAX_AUDIENCE, MAX_BODY_BYTES, MAX_NAME, SEGMENT_FILTERS,
+                              Channel, Platform, Priority)
 from herald.contracts import MAX_VARIABLES
 from herald.templates import MAX_TEXT
 
@@ -30,6 +31,12 @@ _ID = {"type": "string", "minLength": 1, "maxLength": 256,
 _PATH_ID = {**_ID, "pattern": r"^(?!__.*__$)(?!\.\.?$)[^/\x00-\x1f\x7f]*[^/\s][^/\x00-\x1f\x7f]*$",
             "description": _ID["description"] + " In a path, no control characters either: "
                            "functions-framework's router does not match them."}
+
+
+_TOPIC = {"type": "string", "minLength": 1, "maxLength": MAX_NAME,
+          "pattern": rf"^(?!__.*__$)(?!\.\.?$){FCM_TOPIC.pattern}$",
+          "description": "A topic name: the characters FCM allows (letters, digits, - _ . ~ %), "
+                         "and a Firestore document id (not '.' or '..', not __.*__)."}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -87,12 +94,14 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "required": ["serviceType", "categoryType", "notificationType", "templateType",
                          "notificationInfo"],
-            "oneOf": [{"required": ["userId"], "not": {"required": ["userIds"]}},
-                      {"required": ["userIds"], "not": {"required": ["userId"]}}],
+            "oneOf": [{"required": [one], "not": {"anyOf": [
+                {"required": [other]} for other in ("userId", "userIds", "audience")
+                if other != one]}} for one in ("userId", "userIds", "audience")],
             "properties": {
                 "userId": _ID,
                 "userIds": {"type": "array", "items": _ID, "minItems": 1,
                             "maxItems": MAX_AUDIENCE, "uniqueItems": True},
+                "audience": _ref("Audience"),
                 "notificationId": _text(description="The sender's id; generated if absent."),
                 "serviceType": _text(),
                 "categoryType": _text(),
@@ -117,6 +126,20 @@ def _schemas() -> dict[str, Any]:
                     "sendTime": _text(format="date-time",
                                       description="ISO 8601 with a time zone.")}},
             }},
+        "Audience": {
+            "type": "object", "minProperties": 1, "maxProperties": 1,
+            "description": "An audience send: the users subscribed to `topic`, or a `segment`. "
+                           "The pipeline reads them from Firestore in pages of up to "
+                           f"{MAX_AUDIENCE} (one bulk batch each), all under the request's trace.",
+            "properties": {
+                "topic": _TOPIC,
+                "segment": {
+                    "type": "object", "minProperties": 1, "additionalProperties": False,
+                    "description": "Users matching every filter given: `locale` and `timezone` "
+                                   "equal to the user's, `category` not switched off by the user.",
+                    "properties": {key: _ID if key == "category" else _text()
+                                   for key in SEGMENT_FILTERS}}},
+            "additionalProperties": False},
         "Accepted": {"type": "object", "required": ["notificationId", "traceId", "status"],
                      "properties": {"notificationId": {"type": "string"},
                                     "traceId": {"type": "string"},
@@ -254,7 +277,7 @@ def build() -> dict[str, Any]:
                           "responses": {"200": _json(_ref("User"), "The user after the change."),
                                         **_errors(*_USER_ERRORS)}}},
             f"{user_path}/topics/{{topic}}": {
-                "parameters": [_USER_ID, _param("topic", _PATH_ID, "A topic name.")],
+                "parameters": [_USER_ID, _param("topic", _TOPIC, "A topic name.")],
                 "put": {"operationId": "subscribe",
                         "responses": {**no_content, **_errors(*_USER_ERRORS)}},
                 "delete": {"operationId": "unsubscribe",

@@ -35,7 +35,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
 from herald import users
-from herald.contracts import utc_now_iso
+from herald.contracts import topic_name, utc_now_iso
 from herald.events import Status
 from herald.settings import Settings
 from herald.templates import TemplateStore, locale_id, parse_translation
@@ -303,7 +303,8 @@ def dispatch(request: flask.Request, sender: str, registry: Registry,
         raise RegistryError(404, "path", f"no route {request.path}") from error
     names = {"user_id": "userId", "device_id": "deviceId", "topic": "topic",
              "template_type": "templateType", "locale": "locale"}
-    params = {key: users.name(value, names[key]) for key, value in params.items()}
+    params = {key: (topic_name if key == "topic" else users.name)(value, names[key])
+              for key, value in params.items()}
     handler = getattr(registry, endpoint)
     if endpoint == "get_user":
         return handler(**params)

@@ -228,6 +228,8 @@ def test_logout_and_erasure(client, db, user_id, changes_subscription) -> None:
     ("/preferences", {"quiet_hours": {"start": "25:00", "end": "07:00"}}, "quiet_hours.start"),
     ("/preferences", {"devices": {"d1": {"muted": True}}}, "devices.d1.muted"),
     ("/preferences", {}, "body"),
+    ("/topics/news!", None, "topic"),  # FCM's topic characters only
+    ("/topics/__all__", None, "topic"),
 ])
 def test_bad_input_is_400_naming_the_field(client, user_id, path, body, field) -> None:
     method = client.patch if path == "/preferences" else client.put

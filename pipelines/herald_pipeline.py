@@ -1,6 +1,7 @@
 """Herald's streaming delivery pipeline: Pub/Sub requests in, provider sends out, every stage to BigQuery.
 
-    read requests -> parse (bad -> dead letter) -> resolve recipients in Firestore (opted out ->
+    read requests -> parse (bad -> dead letter) -> read an audience send's page (next page's
+    message -> requests topic) -> resolve recipients in Firestore (opted out ->
     suppressed) -> dedupe (keyed state + TTL timer) -> branch by channel and priority lane ->
     send with the providers' SDKs -> every stage's event -> BigQuery
 
@@ -21,7 +22,8 @@ from functools import partial
 import apache_beam as beam
 
 from herald.settings import Settings
-from pipelines import dedupe, launch, recipients
+from pipelines import audiences, dedupe, launch, recipients
+from pipelines.audiences import ExpandAudiences
 from pipelines.bigquery_sink import WriteRecords
 from pipelines.dedupe import Bucketing, DedupeDeliveries
 from pipelines.directory import Directory
@@ -50,13 +52,15 @@ class DeliverNotifications(beam.PTransform):
     def expand(self, messages):
         directory = ProcessResource(partial(Directory, self._settings))  # one per worker, shared
         parsed = messages | "ParseRequests" >> ParseRequests(self._settings.requests_topic)
-        resolved = parsed.envelopes | "ResolveRecipients" >> ResolveRecipients(
+        expanded = parsed.envelopes | "ExpandAudiences" >> ExpandAudiences(self._settings)
+        resolved = expanded.envelopes | "ResolveRecipients" >> ResolveRecipients(
             self._settings, directory, Bucketing(dedupe_buckets(self._options)))
         deduped = resolved.deliveries | "DedupeDeliveries" >> DedupeDeliveries(
             self._options.dedupe_ttl_s, Router(self._options.batch_shards), BRANCH_NAMES)
         sent = ({name: deduped[name] for name in BRANCH_NAMES}
                 | "SendDeliveries" >> SendDeliveries(self._settings, directory))
-        events = ((parsed[DEAD_LETTER], parsed[ACCEPTED], resolved[recipients.EVENTS],
+        events = ((parsed[DEAD_LETTER], parsed[ACCEPTED], expanded[audiences.EVENTS],
+                   resolved[recipients.EVENTS],
                    deduped[dedupe.EVENTS], sent.events)
                   | "AllEvents" >> beam.Flatten())
         dead_letters = ((parsed[DEAD_LETTERS], resolved[recipients.DEAD_LETTERS],

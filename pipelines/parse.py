@@ -41,7 +41,8 @@ class _ParseEnvelope(beam.DoFn):
             return
         self.parsed.inc()
         yield envelope
-        yield TaggedOutput(ACCEPTED, request_event(envelope, Status.ACCEPTED))
+        if envelope.page is None:  # an audience send's next pages were accepted with its first
+            yield TaggedOutput(ACCEPTED, request_event(envelope, Status.ACCEPTED))
 
 
 class ParseRequests(beam.PTransform):

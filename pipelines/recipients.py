@@ -196,12 +196,12 @@ class _LookupAndPlan(beam.DoFn):
                 yield TaggedOutput(EVENTS, event)
         batch = now
         user_docs, devices = self._directory.get().users_and_devices(
-            sorted({u for e in batch for u in e.request.audience}),
+            sorted({u for e in batch for u in e.request.recipient_ids}),
             sorted({u for e in batch if e.request.channel is Channel.PUSH
-                    for u in e.request.audience}))
+                    for u in e.request.recipient_ids}))
         now = datetime.now(timezone.utc)
         for envelope in batch:
-            planned = [planned for user_id in envelope.request.audience
+            planned = [planned for user_id in envelope.request.recipient_ids
                        for planned in plan_deliveries(envelope, user_id, user_docs.get(user_id),
                                                       devices.get(user_id, {}), self._hash_key)]
             yield TaggedOutput(EVENTS, events.request_event(envelope, Status.RESOLVED,

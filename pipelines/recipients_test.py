@@ -105,7 +105,7 @@ def test_each_user_of_a_bulk_request_is_a_delivery_of_its_own() -> None:
                                        "userIds": ["u-1", "u-2", "u-3"],
                                        "notificationType": "email"}), "svc")
     users = {"u-1": USER, "u-2": {**USER, "email": "b@example.com"}}
-    planned = [(delivery, reason) for user_id in bulk.request.audience
+    planned = [(delivery, reason) for user_id in bulk.request.recipient_ids
                for delivery, reason in plan_deliveries(bulk, user_id, users.get(user_id), {}, KEY)]
     assert [(d.user_id, d.address, reason) for d, reason in planned] == [
         ("u-1", "a@example.com", None), ("u-2", "b@example.com", None),
