@@ -489,26 +489,45 @@ class Scope:
     was lost part-way, skipping the deliveries that already ended (`skip_spans`); `herald dlq
     replay` republishes one dead-lettered delivery (`only_span`) under a `replay_id`, so it is
     retried although its first attempt still holds the delivery's claims.
+
+    `only_span` and `replay_id` travel as message attributes; `skip_spans` in the message data
+    (`SKIP_SPANS_FIELD`), since a bulk request's ended deliveries (up to 1,000 span ids of 16
+    characters) would pass Pub/Sub's limit of 1,024 bytes per attribute value
+    (https://cloud.google.com/pubsub/quotas#resource_limits; the emulator does not enforce it).
     """
 
     only_span: str | None = None
     skip_spans: frozenset[str] = frozenset()
     replay_id: str | None = None
-    ATTRIBUTES: ClassVar[tuple[str, ...]] = ("only_span", "skip_spans", "replay_id")
+    ATTRIBUTES: ClassVar[tuple[str, ...]] = ("only_span", "replay_id")
 
     def covers(self, span_id: str) -> bool:
         return span_id not in self.skip_spans and self.only_span in (None, span_id)
 
     def to_attributes(self) -> dict[str, str]:
-        attributes = {"only_span": self.only_span, "replay_id": self.replay_id,
-                      "skip_spans": ",".join(sorted(self.skip_spans)) or None}
+        attributes = {"only_span": self.only_span, "replay_id": self.replay_id}
         return {key: value for key, value in attributes.items() if value}
 
+    @staticmethod
+    def replay_id_of(attributes: Mapping[str, str]) -> str | None:
+        """The replay id a message's attributes name (an operator's replay), if any."""
+        return attributes.get("replay_id") or None
+
+    def to_data(self) -> dict[str, list[str]]:
+        """The scope's part of the message data (nothing when no delivery is skipped)."""
+        return {SKIP_SPANS_FIELD: sorted(self.skip_spans)} if self.skip_spans else {}
+
     @classmethod
-    def from_attributes(cls, attributes: Mapping[str, str]) -> Scope:
-        return cls(only_span=attributes.get("only_span") or None,
-                   skip_spans=frozenset(filter(None, attributes.get("skip_spans", "").split(","))),
-                   replay_id=attributes.get("replay_id") or None)
+    def from_message(cls, decoded: Mapping[str, Any], attributes: Mapping[str, str]) -> Scope:
+        """Read a published message's scope; ContractError if its skip list is not span ids."""
+        skip = decoded.get(SKIP_SPANS_FIELD, [])
+        if not isinstance(skip, list) or not all(isinstance(span, str) for span in skip):
+            raise ContractError(SKIP_SPANS_FIELD, "must be a list of span ids")
+        return cls(only_span=attributes.get("only_span") or None, skip_spans=frozenset(skip),
+                   replay_id=cls.replay_id_of(attributes))
+
+
+SKIP_SPANS_FIELD = "skipSpans"
 
 
 class Release(StrEnum):
@@ -573,14 +592,15 @@ class Envelope:
 
     def to_pubsub(self) -> tuple[bytes, dict[str, str]]:
         """Message data and attributes; channel and priority are attributes so subscriptions
-        and the pipeline can route without decoding the body, and so is the scope, so a
-        republished message keeps the request's bytes exactly."""
+        and the pipeline can route without decoding the body, and so is the scope but for its
+        skip list (see Scope)."""
         data = json.dumps({
             "request": self.request.to_json(),
             "traceId": self.trace_id,
             "senderClient": self.sender_client,
             "acceptedAt": self.accepted_at,
             **({"audiencePage": self.page.to_json()} if self.page is not None else {}),
+            **self.scope.to_data(),
         }, separators=(",", ":")).encode()
         attributes = {
             "channel": self.request.channel.value,
@@ -607,7 +627,7 @@ class Envelope:
             trace_id=_string(decoded, "traceId", "traceId"),
             sender_client=_string(decoded, "senderClient", "senderClient"),
             accepted_at=_timestamp(_string(decoded, "acceptedAt", "acceptedAt"), "acceptedAt"),
-            scope=Scope.from_attributes(attributes or {}),
+            scope=Scope.from_message(decoded, attributes or {}),
             release=_release((attributes or {}).get(RELEASE_ATTRIBUTE)),
             page=None if decoded.get("audiencePage") is None or request.audience is None
             else AudiencePage.from_json(decoded["audiencePage"]),

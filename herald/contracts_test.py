@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from herald.contracts import (MAX_SEND_AHEAD, Audience, AudiencePage, Channel, ContractError,
-                              Envelope, Platform, Priority, Release, Scope, Segment, new_envelope,
-                              parse_request)
+from herald.contracts import (MAX_AUDIENCE, MAX_SEND_AHEAD, Audience, AudiencePage, Channel,
+                              ContractError, Envelope, Platform, Priority, Release, Scope, Segment,
+                              new_envelope, parse_request)
 
 DESIGN_BODY = {
     "userId": "u-1", "notificationId": "n-1", "serviceType": "orders", "categoryType": "delivery",
@@ -103,16 +104,32 @@ def test_envelope_round_trips_through_pubsub_bytes() -> None:
     assert Envelope.from_pubsub(data) == envelope
 
 
-def test_a_scoped_republish_keeps_the_bytes_and_carries_its_scope_in_attributes() -> None:
+def test_a_scoped_republish_carries_its_span_and_replay_id_as_attributes() -> None:
     envelope = new_envelope(parse_request(DESIGN_BODY), "orders-svc")
-    republished = dataclasses.replace(
-        envelope, scope=Scope(skip_spans=frozenset({"s2", "s1"}), only_span="s3", replay_id="r-1"))
+    republished = dataclasses.replace(envelope, scope=Scope(only_span="s3", replay_id="r-1"))
     data, attributes = republished.to_pubsub()
     assert data == envelope.to_pubsub()[0]
-    assert (attributes["skip_spans"], attributes["only_span"], attributes["replay_id"]) == \
-        ("s1,s2", "s3", "r-1")
+    assert (attributes["only_span"], attributes["replay_id"]) == ("s3", "r-1")
     assert Envelope.from_pubsub(data, attributes) == republished
     assert republished.claim_token == f"{envelope.trace_id}#r-1" != envelope.claim_token
+
+
+def test_a_skip_list_of_a_whole_bulk_request_travels_in_the_data_not_in_an_attribute() -> None:
+    envelope = new_envelope(parse_request(DESIGN_BODY), "orders-svc")
+    ended = frozenset(f"{index:016x}" for index in range(MAX_AUDIENCE))
+    republished = dataclasses.replace(envelope, scope=Scope(skip_spans=ended))
+    data, attributes = republished.to_pubsub()
+    assert max(len(value.encode()) for value in attributes.values()) <= 1024  # Pub/Sub's limit
+    assert json.loads(data)["skipSpans"] == sorted(ended)
+    assert Envelope.from_pubsub(data, attributes) == republished
+
+
+@pytest.mark.parametrize("skip", ["s1,s2", [1, 2], {"s1": True}])
+def test_a_skip_list_that_is_not_span_ids_is_refused(skip: object) -> None:
+    data = json.loads(new_envelope(parse_request(DESIGN_BODY), "orders-svc").to_pubsub()[0])
+    with pytest.raises(ContractError) as refused:
+        Envelope.from_pubsub(json.dumps({**data, "skipSpans": skip}).encode())
+    assert refused.value.field == "skipSpans"
 
 
 @pytest.mark.parametrize("scope, covered", [

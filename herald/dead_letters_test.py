@@ -48,7 +48,7 @@ def test_the_dead_letter_topic_message_round_trips() -> None:
 
 def test_a_delivery_replays_scoped_to_its_span_under_its_own_id() -> None:
     dead_letter = DeadLetter(TOPIC, "retries_exhausted", b"\x00exact bytes\xff",
-                             {"trace_id": "t-1", "channel": "sms", "skip_spans": "a,b",
+                             {"trace_id": "t-1", "channel": "sms",
                               "only_span": "old", "replay_id": "old-replay"}, span_id=SPAN)
     topic, data, attributes = dead_letter.replay()
     assert (topic, data) == (TOPIC, b"\x00exact bytes\xff")
@@ -57,7 +57,7 @@ def test_a_delivery_replays_scoped_to_its_span_under_its_own_id() -> None:
 
 
 def test_a_poison_message_replays_unchanged() -> None:
-    attributes = {"channel": "sms", "skip_spans": "a"}
+    attributes = {"channel": "sms", "only_span": "a"}
     dead_letter = DeadLetter(TOPIC, "invalid_message", b"{not json", attributes)
     assert dead_letter.replay() == (TOPIC, b"{not json", attributes)
 

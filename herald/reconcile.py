@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Iterable, NamedTuple
 
@@ -225,7 +225,7 @@ class Reconciler:
         for received in batch:
             message = received.message
             attributes = dict(message.attributes)
-            if HEARTBEAT_ATTRIBUTE in attributes or Scope.from_attributes(attributes).replay_id:
+            if HEARTBEAT_ATTRIBUTE in attributes or Scope.replay_id_of(attributes):
                 done.append(received.ack_id)  # heartbeats; an operator's replay is its own record
                 continue
             try:
@@ -284,13 +284,15 @@ class Reconciler:
         return int(audited.message.message.attributes.get(REPUBLISHES_ATTRIBUTE, "0"))
 
     def _republish(self, audited: _Audited, ended: frozenset[str]) -> None:
-        """The same bytes, scoped to the deliveries that did not end, acked only once published."""
+        """The same request, scoped to the deliveries that did not end (the skip list in the
+        message data, see Scope), acked only once published."""
         message = audited.message.message
+        data, scoped = replace(audited.envelope, scope=Scope(skip_spans=ended)).to_pubsub()
         unscoped = {k: v for k, v in message.attributes.items() if k not in Scope.ATTRIBUTES}
-        attributes = {**unscoped, **Scope(skip_spans=ended).to_attributes(),
+        attributes = {**unscoped, **scoped,
                       REPUBLISHES_ATTRIBUTE: str(self._republishes(audited) + 1)}
         self._copies.add(self._publisher.publish(
-            self._settings.topic_path(self._settings.requests_topic), message.data,
+            self._settings.topic_path(self._settings.requests_topic), data,
             **attributes).result(timeout=30))
         log.info("republished trace %s (%d deliveries ended)", audited.envelope.trace_id, len(ended))
 
