@@ -74,7 +74,7 @@ def pipeline_service(name: str, module: str, env: Mapping[str, str], log_dir: Pa
     subscriptions): ready once it has logged that its graph is built."""
     return Service(name, processes.python_module(module, "--streaming", *args),
                    processes.log_contains(log_dir / f"{name}.log", RUNNING_MARKER),
-                   env={**env, "PYTHONPATH": str(REPO_ROOT)}, timeout_s=timeout_s)
+                   env={"PYTHONPATH": str(REPO_ROOT), **env}, timeout_s=timeout_s)
 
 
 def default_state_dir() -> Path:
