@@ -230,3 +230,37 @@ def price_table() -> str:
         lines.append(f"| {price.service} | {price.item} | ${price.usd:g} per {per} | "
                      f"{price.source} |")
     return "\n".join(lines) + "\n"
+
+
+def _per_request(results: Mapping[str, Any], kind: str) -> PerRequest | None:
+    """The measured operations per request of Herald (`kind` "herald": the ingest function and
+    the pipeline) or the peer (its function and worker), from a run's results; None when the
+    ingest or backlog part did not count them."""
+    edge = (results.get("ingest") or {}).get("ingest" if kind == "herald" else "peer") or {}
+    drain = (results.get("backlog") or {}).get(kind) or {}
+    if "operations" not in edge or "operations" not in drain:
+        return None
+    edge_requests = edge["operations"].get(opcount.PUBSUB_PUBLISHED) or 0
+    delivery_requests = (drain["operations"].get(opcount.PUBSUB_ACKED)
+                         or drain.get("completed") or 0)
+    if not edge_requests or not delivery_requests:
+        return None
+    return PerRequest.measured(edge["operations"], edge_requests, edge["function_cpu_seconds"],
+                               drain["operations"], delivery_requests, drain["cpu_seconds"])
+
+
+def from_results(results: Mapping[str, Any]) -> dict[str, Any]:
+    """Dollars per million notifications at the design's mix, Herald and the peer, with the
+    operations per request they rest on, and Herald's Dataflow sizing at the design's peak."""
+    out: dict[str, Any] = {"design": {"per_day": DESIGN.per_day,
+                                      "average_per_s": round(DESIGN.average_per_s, 1),
+                                      "peak_per_s": round(DESIGN.peak_per_s)}}
+    for kind, worker in (("herald", "dataflow"), ("peer", "cloud_run")):
+        ops = _per_request(results, kind)
+        if ops is None:
+            continue
+        out[kind] = {"per_request": {key: round(value, 6) for key, value in vars(ops).items()},
+                     **usd_per_million(ops, worker=worker)}
+        if kind == "herald":
+            out["herald_peak"] = peak_sizing(ops.worker_cpu_s)
+    return out

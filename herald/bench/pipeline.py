@@ -153,9 +153,6 @@ class PipelineConfig:
     max_connections: int = 128
     backlog_requests: int = 2000
     backlog_watch_s: float = 60.0
-    growth_requests: int = 0
-    """The large backlog of the growth comparison (0: not measured)."""
-    growth_watch_s: float = 120.0
     faults_requests: int = 300
     faults_watch_s: float = 90.0
     workers: int = 1
@@ -189,10 +186,6 @@ class Deliverer:
 
 
 
-def _names(base: str, workers: int) -> list[str]:
-    return [base if index == 0 else f"{base}-{index + 1}" for index in range(workers)]
-
-
 @contextlib.contextmanager
 def _subscriptions(settings: Settings, base: str) -> Iterator[tuple[str, str]]:
     """A fresh subscription on each lane's topic (routine, urgent), deleted afterwards."""
@@ -220,7 +213,7 @@ def fresh_pipeline(phase: str, env: Mapping[str, str], settings: Settings, log_d
                                 ("--lane", "urgent"), niceness=0)
         cleanup.append(lambda: processes.stop_group(urgent.pid))
         started = []
-        for name in _names(f"pipeline-{phase}", workers):
+        for name in stack.worker_names(f"pipeline-{phase}", workers):
             process = start_pipeline(name, path, env, log_dir)
             cleanup.append(lambda pid=process.pid: processes.stop_group(pid))
             sampler.track(name.replace("-", "_", 1), process.pid)
@@ -250,7 +243,7 @@ def fresh_peer(phase: str, env: Mapping[str, str], settings: Settings, log_dir: 
         say(f"peer-{phase}: starting {workers} peer worker process(es) ({threads} callback "
             "threads each) on fresh subscriptions ...")
         started = []
-        for name in _names(f"peer-{phase}", workers):
+        for name in stack.worker_names(f"peer-{phase}", workers):
             process = processes.start(processes.Service(
                 name, [sys.executable, str(PEER_WORKER), "--subscription", path,
                        "--subscription", urgent_path, "--threads", threads,
