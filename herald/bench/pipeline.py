@@ -27,7 +27,8 @@ import requests
 from google.api_core import exceptions
 from google.cloud import pubsub_v1
 
-from herald.bench.analysis import Observation, analyse, drain_rate, ledger_epoch, phase_bodies
+from herald.bench.analysis import (Observation, analyse, delivery_outcomes, drain_rate,
+                                   ledger_epoch, phase_bodies)
 from herald.bench.load import OpenLoopResult, open_loop
 from herald.bench import opcount
 from herald.bench.memory import CpuWindow, RssSampler
@@ -405,26 +406,6 @@ def run_drain(kind: str, label: str, requests: int, watch_s: float, env: Mapping
 def _sandbox_config(env: Mapping[str, str], config: Mapping[str, Any]) -> None:
     requests.post(f"{env['HERALD_SANDBOX_URL']}/_config", json=config,
                   timeout=10).raise_for_status()
-
-
-def delivery_outcomes(entries: Sequence[Mapping[str, Any]], expected: Mapping[str, int]
-                      ) -> dict[str, Any]:
-    """Duplicates (a recipient of a request reached more than once) and losses (deliveries of a
-    request that never reached a recipient), from the ledger; pure."""
-    counts: dict[tuple[str, str], int] = {}
-    for entry in entries:
-        key = (entry["notification_id"], entry["recipient"])
-        counts[key] = counts.get(key, 0) + 1
-    reached: dict[str, int] = {}
-    for nid, _ in counts:
-        reached[nid] = reached.get(nid, 0) + 1
-    total = sum(expected.values())
-    duplicates = sum(count - 1 for count in counts.values())
-    lost = sum(max(0, want - reached.get(nid, 0)) for nid, want in expected.items())
-    return {"deliveries_expected": total, "deliveries_reached": total - lost,
-            "duplicates": duplicates, "lost": lost,
-            "duplicate_rate": round(duplicates / total, 4) if total else None,
-            "loss_rate": round(lost / total, 4) if total else None}
 
 
 def run_faults(kind: str, env: Mapping[str, str], settings: Settings, log_dir: Path,
