@@ -4,7 +4,7 @@
 with `grpc.insecure_channel` on the emulators, `grpc.secure_channel` in production) in a counting
 interceptor, and `bigquery.Client.insert_rows_json` (BigQuery's streaming inserts are REST) in a
 counting wrapper; the counts are written every half second to `<dir>/<pid>.json`, one file per
-process (gunicorn's workers are forked after install, so each writes its own).
+process (gunicorn's workers are forked after install: each counts afresh and writes its own).
 
 The bench starts the processes it measures with `bench/opcount` first on PYTHONPATH and
 `HERALD_BENCH_OPCOUNT=<dir>` set: that directory's `sitecustomize.py` calls `install()` before
@@ -224,7 +224,19 @@ def install() -> bool:
             except OSError:
                 pass
 
-    threading.Thread(target=writer, name="herald-opcount", daemon=True).start()
+    def start_writer() -> None:
+        threading.Thread(target=writer, name="herald-opcount", daemon=True).start()
+
+    def in_child() -> None:
+        """A forked child (a gunicorn worker) has no threads but the forking one: it counts
+        afresh (its parent's counts are in the parent's file) and starts its own writer."""
+        global _lock
+        _lock = threading.Lock()
+        _counts.clear()
+        start_writer()
+
+    start_writer()
+    os.register_at_fork(after_in_child=in_child)
     atexit.register(lambda: _dump(target))
     return True
 
