@@ -16,7 +16,8 @@ def _local_up(args: argparse.Namespace) -> None:
 
     stack.up(stack.StackOptions(state_dir=args.state_dir, seed_users=args.seed,
                                 with_pipeline=not args.no_pipeline,
-                                sandbox_latency_ms=args.sandbox_latency_ms))
+                                sandbox_latency_ms=args.sandbox_latency_ms,
+                                pipeline_workers=args.pipeline_workers))
     print(f"# written to {args.state_dir / 'local.env'}; stop with `herald local down`")
 
 
@@ -198,6 +199,9 @@ def parser() -> argparse.ArgumentParser:
                     help="seed N demo users with devices into Firestore (default 500 when given)")
     up.add_argument("--no-pipeline", action="store_true", help="do not start the Beam pipeline")
     up.add_argument("--sandbox-latency-ms", type=int, default=100)
+    up.add_argument("--pipeline-workers", type=int, default=1,
+                    help="processes of the routine delivery pipeline sharing its subscription "
+                         "(as Dataflow scales out; default 1)")
     up.set_defaults(handler=_local_up)
     local.add_parser("down", help="stop exactly what `up` started").set_defaults(handler=_local_down)
 

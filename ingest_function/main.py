@@ -41,8 +41,8 @@ from herald.templates import TemplateStore, check_request
 from ingest_function import idempotency, openapi, receipts, registry, status, webhooks
 from ingest_function.breaker import CircuitBreaker, CircuitOpen
 from ingest_function.idempotency import Claim, Ledger, Receipt
-from ingest_function.outbox import (DEFAULT_REPLAY_LIMIT, PUBLISH_ERRORS, Cancel, Message,
-                                    Outbox, publish)
+from ingest_function.outbox import (DEFAULT_REPLAY_LIMIT, PUBLISH_BATCH, PUBLISH_ERRORS, Cancel,
+                                    Message, Outbox, publish)
 
 log = logging.getLogger("herald.ingest")
 
@@ -54,9 +54,7 @@ def _settings() -> Settings:
 
 @lru_cache(maxsize=1)
 def _publisher() -> pubsub_v1.PublisherClient:
-    # A short batching window: senders wait on the publish, so latency matters more than batching.
-    return pubsub_v1.PublisherClient(
-        batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.001))
+    return pubsub_v1.PublisherClient(batch_settings=PUBLISH_BATCH)
 
 
 @lru_cache(maxsize=1)

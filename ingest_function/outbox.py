@@ -69,6 +69,9 @@ one Firestore round trip."""
 LEASE_MARGIN = timedelta(seconds=60)
 """A replayer's lease is its publish timeout plus this: one that has not marked its entries by
 then is presumed dead and its entries are replayed again."""
+PUBLISH_BATCH = pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.001)
+"""The edge's publisher batching: a short window, since a sender waits on each publish, so latency
+matters more than batching."""
 PUBLISH_ERRORS = (exceptions.GoogleAPIError, TimeoutError)
 """What a refused or timed-out publish raises from `Future.result`."""
 

@@ -156,3 +156,23 @@ def drain_rate(completions: Sequence[float]) -> dict[str, Any]:
     span = ordered[-1] - ordered[0] if len(ordered) > 1 else 0.0
     return {"completed": len(ordered), "reading_s": round(span, 3),
             "rate_per_s": round((len(ordered) - 1) / span, 1) if span > 0 else None}
+
+
+def delivery_outcomes(entries: Sequence[Mapping[str, Any]], expected: Mapping[str, int]
+                      ) -> dict[str, Any]:
+    """Duplicates (a recipient of a request reached more than once) and losses (deliveries of a
+    request that never reached a recipient), from the ledger; pure."""
+    counts: dict[tuple[str, str], int] = {}
+    for entry in entries:
+        key = (entry["notification_id"], entry["recipient"])
+        counts[key] = counts.get(key, 0) + 1
+    reached: dict[str, int] = {}
+    for nid, _ in counts:
+        reached[nid] = reached.get(nid, 0) + 1
+    total = sum(expected.values())
+    duplicates = sum(count - 1 for count in counts.values())
+    lost = sum(max(0, want - reached.get(nid, 0)) for nid, want in expected.items())
+    return {"deliveries_expected": total, "deliveries_reached": total - lost,
+            "duplicates": duplicates, "lost": lost,
+            "duplicate_rate": round(duplicates / total, 4) if total else None,
+            "loss_rate": round(lost / total, 4) if total else None}

@@ -1,5 +1,6 @@
-"""Pipeline: end-to-end latency (HTTP 202 -> sandbox ledger) and delivered rate under open-loop load,
-and the rate of a bare Beam read of the same kind of subscription.
+"""Pipeline: end-to-end latency (HTTP 202 -> sandbox ledger) and delivered rate under open-loop load;
+the rate at which Herald's pipeline and the peer worker (bench/peer_worker.py) drain a pre-filled
+backlog, and what each loses or sends twice with the sandbox's transient faults on.
 
 Each offered load gets a fresh subscription on the requests topic and a fresh pipeline process (the
 same module and flags `herald local up` uses, plus `--requests_subscription`), so the backlog one
@@ -26,8 +27,10 @@ import requests
 from google.api_core import exceptions
 from google.cloud import pubsub_v1
 
-from herald.bench.analysis import Observation, analyse, drain_rate, ledger_epoch, phase_bodies
+from herald.bench.analysis import (Observation, analyse, delivery_outcomes, drain_rate,
+                                   ledger_epoch, phase_bodies)
 from herald.bench.load import OpenLoopResult, open_loop
+from herald.bench import opcount
 from herald.bench.memory import CpuWindow, RssSampler
 from herald.bench.profile import EXECUTOR_THREAD, Profiler
 from herald.contracts import new_envelope, parse_request
@@ -36,8 +39,19 @@ from herald.local.provision import ACK_DEADLINE_S
 from herald.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BARE_SCRIPT = REPO_ROOT / "bench" / "bare_read_pipeline.py"
+PEER_WORKER = REPO_ROOT / "bench" / "peer_worker.py"
+PEER_READY = "peer worker subscribed; running"
+"""What bench/peer_worker.py logs once subscribed (its PEER_READY)."""
 WARMUP_REQUESTS = 5
+KINDS = ("herald", "peer")
+TRANSIENT_FAULTS = {"rate_limited": 0.08, "server_error": 0.04, "unavailable": 0.05,
+                    "timeout": 0.03}
+"""20% of provider requests fail transiently (429 with Retry-After, 500, 503, no answer), as in
+tests/chaos_test.py."""
+FAULTS_ON = {"seed": 11, **{provider: {**TRANSIENT_FAULTS, "retry_after_s": 1, "timeout_s": 2.0}
+                            for provider in ("fcm", "twilio", "sendgrid")}}
+FAULTS_OFF = {provider: dict.fromkeys(TRANSIENT_FAULTS, 0.0)
+              for provider in ("fcm", "twilio", "sendgrid")}
 
 
 # --- the stack side ------------------------------------------------------------------------------
@@ -79,16 +93,19 @@ def start_pipeline(name: str, subscription: str, env: Mapping[str, str], log_dir
 
 
 class Ledger:
-    """Reads the sandbox's `GET /_ledger`, keeping only the entries whose notificationId we want."""
+    """Reads the sandbox's ledger (`GET /_ledger/from/<n>`: only what is new since the last read),
+    keeping every entry seen; `entries` filters them by notificationId."""
 
     def __init__(self, sandbox_url: str) -> None:
-        self._url = f"{sandbox_url}/_ledger"
+        self._url = f"{sandbox_url}/_ledger/from"
         self._session = requests.Session()
+        self._seen: list[dict[str, Any]] = []
 
     def entries(self, wanted: Callable[[str], bool]) -> list[dict[str, Any]]:
-        response = self._session.get(self._url, timeout=60)
+        response = self._session.get(f"{self._url}/{len(self._seen)}", timeout=60)
         response.raise_for_status()
-        return [entry for entry in response.json()["entries"]
+        self._seen += response.json()["entries"]
+        return [entry for entry in self._seen
                 if entry.get("notification_id") and wanted(entry["notification_id"])]
 
 
@@ -97,16 +114,21 @@ class PipelineDied(RuntimeError):
 
 
 def wait_for_ledger(ledger: Ledger, wanted: Callable[[str], bool], expected: int, *,
-                    timeout_s: float, poll_s: float = 1.0,
-                    alive: Callable[[], None] | None = None) -> tuple[list[dict[str, Any]], float]:
-    """Poll until `expected` matching entries are in the ledger or `timeout_s` passes; returns the
-    entries and the wall time of the last poll (everything up to it has been observed).
-    `alive` raises (PipelineDied) if the process that should fill the ledger is gone."""
+                    timeout_s: float, poll_s: float = 1.0, alive: Callable[[], None] | None = None,
+                    settle_s: float | None = None) -> tuple[list[dict[str, Any]], float]:
+    """Poll until `expected` matching entries are in the ledger, `timeout_s` passes, or (with
+    `settle_s`) no new one came for that long; returns the entries and the wall time of the last
+    poll (everything up to it has been observed). `alive` raises (PipelineDied) if a process
+    that should fill the ledger is gone."""
     deadline = time.monotonic() + timeout_s
+    count, changed = -1, time.monotonic()
     while True:
         polled_at = time.time()
         entries = ledger.entries(wanted)
-        if len(entries) >= expected or time.monotonic() >= deadline:
+        if len(entries) != count:
+            count, changed = len(entries), time.monotonic()
+        if (len(entries) >= expected or time.monotonic() >= deadline
+                or (settle_s is not None and time.monotonic() - changed >= settle_s)):
             return entries, polled_at
         if alive:
             alive()
@@ -132,53 +154,126 @@ class PipelineConfig:
     max_connections: int = 128
     backlog_requests: int = 2000
     backlog_watch_s: float = 60.0
+    faults_requests: int = 300
+    faults_watch_s: float = 90.0
+    workers: int = 1
+    """Delivery processes sharing the subscription: Herald pipelines (durable claims keep them
+    from sending one delivery twice, as on a scaled-out Dataflow job) or peer workers."""
+    process_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Added to the environment of the processes the bench starts (the op-counting hook)."""
 
 
 @dataclass
-class FreshPipeline:
-    """A pipeline process of its own on a subscription of its own, with the ledger to watch."""
+class Deliverer:
+    """The delivery side under test: Herald's pipeline processes or the peer's workers, on
+    subscriptions of their own, with the ledger to watch."""
 
+    kind: str
     phase: str
-    process: subprocess.Popen
-    log_path: Path
+    processes: list[subprocess.Popen]
+    log_paths: list[Path]
     ledger: Ledger
 
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
+
     def alive(self) -> None:
-        code = self.process.poll()
-        if code is not None:
-            tail = self.log_path.read_text(errors="replace")[-1500:] if self.log_path.exists() else ""
-            raise PipelineDied(f"pipeline-{self.phase} exited with code {code}; log tail:\n{tail}")
+        for process, log_path in zip(self.processes, self.log_paths):
+            code = process.poll()
+            if code is not None:
+                tail = log_path.read_text(errors="replace")[-1500:] if log_path.exists() else ""
+                raise PipelineDied(f"{log_path.stem} exited with code {code}; log tail:\n{tail}")
+
+
+
+@contextlib.contextmanager
+def _subscriptions(settings: Settings, base: str) -> Iterator[tuple[str, str]]:
+    """A fresh subscription on each lane's topic (routine, urgent), deleted afterwards."""
+    routine = create_subscription(settings, base)
+    urgent = create_subscription(settings.urgent_lane(), f"{base}-urgent")
+    try:
+        yield routine, urgent
+    finally:
+        delete_subscription(settings, base)
+        delete_subscription(settings, f"{base}-urgent")
 
 
 @contextlib.contextmanager
 def fresh_pipeline(phase: str, env: Mapping[str, str], settings: Settings, log_dir: Path,
                    sampler: RssSampler, cleanup: list[Callable[[], None]],
-                   say: Callable[[str], None]) -> Iterator[FreshPipeline]:
-    subscription = f"bench-pipeline-{phase}"
-    path = create_subscription(settings, subscription)
-    urgent_path = create_subscription(settings.urgent_lane(), f"{subscription}-urgent")
-    try:
-        say(f"pipeline-{phase}: starting a fresh pipeline on {subscription} (and one for the "
-            f"urgent lane's high-priority requests) ...")
+                   say: Callable[[str], None], workers: int = 1,
+                   process_env: Mapping[str, str] | None = None) -> Iterator[Deliverer]:
+    """`workers` fresh routine-lane pipeline processes sharing a fresh subscription, and one for
+    the urgent lane's high-priority requests (niceness 0, as the stack runs it)."""
+    env = {**env, **(process_env or {})}
+    with _subscriptions(settings, f"bench-pipeline-{phase}") as (path, urgent_path):
+        say(f"pipeline-{phase}: starting {workers} fresh pipeline process(es) on a fresh "
+            "subscription (and one for the urgent lane's high-priority requests) ...")
         urgent = start_pipeline(f"pipeline-{phase}-urgent", urgent_path, env, log_dir,
                                 ("--lane", "urgent"), niceness=0)
         cleanup.append(lambda: processes.stop_group(urgent.pid))
-        process = start_pipeline(f"pipeline-{phase}", path, env, log_dir)
-        cleanup.append(lambda: processes.stop_group(process.pid))
-        sampler.track(f"pipeline_{phase}", process.pid)
+        started = []
+        for name in stack.worker_names(f"pipeline-{phase}", workers):
+            process = start_pipeline(name, path, env, log_dir)
+            cleanup.append(lambda pid=process.pid: processes.stop_group(pid))
+            sampler.track(name.replace("-", "_", 1), process.pid)
+            started.append((name, process))
         try:
-            yield FreshPipeline(phase, process, log_dir / f"pipeline-{phase}.log",
-                                Ledger(env["HERALD_SANDBOX_URL"]))
+            yield Deliverer("herald", phase, [p for _, p in started] + [urgent],
+                            [log_dir / f"{n}.log" for n, _ in started]
+                            + [log_dir / f"pipeline-{phase}-urgent.log"],
+                            Ledger(env["HERALD_SANDBOX_URL"]))
         finally:
-            sampler.untrack(f"pipeline_{phase}")
-            processes.stop_group(process.pid)
+            for name, process in started:
+                sampler.untrack(name.replace("-", "_", 1))
+                processes.stop_group(process.pid)
             processes.stop_group(urgent.pid)
-    finally:
-        delete_subscription(settings, subscription)
-        delete_subscription(settings, f"{subscription}-urgent")
 
 
-def warm_up(pipeline: FreshPipeline, env: Mapping[str, str], users: int,
+@contextlib.contextmanager
+def fresh_peer(phase: str, env: Mapping[str, str], settings: Settings, log_dir: Path,
+               sampler: RssSampler, cleanup: list[Callable[[], None]],
+               say: Callable[[str], None], workers: int = 1,
+               process_env: Mapping[str, str] | None = None) -> Iterator[Deliverer]:
+    """`workers` peer worker processes (bench/peer_worker.py), each pulling both lanes' fresh
+    subscriptions, with the gunicorn THREADS of the functions as their callback threads."""
+    env = {**env, "PYTHONPATH": str(REPO_ROOT), **(process_env or {})}
+    threads = os.environ.get("THREADS", str(stack.FUNCTION_THREADS))
+    with _subscriptions(settings, f"bench-peer-{phase}") as (path, urgent_path):
+        say(f"peer-{phase}: starting {workers} peer worker process(es) ({threads} callback "
+            "threads each) on fresh subscriptions ...")
+        started = []
+        for name in stack.worker_names(f"peer-{phase}", workers):
+            process = processes.start(processes.Service(
+                name, [sys.executable, str(PEER_WORKER), "--subscription", path,
+                       "--subscription", urgent_path, "--threads", threads,
+                       "--max-messages", str(2 * int(threads))],
+                processes.log_contains(log_dir / f"{name}.log", PEER_READY), env=env,
+                timeout_s=60.0), log_dir)
+            cleanup.append(lambda pid=process.pid: processes.stop_group(pid))
+            sampler.track(name.replace("-", "_", 1), process.pid)
+            started.append((name, process))
+        try:
+            yield Deliverer("peer", phase, [p for _, p in started],
+                            [log_dir / f"{n}.log" for n, _ in started],
+                            Ledger(env["HERALD_SANDBOX_URL"]))
+        finally:
+            for name, process in started:
+                sampler.untrack(name.replace("-", "_", 1))
+                processes.stop_group(process.pid)
+
+
+def deliverer(kind: str, phase: str, env: Mapping[str, str], settings: Settings, log_dir: Path,
+              config: PipelineConfig, sampler: RssSampler, cleanup: list[Callable[[], None]],
+              say: Callable[[str], None]) -> contextlib.AbstractContextManager[Deliverer]:
+    """Herald's pipeline or the peer's workers, `config.workers` of them."""
+    start = {"herald": fresh_pipeline, "peer": fresh_peer}[kind]
+    return start(phase, env, settings, log_dir, sampler, cleanup, say, workers=config.workers,
+                 process_env=config.process_env)
+
+
+def warm_up(pipeline: Deliverer, env: Mapping[str, str], users: int,
             timeout_s: float) -> float | None:
     """A few requests through the fresh pipeline; seconds until all reached the ledger, or None.
     The load starts only once the pipeline delivers, so its start-up is not in the latency."""
@@ -192,7 +287,7 @@ def warm_up(pipeline: FreshPipeline, env: Mapping[str, str], users: int,
     return time.monotonic() - started if len(entries) >= sum(expected.values()) else None
 
 
-def _warm_or_error(pipeline: FreshPipeline, env: Mapping[str, str], users: int, timeout_s: float,
+def _warm_or_error(pipeline: Deliverer, env: Mapping[str, str], users: int, timeout_s: float,
                    out: dict[str, Any], say: Callable[[str], None]) -> bool:
     warm = warm_up(pipeline, env, users, timeout_s)
     out["warmup_s"] = None if warm is None else round(warm, 1)
@@ -204,13 +299,18 @@ def _warm_or_error(pipeline: FreshPipeline, env: Mapping[str, str], users: int, 
     return True
 
 
+def _cpu_trees(pids: Sequence[int]) -> dict[str, int]:
+    return {f"process_{index}": pid for index, pid in enumerate(pids)}
+
+
 def run_rate(rate: float, env: Mapping[str, str], settings: Settings, log_dir: Path,
              config: PipelineConfig, sampler: RssSampler, cleanup: list[Callable[[], None]],
              say: Callable[[str], None]) -> dict[str, Any]:
-    """One offered load: fresh pipeline, warm-up, paced load, then watch the ledger a while."""
+    """One offered load: fresh pipeline(s), warm-up, paced load, then watch the ledger a while."""
     phase = f"r{int(rate)}"
-    out: dict[str, Any] = {"offered_rate": rate}
-    with fresh_pipeline(phase, env, settings, log_dir, sampler, cleanup, say) as pipeline:
+    out: dict[str, Any] = {"offered_rate": rate, "workers": config.workers}
+    with fresh_pipeline(phase, env, settings, log_dir, sampler, cleanup, say, config.workers,
+                        config.process_env) as pipeline:
         if not _warm_or_error(pipeline, env, config.users, config.warmup_timeout_s, out, say):
             return out
         count = int(round(rate * config.duration_s))
@@ -221,7 +321,7 @@ def run_rate(rate: float, env: Mapping[str, str], settings: Settings, log_dir: P
             f"{config.duration_s:g}s (open loop) ...")
         prefix = f"b-{phase}-"
         wanted = lambda nid: nid.startswith(prefix) and "-warm-" not in nid  # noqa: E731
-        with CpuWindow({"pipeline": pipeline.process.pid}) as cpu:
+        with CpuWindow(_cpu_trees(pipeline.pids)) as cpu:
             result: OpenLoopResult = open_loop(
                 env["HERALD_API_URL"], "/v1/notifications", payloads, rate=rate,
                 duration_s=config.duration_s, max_connections=config.max_connections,
@@ -235,7 +335,8 @@ def run_rate(rate: float, env: Mapping[str, str], settings: Settings, log_dir: P
         out["generator_cpu_cores"] = round(result.generator_cpu_s / result.wall_s, 3)
         out["late_dispatches"] = result.late_dispatches
         out["connections_opened"] = result.connections_opened
-        out["pipeline_cpu_cores"] = round(cpu.cores["pipeline"], 3)
+        out["pipeline_cpu_cores"] = round(sum(cpu.cores[name] for name in
+                                              _cpu_trees(pipeline.pids)), 3)
         out["machine_busy_cores"] = round(cpu.machine_cores, 2)
         out["other_work_cores"] = round(cpu.other_cores, 2)
         delivery = out["latency_delivery"]
@@ -253,42 +354,89 @@ BACKLOG_PROFILE_VIEWS = {
 its wall time (waits included) is what bounds the backlog rate."""
 
 
-def run_backlog(env: Mapping[str, str], settings: Settings, log_dir: Path, config: PipelineConfig,
-                sampler: RssSampler, cleanup: list[Callable[[], None]], profiler: Profiler,
-                say: Callable[[str], None]) -> dict[str, Any]:
-    """The pipeline's own capacity on a pre-filled backlog, the same way the bare read is measured:
-    warm fresh pipeline, then `backlog_requests` messages published at once straight onto the
-    topic; requests completed per second from the first to the last, within `backlog_watch_s`."""
-    out: dict[str, Any] = {"requests": config.backlog_requests}
-    with fresh_pipeline("backlog", env, settings, log_dir, sampler, cleanup, say) as pipeline:
-        if not _warm_or_error(pipeline, env, config.users, config.warmup_timeout_s, out, say):
+def run_drain(kind: str, label: str, requests: int, watch_s: float, env: Mapping[str, str],
+              settings: Settings, log_dir: Path, config: PipelineConfig, sampler: RssSampler,
+              cleanup: list[Callable[[], None]], profiler: Profiler | None,
+              say: Callable[[str], None], opcount_dir: Path | None = None) -> dict[str, Any]:
+    """The delivery side's capacity on a pre-filled backlog: warm fresh Herald pipeline(s) or
+    peer worker(s) (`kind`), then `requests` messages published at once straight onto the topic,
+    exactly as the edge publishes them; requests completed per second from the first completion
+    to the last, within `watch_s`. With `opcount_dir`, the Google Cloud operations the
+    delivery processes made meanwhile (herald/bench/opcount.py) and their CPU seconds."""
+    out: dict[str, Any] = {"kind": kind, "requests": requests, "workers": config.workers}
+    with deliverer(kind, label, env, settings, log_dir, config, sampler, cleanup,
+                   say) as side:
+        if not _warm_or_error(side, env, config.users, config.warmup_timeout_s, out, say):
             return out
-        say(f"  warm in {out['warmup_s']}s; publishing {config.backlog_requests} requests at once, "
-            f"watching for up to {config.backlog_watch_s:g}s ...")
-        with CpuWindow({"pipeline": pipeline.process.pid}) as cpu:
-            expected = publish_backlog(settings, "drain", config.backlog_requests, config.users)
-            with profiler.record("backlog", "the fresh pipeline process, draining the backlog",
-                                 pipeline.process.pid, config.backlog_watch_s, threads=True,
-                                 idle=True, views=BACKLOG_PROFILE_VIEWS):
+        say(f"  warm in {out['warmup_s']}s; publishing {requests} requests at once, "
+            f"watching for up to {watch_s:g}s ...")
+        prefix = f"b-{label}-drain-"
+        before = opcount.totals(opcount_dir, side.pids) if opcount_dir else None
+        with CpuWindow(_cpu_trees(side.pids)) as cpu:
+            expected = publish_backlog(settings, f"{label}-drain", requests, config.users)
+            recording = (profiler.record("backlog", "the fresh pipeline process, draining the "
+                                         "backlog", side.pids[0], watch_s, threads=True, idle=True,
+                                         views=BACKLOG_PROFILE_VIEWS)
+                         if profiler is not None and kind == "herald" else contextlib.nullcontext())
+            with recording:
                 entries, _ = wait_for_ledger(
-                    pipeline.ledger, lambda nid: nid.startswith("b-drain-"),
-                    sum(expected.values()), timeout_s=config.backlog_watch_s, poll_s=2.0,
-                    alive=pipeline.alive)
+                    side.ledger, lambda nid: nid.startswith(prefix), sum(expected.values()),
+                    timeout_s=watch_s, poll_s=2.0, alive=side.alive)
+        if opcount_dir:
+            time.sleep(1.0)  # the processes write their counts every half second
+            out["operations"] = opcount.difference(opcount.totals(opcount_dir, side.pids),
+                                                   before)
         seen: dict[str, list[float]] = {}
         for entry in entries:
             seen.setdefault(entry["notification_id"], []).append(ledger_epoch(entry))
         completions = [max(times) for nid, times in seen.items() if len(times) >= expected[nid]]
         out.update(drain_rate(completions))
         out["deliveries_seen"] = len(entries)
-        out["pipeline_cpu_cores"] = round(cpu.cores["pipeline"], 3)
+        out["deliveries_expected"] = sum(expected.values())
+        trees = _cpu_trees(side.pids)
+        out["cpu_seconds"] = round(sum(cpu.cores[name] for name in trees) * cpu.wall_s, 2)
+        out["pipeline_cpu_cores"] = round(sum(cpu.cores[name] for name in trees), 3)
         out["machine_busy_cores"] = round(cpu.machine_cores, 2)
         out["other_work_cores"] = round(cpu.other_cores, 2)
-        say(f"  {out['completed']} of {config.backlog_requests} requests completed, "
+        say(f"  {kind}: {out['completed']} of {requests} requests completed, "
             f"{out['rate_per_s']}/s")
         return out
 
 
-# --- the bare read -------------------------------------------------------------------------------
+def _sandbox_config(env: Mapping[str, str], config: Mapping[str, Any]) -> None:
+    requests.post(f"{env['HERALD_SANDBOX_URL']}/_config", json=config,
+                  timeout=10).raise_for_status()
+
+
+def run_faults(kind: str, env: Mapping[str, str], settings: Settings, log_dir: Path,
+               config: PipelineConfig, sampler: RssSampler, cleanup: list[Callable[[], None]],
+               say: Callable[[str], None]) -> dict[str, Any]:
+    """`config.faults_requests` pre-filled requests delivered by Herald or the peer while the
+    sandbox fails 20% of provider requests transiently (FAULTS_ON); watched until every delivery
+    arrived, nothing new came for 20 s, or `faults_watch_s` passed; faults off again after."""
+    out: dict[str, Any] = {"kind": kind, "requests": config.faults_requests,
+                           "faults": TRANSIENT_FAULTS}
+    with deliverer(kind, "faults", env, settings, log_dir, config, sampler, cleanup,
+                   say) as side:
+        if not _warm_or_error(side, env, config.users, config.warmup_timeout_s, out, say):
+            return out
+        _sandbox_config(env, FAULTS_ON)
+        try:
+            expected = publish_backlog(settings, f"{kind}-faults", config.faults_requests,
+                                       config.users)
+            say(f"  {kind}: {config.faults_requests} requests with 20% transient provider "
+                f"faults, watching for up to {config.faults_watch_s:g}s ...")
+            prefix = f"b-{kind}-faults-"
+            entries, _ = wait_for_ledger(side.ledger, lambda nid: nid.startswith(prefix),
+                                         sum(expected.values()), timeout_s=config.faults_watch_s,
+                                         poll_s=2.0, alive=side.alive, settle_s=20.0)
+        finally:
+            _sandbox_config(env, FAULTS_OFF)
+        out.update(delivery_outcomes(entries, expected))
+        say(f"  {kind}: {out['lost']} lost, {out['duplicates']} duplicates of "
+            f"{out['deliveries_expected']} deliveries")
+        return out
+
 
 def publish_backlog(settings: Settings, phase: str, count: int, users: int,
                     priority: str | None = None) -> dict[str, int]:
@@ -310,41 +458,3 @@ def publish_backlog(settings: Settings, phase: str, count: int, users: int,
     return expected
 
 
-def run_bare(env: Mapping[str, str], settings: Settings, log_dir: Path, messages: int,
-             users: int, timeout_s: float, sampler: RssSampler,
-             cleanup: list[Callable[[], None]], say: Callable[[str], None]) -> dict[str, Any]:
-    """Pre-fill a fresh subscription with `messages`, then let bench/bare_read_pipeline.py read
-    them (ReadFromPubSub on the streaming DirectRunner -> count) and report its rate."""
-    subscription = "bench-bare-read"
-    path = create_subscription(settings, subscription)
-    try:
-        say(f"bare read: pre-filling {messages} messages on {subscription} ...")
-        publish_backlog(settings, "bare", messages, users)
-        say("bare read: ReadFromPubSub -> count on the streaming DirectRunner ...")
-        log_path = log_dir / "bare-read.log"
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, str(BARE_SCRIPT), "--subscription", path, "--expect",
-                 str(messages), "--timeout_s", str(timeout_s)],
-                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)},
-                start_new_session=True)
-        cleanup.append(lambda: processes.stop_group(process.pid))
-        sampler.track("bare_read", process.pid)
-        try:
-            stdout, _ = process.communicate(timeout=timeout_s + 30)
-        except subprocess.TimeoutExpired:
-            processes.stop_group(process.pid)
-            stdout, _ = process.communicate()
-        finally:
-            sampler.untrack("bare_read")
-        processes.stop_group(process.pid)
-        lines = [line for line in stdout.decode(errors="replace").splitlines()
-                 if line.startswith("{")]
-        if not lines:
-            return {"messages": messages, "error": f"no rate printed (see {log_path})"}
-        final = json.loads(lines[-1])
-        say(f"  {final.get('count')} messages at {final.get('rate_per_s')}/s")
-        return {"messages": messages, **final}
-    finally:
-        delete_subscription(settings, subscription)

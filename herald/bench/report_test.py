@@ -6,36 +6,54 @@ from herald.bench.report import GIB, evaluate, render_markdown, write
 def _results() -> dict:
     timeline = [{"t_s": float(t), "offered": t * 10, "sent": t * 10, "accepted": t * 10,
                  "delivered": t * 9, "backlog": t} for t in range(0, 13)]
-    phase = {"offered_rate": 1000.0, "duration_s": 12, "observed_s": 12.0, "accepted_rate": 990.0,
-             "delivered_rate": 40.0, "sustained": False, "backlog_growth_per_s": 950.0,
-             "backlog_end_of_load": 11_000, "warmup_s": 2.0,
+    phase = {"offered_rate": 185.0, "duration_s": 12, "observed_s": 12.0, "accepted_rate": 184.0,
+             "delivered_rate": 80.0, "sustained": False, "backlog_growth_per_s": 95.0,
+             "backlog_end_of_load": 1_100, "warmup_s": 2.0,
              "latency_delivery": {"count": 10, "censored": 5, "p50_s": "inf", "p95_s": "inf",
                                   "p99_s": "inf"},
              "latency_ingest_202": {"p50_s": 0.004, "p99_s": 0.02},
              "pipeline_cpu_cores": 0.9, "generator_cpu_cores": 0.1, "timeline": timeline}
+    drain = {"requests": 1000, "completed": 1000, "rate_per_s": 120.0, "reading_s": 8.3,
+             "workers": 1, "cpu_seconds": 9.0, "pipeline_cpu_cores": 1.1}
     return {
         "meta": {"date": "2026-11-01 10:00 UTC", "mode": "full", "cpu_count": 2,
                  "background_busy_cores": 0.5},
-        "config": {"rates": [185.0, 1000.0]},
+        "config": {"rates": [50.0, 185.0]},
         "errors": [],
         "ingest": {"connections": 32, "warmup_s": 5, "duration_s": 30,
                    "server_settings": {"WORKERS": 1, "THREADS": 8},
                    "ingest_server": {"server": "gunicorn"},
-                   "ingest": {"requests_per_s": 2100.0, "p50_ms": 10.0, "p99_ms": 45.0,
+                   "ingest": {"requests_per_s": 700.0, "p50_ms": 40.0, "p99_ms": 95.0,
                               "statuses": {"202": 10}, "errors": {}, "cpu_cores": {"function": 1.0},
                               "generator_cpu_cores": 0.1, "machine_busy_cores": 1.9},
-                   "trivial": {"requests_per_s": 5000.0, "p50_ms": 3.0, "p99_ms": 9.0,
-                               "statuses": {"202": 10}, "errors": {}, "cpu_cores": {"function": 1.0},
-                               "generator_cpu_cores": 0.2, "machine_busy_cores": 1.5},
-                   "ratio_to_trivial": 0.42},
-        "pipeline": {"rate_185": {"offered_rate": 185.0, "error": "no warm-up"},
-                     "rate_1000": phase},
-        "pipeline_backlog": {"requests": 3000, "completed": 900, "rate_per_s": 45.0,
-                             "reading_s": 20.0},
-        "bare_read": {"messages": 20000, "count": 20000, "rate_per_s": 1100.0, "reading_s": 18.0},
+                   "peer": {"requests_per_s": 1250.0, "p50_ms": 20.0, "p99_ms": 40.0,
+                            "statuses": {"202": 10}, "errors": {}, "cpu_cores": {"function": 1.0},
+                            "generator_cpu_cores": 0.2, "machine_busy_cores": 1.5},
+                   "ratio_to_peer": 0.56},
+        "pipeline": {"rate_50": {"offered_rate": 50.0, "error": "no warm-up"},
+                     "rate_185": phase},
+        "backlog": {"herald": {**drain, "kind": "herald"},
+                    "peer": {**drain, "kind": "peer", "rate_per_s": 100.0}, "ratio": 1.2},
+        "growth": {"small": {**drain, "kind": "herald"},
+                   "large": {**drain, "requests": 4000, "rate_per_s": 114.0}},
+        "faults": {"herald": {"requests": 200, "deliveries_expected": 300,
+                              "deliveries_reached": 300, "lost": 0, "duplicates": 0,
+                              "loss_rate": 0.0, "duplicate_rate": 0.0},
+                   "peer": {"requests": 200, "deliveries_expected": 300,
+                            "deliveries_reached": 240, "lost": 60, "duplicates": 1,
+                            "loss_rate": 0.2, "duplicate_rate": 0.0033}},
+        "cost": {"design": {"per_day": 16_000_000, "average_per_s": 185.2, "peak_per_s": 926},
+                 "herald": {"per_request": {"firestore_reads": 2.5}, "total": 2.4,
+                            "lines": {"Firestore": 1.2, "Dataflow workers": 1.2},
+                            "sizing": {"workers": 1, "machine": "n2-standard-2"}},
+                 "peer": {"per_request": {"firestore_reads": 2.0}, "total": 1.1,
+                          "lines": {"Firestore": 0.6, "Cloud Run worker (always on)": 0.5},
+                          "sizing": {"vcpus": 2}},
+                 "herald_peak": {"peak_per_s": 926, "workers": 3, "machine": "n2-standard-2",
+                                 "usd_per_month_at_peak_size": 355.75}},
         "bulk": {"accepted": 1000, "recipients_delivered": 1000, "sendgrid_requests": 1,
                  "requests_per_1000_recipients": 1.0, "floor_per_1000_recipients": 1.0},
-        "memory_peak_bytes": {"ingest_function": 100 << 20, "pipeline_r1000": 3 * GIB,
+        "memory_peak_bytes": {"ingest_function": 100 << 20, "pipeline_r185": 3 * GIB,
                               "pipeline_bulk": 1 << 30},
     }
 
@@ -43,10 +61,10 @@ def _results() -> dict:
 def test_evaluate_gives_every_bar_a_verdict() -> None:
     verdicts = {v["bar"]: v["verdict"] for v in evaluate(_results())}
     assert verdicts == {
-        "ingest_rate": "PASS", "ingest_p99": "PASS", "ingest_vs_trivial": "FAIL",
-        "pipeline_185_p99": "NOT MEASURED", "pipeline_1000_sustained": "FAIL",
-        "pipeline_1000_p99": "FAIL", "pipeline_vs_bare": "FAIL", "bulk_email": "PASS",
-        "pipeline_rss": "FAIL", "priority_high_p99": "NOT MEASURED",
+        "ingest_vs_peer": "FAIL", "ingest_p99": "PASS", "drain_vs_peer": "PASS",
+        "pipeline_185_sustained": "FAIL", "pipeline_185_p99": "FAIL",
+        "pipeline_50_p99": "NOT MEASURED", "growth": "PASS", "cost": "PASS", "faults": "PASS",
+        "bulk_email": "PASS", "pipeline_rss": "FAIL", "priority_high_p99": "NOT MEASURED",
         "scheduled_lateness": "NOT MEASURED"}
 
 
@@ -62,11 +80,20 @@ def test_priority_bars_judge_the_urgent_p99_and_scheduled_lateness() -> None:
     assert (verdicts["priority_high_p99"], verdicts["scheduled_lateness"]) == ("FAIL", "FAIL")
 
 
-def test_pipeline_share_falls_back_to_the_loaded_rate_without_a_backlog_run() -> None:
+def test_peer_comparisons_show_both_sides() -> None:
+    verdicts = {v["bar"]: v["value"] for v in evaluate(_results())}
+    assert verdicts["drain_vs_peer"] == "1.20x (Herald 120.0/s, peer 100.0/s)"
+    assert verdicts["growth"] == "0.95x (114.0/s with 4,000 queued, 120.0/s with 1,000)"
+    assert verdicts["cost"] == "Herald $2.40 (peer $1.10)"
+    assert verdicts["faults"] == ("Herald 0 lost, 0 twice of 300; peer 60 lost, 1 twice of 300")
+
+
+def test_a_herald_loss_or_too_many_duplicates_under_faults_fails() -> None:
     results = _results()
-    del results["pipeline_backlog"]
-    share = next(v for v in evaluate(results) if v["bar"] == "pipeline_vs_bare")
-    assert share["value"].startswith("0.036x")
+    results["faults"]["herald"].update(lost=1)
+    assert next(v for v in evaluate(results) if v["bar"] == "faults")["verdict"] == "FAIL"
+    results["faults"]["herald"].update(lost=0, duplicates=1)
+    assert next(v for v in evaluate(results) if v["bar"] == "faults")["verdict"] == "FAIL"
 
 
 def test_evaluate_on_empty_results_measures_nothing() -> None:
@@ -83,10 +110,17 @@ def test_incomplete_bulk_is_not_measured() -> None:
 def test_markdown_has_machine_bars_and_sections() -> None:
     text = render_markdown(_results())
     assert "2 cores" in text and "2026-11-01" in text and "**Warning:**" in text
-    assert "| Ingest accepted requests/s | >= 2,000 | 2,100/s | **PASS** |" in text
+    assert "| Ingest p99 latency, 32 connections | < 100 ms | 95.0 ms | **PASS** |" in text
     assert "> window" in text
-    assert "### Backlog over time at 1,000/s" in text
+    assert "### Backlog over time at 185/s" in text
     assert "error: no warm-up" in text
+    assert "| peer function (validate, publish) | 1,250 |" in text
+    assert "| Herald pipeline | 1 | 1,000 | 1,000 | **120.0/s** |" in text
+    assert "| 4,000 queued | 1 | 4,000 |" in text
+    assert "| peer worker | 200 | 300 | 240 | 60 (0.2000) | 1 (0.0033) |" in text
+    assert "| **total** | **$2.40** | **$1.10** |" in text
+    assert "| Cloud Run worker (always on) | - | 0.500 |" in text
+    assert "3 n2-standard-2 Dataflow worker(s)" in text
     assert "## Bulk email" in text and "## Peak RSS" in text
     assert render_markdown({}).startswith("# Herald benchmark results")
 

@@ -1,8 +1,11 @@
 """`herald bench`: bring up a private local stack, run every part within a hard time limit, always
 bring the stack down, write bench/results.json and bench/RESULTS.md, print the bars.
 
-Parts, in order: ingest (no pipeline reading), pipeline at each offered rate (fresh pipeline and
-subscription each), bulk email (fresh pipeline), bare read (pre-filled subscription). A part that
+Parts, in order: ingest (Herald's function and the peer function; no pipeline reading), pipeline
+at each offered rate (fresh pipeline and subscription each), backlog (Herald's pipeline and the
+peer worker drain the same pre-filled backlog), growth (Herald on a larger backlog), priority,
+bulk email, faults (Herald and the peer with 20% transient provider faults); then the cost, from
+the operations counted in the ingest and backlog parts (herald/bench/opcount.py). A part that
 fails is recorded and the next one still runs; the hard timeout (SIGALRM) stops the run, and the
 stack still comes down and the partial results are still written.
 """
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("ingest", "pipeline", "backlog", "priority", "bulk", "bare")
+PARTS = ("ingest", "pipeline", "backlog", "growth", "priority", "bulk", "faults")
 
 
 class BenchTimeout(Exception):
@@ -39,16 +42,20 @@ class Durations:
     bulk_timeout_s: float
     backlog_requests: int
     backlog_watch_s: float
-    bare_messages: int
-    bare_timeout_s: float
+    growth_requests: int
+    growth_watch_s: float
+    faults_requests: int
+    faults_watch_s: float
 
 
-FULL = Durations(ingest_warmup_s=5, ingest_duration_s=30, pipeline_duration_s=60, grace_s=20,
-                 bulk_timeout_s=150, backlog_requests=3000, backlog_watch_s=60,
-                 bare_messages=20_000, bare_timeout_s=120)
+FULL = Durations(ingest_warmup_s=5, ingest_duration_s=30, pipeline_duration_s=120, grace_s=20,
+                 bulk_timeout_s=150, backlog_requests=5000, backlog_watch_s=150,
+                 growth_requests=50_000, growth_watch_s=180, faults_requests=1000,
+                 faults_watch_s=150)
 QUICK = Durations(ingest_warmup_s=2, ingest_duration_s=8, pipeline_duration_s=12, grace_s=8,
-                  bulk_timeout_s=75, backlog_requests=1000, backlog_watch_s=25,
-                  bare_messages=5_000, bare_timeout_s=60)
+                  bulk_timeout_s=75, backlog_requests=1000, backlog_watch_s=40,
+                  growth_requests=4000, growth_watch_s=40, faults_requests=200,
+                  faults_watch_s=60)
 
 
 @dataclass
@@ -63,6 +70,7 @@ class BenchConfig:
     out_dir: Path
     workers: int | None = None
     threads: int | None = None
+    pipeline_workers: int = 1
     timeout_s: float | None = None
     keep_state: bool = False
     strict: bool = False
@@ -78,13 +86,15 @@ class BenchConfig:
         if "pipeline" in self.parts:
             total += sum(15 + d.pipeline_duration_s + 20 + d.grace_s for _ in self.rates)
         if "backlog" in self.parts:
-            total += 15 + d.backlog_watch_s
+            total += 2 * (30 + d.backlog_watch_s)
+        if "growth" in self.parts:
+            total += 30 + d.growth_requests / 1000 + d.growth_watch_s
         if "priority" in self.parts:
             total += 240
         if "bulk" in self.parts:
             total += 15 + d.bulk_timeout_s
-        if "bare" in self.parts:
-            total += 15 + min(d.bare_timeout_s, d.bare_messages / 500)
+        if "faults" in self.parts:
+            total += 2 * (30 + d.faults_watch_s)
         return total
 
 
@@ -95,10 +105,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "bench/results-quick.json and bench/RESULTS-quick.md")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated subset of {','.join(PARTS)} (default: all)")
-    parser.add_argument("--rates", default="185,1000",
-                        help="offered loads for the pipeline part, requests/s (default 185,1000)")
+    parser.add_argument("--rates", default="50,185",
+                        help="offered loads for the pipeline part, requests/s (default 50,185)")
     parser.add_argument("--pipeline-duration-s", type=float,
-                        help="seconds of paced load per rate (default 60; 12 with --quick)")
+                        help="seconds of paced load per rate (default 120; 12 with --quick)")
+    parser.add_argument("--pipeline-workers", type=int, default=1,
+                        help="delivery processes sharing a subscription, for Herald's pipeline "
+                             "and the peer worker alike (default 1)")
+    parser.add_argument("--backlog-requests", type=int, default=None,
+                        help="the pre-filled backlog both drain (default 5000; 1000 quick)")
     parser.add_argument("--ingest-duration-s", type=float,
                         help="measured seconds per ingest target (default 30; 8 with --quick)")
     parser.add_argument("--grace-s", type=float,
@@ -113,8 +128,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "environment's THREADS, else the local stack's 32)")
     parser.add_argument("--users", type=int, default=2000, help="users to seed (default 2000)")
     parser.add_argument("--bulk-recipients", type=int, default=1000)
-    parser.add_argument("--bare-messages", type=int, default=None,
-                        help="messages pre-filled for the bare read (default 20000; 5000 quick)")
     parser.add_argument("--timeout-s", type=float, default=None,
                         help="hard limit for the whole run (default: 1.5x the estimate + 2 min)")
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "bench")
@@ -137,10 +150,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         pipeline_duration_s=args.pipeline_duration_s or base.pipeline_duration_s,
         grace_s=base.grace_s if args.grace_s is None else args.grace_s,
         bulk_timeout_s=base.bulk_timeout_s,
-        backlog_requests=base.backlog_requests,
+        backlog_requests=args.backlog_requests or base.backlog_requests,
         backlog_watch_s=base.backlog_watch_s,
-        bare_messages=args.bare_messages or base.bare_messages,
-        bare_timeout_s=base.bare_timeout_s)
+        growth_requests=base.growth_requests, growth_watch_s=base.growth_watch_s,
+        faults_requests=base.faults_requests, faults_watch_s=base.faults_watch_s)
     parts = tuple(part.strip() for part in args.parts.split(",") if part.strip())
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -150,7 +163,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         connections=args.connections,
         rates=tuple(float(rate) for rate in args.rates.split(",") if rate.strip()),
         bulk_recipients=args.bulk_recipients, durations=durations, out_dir=args.out_dir,
-        workers=args.workers, threads=args.threads, timeout_s=args.timeout_s,
+        workers=args.workers, threads=args.threads, pipeline_workers=args.pipeline_workers,
+        timeout_s=args.timeout_s,
         keep_state=args.keep_state, strict=args.strict, profile=args.profile)
 
 
@@ -188,7 +202,7 @@ def _print_verdicts(verdicts: list[dict[str, Any]], say: Callable[[str], None]) 
 
 
 def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]:
-    from herald.bench import bulk, ingest, pipeline, priority, report
+    from herald.bench import bulk, cost, ingest, opcount, pipeline, priority, report
     from herald.bench.memory import RssSampler
     from herald.bench.profile import Profiler
     from herald.local import stack
@@ -225,12 +239,15 @@ def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]
     state_dir = Path(tempfile.mkdtemp(prefix="bench-", dir=REPO_ROOT / ".herald"))
     log_dir = state_dir / "logs"
     cleanup: list[Callable[[], None]] = []
+    opcount_dir = state_dir / "opcount"
+    hook = opcount.hook_environment(opcount_dir, REPO_ROOT)
     sampler = RssSampler().start()
     profiler = Profiler(config.out_dir if config.profile else None)
     try:
         say(f"starting a private local stack in {state_dir} (seeding {config.users} users) ...")
         env = stack.up(stack.StackOptions(state_dir=state_dir, seed_users=config.users,
-                                          with_pipeline=False, sandbox_latency_ms=100),
+                                          with_pipeline=False, sandbox_latency_ms=100,
+                                          service_env=hook),
                        report=lambda line: None)
         settings = Settings.from_env(env)
         pids = stack.running_pids(state_dir)
@@ -253,7 +270,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]
             part("ingest", lambda: ingest.run(
                 env, pids, log_dir, ingest.IngestConfig(
                     config.connections, config.durations.ingest_warmup_s,
-                    config.durations.ingest_duration_s, config.users),
+                    config.durations.ingest_duration_s, config.users, opcount_dir, hook),
                 sampler, cleanup, profiler, say))
         # Nothing reads the stack's default subscriptions in the bench; drop what ingest left there.
         for lane in settings.lanes():
@@ -261,7 +278,11 @@ def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]
         pipeline_config = pipeline.PipelineConfig(
             config.rates, config.durations.pipeline_duration_s, config.durations.grace_s,
             config.users, backlog_requests=config.durations.backlog_requests,
-            backlog_watch_s=config.durations.backlog_watch_s)
+            backlog_watch_s=config.durations.backlog_watch_s,
+            faults_requests=config.durations.faults_requests,
+            faults_watch_s=config.durations.faults_watch_s,
+            workers=config.pipeline_workers, process_env=hook)
+        size = config.durations.backlog_requests
         if "pipeline" in config.parts:
             phases = results["pipeline"] = {}
             for rate in config.rates:
@@ -269,8 +290,28 @@ def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]
                     f"rate_{rate:g}", pipeline.run_rate(rate, env, settings, log_dir,
                                                         pipeline_config, sampler, cleanup, say)))
         if "backlog" in config.parts:
-            part("pipeline_backlog", lambda: pipeline.run_backlog(
-                env, settings, log_dir, pipeline_config, sampler, cleanup, profiler, say))
+            drains = results["backlog"] = {}
+            for kind in pipeline.KINDS:
+                say(f"backlog: {kind} draining {size} pre-filled requests ...")
+                part(f"backlog_{kind}", lambda kind=kind: drains.__setitem__(kind, pipeline.run_drain(
+                    kind, f"{kind}-{size}", size, config.durations.backlog_watch_s, env, settings,
+                    log_dir, pipeline_config, sampler, cleanup, profiler, say, opcount_dir)))
+            herald_rate, peer_rate = (drains.get(k, {}).get("rate_per_s") for k in pipeline.KINDS)
+            drains["ratio"] = round(herald_rate / peer_rate, 3) if herald_rate and peer_rate \
+                else None
+        if "growth" in config.parts:
+            growth = results["growth"] = {}
+            large = config.durations.growth_requests
+            if (results.get("backlog") or {}).get("herald", {}).get("rate_per_s"):
+                growth["small"] = results["backlog"]["herald"]
+            else:
+                part("growth_small", lambda: growth.__setitem__("small", pipeline.run_drain(
+                    "herald", f"herald-{size}", size, config.durations.backlog_watch_s, env,
+                    settings, log_dir, pipeline_config, sampler, cleanup, None, say)))
+            say(f"growth: Herald draining {large} pre-filled requests ...")
+            part("growth_large", lambda: growth.__setitem__("large", pipeline.run_drain(
+                "herald", f"herald-{large}", large, config.durations.growth_watch_s, env,
+                settings, log_dir, pipeline_config, sampler, cleanup, None, say)))
         if "priority" in config.parts:
             part("priority", lambda: priority.run(
                 env, settings, log_dir, pipeline_config, sampler, cleanup, say))
@@ -279,10 +320,12 @@ def run_bench(config: BenchConfig, say: Callable[[str], None]) -> dict[str, Any]
                 env, settings, log_dir, bulk.BulkConfig(
                     config.bulk_recipients, config.users, config.durations.bulk_timeout_s),
                 sampler, cleanup, say))
-        if "bare" in config.parts:
-            part("bare_read", lambda: pipeline.run_bare(
-                env, settings, log_dir, config.durations.bare_messages, config.users,
-                config.durations.bare_timeout_s, sampler, cleanup, say))
+        if "faults" in config.parts:
+            faults = results["faults"] = {}
+            for kind in pipeline.KINDS:
+                part(f"faults_{kind}", lambda kind=kind: faults.__setitem__(kind, pipeline.run_faults(
+                    kind, env, settings, log_dir, pipeline_config, sampler, cleanup, say)))
+        results["cost"] = cost.from_results(results)
     except BenchTimeout as error:
         results["errors"].append(str(error))
         say(f"herald bench: {error}; stopping")

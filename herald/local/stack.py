@@ -74,7 +74,16 @@ def pipeline_service(name: str, module: str, env: Mapping[str, str], log_dir: Pa
     subscriptions): ready once it has logged that its graph is built."""
     return Service(name, processes.python_module(module, "--streaming", *args),
                    processes.log_contains(log_dir / f"{name}.log", RUNNING_MARKER),
-                   env={**env, "PYTHONPATH": str(REPO_ROOT)}, timeout_s=timeout_s)
+                   env={"PYTHONPATH": str(REPO_ROOT), **env}, timeout_s=timeout_s)
+
+
+SCALED_PIPELINE = "pipeline"
+"""The one of PIPELINES that `pipeline_workers` scales out (routine deliveries)."""
+
+
+def worker_names(base: str, workers: int) -> list[str]:
+    """Names of `workers` processes of one job: `base`, `base-2`, `base-3`, ..."""
+    return [base, *(f"{base}-{index}" for index in range(2, workers + 1))]
 
 
 def default_state_dir() -> Path:
@@ -90,6 +99,11 @@ class StackOptions:
     with_pipeline: bool = True
     sandbox_latency_ms: int = 100
     pipeline_args: tuple[str, ...] = ()
+    pipeline_workers: int = 1
+    """Processes of the routine delivery pipeline sharing its subscription, as Dataflow scales a
+    job out to workers (durable send claims keep them from sending a delivery twice)."""
+    service_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Added to the ingest function's and scheduler's environment (the bench's op counting)."""
 
 
 def read_env(state_dir: Path) -> dict[str, str]:
@@ -195,7 +209,8 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
             launch(service)
         env["SENDGRID_WEBHOOK_PUBLIC_KEY"] = _sandbox_public_key(env["HERALD_SANDBOX_URL"])
         service_env = {**env, "PYTHONPATH": str(REPO_ROOT),
-                       "THREADS": os.environ.get("THREADS", str(FUNCTION_THREADS))}
+                       "THREADS": os.environ.get("THREADS", str(FUNCTION_THREADS)),
+                       **options.service_env}
         settings = Settings.from_env(env)
         os.environ.update(env)
         provision.create_topics(settings)
@@ -216,10 +231,13 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
                        processes.log_contains(log_dir / "scheduler.log", scheduler.RUNNING_MARKER),
                        env=service_env))
         if options.with_pipeline:
-            for name, module, args, niceness in PIPELINES:
-                launch(supervised(dataclasses.replace(
-                    pipeline_service(name, module, env, log_dir, (*args, *options.pipeline_args)),
-                    niceness=niceness), log_dir / STACK_LOG))
+            for base, module, args, niceness in PIPELINES:
+                workers = options.pipeline_workers if base == SCALED_PIPELINE else 1
+                for name in worker_names(base, workers):
+                    launch(supervised(dataclasses.replace(
+                        pipeline_service(name, module, env, log_dir,
+                                         (*args, *options.pipeline_args)),
+                        niceness=niceness), log_dir / STACK_LOG))
     except BaseException:
         down(state_dir, report=lambda _: None)
         raise

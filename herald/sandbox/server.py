@@ -297,7 +297,11 @@ def _fault_reply(provider: str, fault: Fault, faults: ProviderFaults) -> Reply:
 # --- control endpoints -------------------------------------------------------------------------
 
 def _ledger(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
-    return _json_reply(200, {"entries": [entry.to_json() for entry in sandbox.ledger.entries()]})
+    """Every entry, or with `/_ledger/from/<n>` those from the n-th on (entries are only ever
+    appended, so a reader that keeps its count fetches only what is new)."""
+    start = int(match.group("start") or 0)
+    return _json_reply(200, {"entries": [entry.to_json()
+                                         for entry in sandbox.ledger.entries()[start:]]})
 
 
 def _fcm_export(sandbox: SandboxServer, match: re.Match[str], body: bytes) -> Reply:
@@ -362,7 +366,7 @@ _ROUTES = (
            _twilio_create_message, PROVIDER_BY_CHANNEL[Channel.SMS]),
     _Route("POST", re.compile(r"/v3/mail/send"), _sendgrid_send,
            PROVIDER_BY_CHANNEL[Channel.EMAIL]),
-    _Route("GET", re.compile(r"/_ledger"), _ledger),
+    _Route("GET", re.compile(r"/_ledger(?:/from/(?P<start>[0-9]+))?"), _ledger),
     _Route("GET", re.compile(r"/_callbacks"), _callbacks),
     _Route("GET", re.compile(r"/_fcm_export"), _fcm_export),
     _Route("GET", re.compile(r"/_keys"), _keys),

@@ -63,6 +63,16 @@ def test_fcm_accepts_a_token_and_records_the_ids(sandbox):
     assert entry["time"].endswith("Z")
 
 
+def test_the_ledger_from_an_index_serves_only_the_later_entries(sandbox):
+    for token in ("tok-a", "tok-b", "tok-c"):
+        requests.post(f"{sandbox.url}{FCM_PATH}", timeout=5, json={"message": {"token": token}})
+
+    later = requests.get(f"{sandbox.url}/_ledger/from/1", timeout=5).json()["entries"]
+
+    assert [entry["recipient"] for entry in later] == ["tok-b", "tok-c"]
+    assert requests.get(f"{sandbox.url}/_ledger/from/3", timeout=5).json()["entries"] == []
+
+
 @pytest.mark.parametrize(("path", "message", "status", "grpc_status", "fcm_code"), [
     (FCM_PATH, {"token": "unregistered-1"}, 404, "NOT_FOUND", "UNREGISTERED"),
     (FCM_PATH, {"data": {"notification_id": "n"}}, 400, "INVALID_ARGUMENT", "INVALID_ARGUMENT"),
