@@ -164,4 +164,4 @@ def test_a_bulk_is_one_request_per_page_of_distinct_email_takers() -> None:
     assert [len(body["userIds"]) for body in bodies] == [1000, 1000, 500]
     assert len({user for body in bodies for user in body["userIds"]}) == 2500
     assert all(body["notificationType"] == "email" for body in bodies)
-    assert all(parse_request(body).audience == tuple(body["userIds"]) for body in bodies)
+    assert all(parse_request(body).recipient_ids == tuple(body["userIds"]) for body in bodies)
