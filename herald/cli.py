@@ -106,7 +106,7 @@ def _outbox_replay(args: argparse.Namespace) -> None:
     settings = _ops_settings(args)
     report = Outbox(state_client(settings)).replay(
         pubsub_v1.PublisherClient(), settings.publish_timeout_s, args.limit)
-    print(f"republished {report.published} outbox entries")
+    print(report.summary())
     if report.error is not None:
         print(f"herald: stopped, Pub/Sub refused: {report.error}", file=sys.stderr)
         sys.exit(1)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -72,6 +73,7 @@ then is presumed dead and its entries are replayed again."""
 PUBLISH_BATCH = pubsub_v1.types.BatchSettings(max_messages=500, max_latency=0.001)
 """The edge's publisher batching: a short window, since a sender waits on each publish, so latency
 matters more than batching."""
+TOPIC_PATH = re.compile(r"projects/[^/]+/topics/[^/]+")
 PUBLISH_ERRORS = (exceptions.GoogleAPIError, TimeoutError)
 """What a refused or timed-out publish raises from `Future.result`."""
 
@@ -81,6 +83,9 @@ log = logging.getLogger("herald.ingest.outbox")
 class State(StrEnum):
     PENDING = "pending"
     PUBLISHED = "published"
+    REFUSED = "refused"
+    """Pub/Sub refused the entry's message as invalid (INVALID_ARGUMENT): a retry cannot help,
+    so the entry is set aside, with the error in `last_error`, and the replay goes on."""
 
 
 class Cancel(StrEnum):
@@ -129,13 +134,20 @@ def publish(publisher: pubsub_v1.PublisherClient, message: Message, timeout_s: f
 
 @dataclass(frozen=True)
 class ReplayReport:
-    """What a replay run did; `error` says why it stopped early (Pub/Sub still refusing)."""
+    """What a replay run did; `error` says why it stopped early (Pub/Sub still refusing);
+    `refused`, how many entries Pub/Sub refused as invalid (set aside, State.REFUSED)."""
 
     published: int
     error: str | None = None
+    refused: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"published": self.published, "error": self.error}
+        return {"published": self.published, "error": self.error, "refused": self.refused}
+
+    def summary(self) -> str:
+        """One line for a log or a terminal: what was republished and what was set aside."""
+        refused = f", {self.refused} refused as invalid and set aside" if self.refused else ""
+        return f"republished {self.published} outbox entries{refused}"
 
 
 @dataclass(frozen=True)
@@ -154,7 +166,10 @@ def _describe(error: BaseException) -> str:
 
 
 def _pending(envelope: Envelope, topic: str, **fields: Any) -> dict[str, Any]:
-    """A new pending entry for `envelope`'s message (the layout is in the module docstring)."""
+    """A new pending entry for `envelope`'s message (the layout is in the module docstring).
+    Raises ValueError unless `topic` is a full topic path (what the replay publishes to)."""
+    if not TOPIC_PATH.fullmatch(topic):
+        raise ValueError(f"an outbox entry needs a full topic path, not {topic!r}")
     message = Message.of(envelope, topic)
     return {"state": State.PENDING.value, "topic": topic, "data": message.data,
             "attributes": dict(message.attributes),
@@ -237,21 +252,23 @@ class Outbox:
         at the first run Pub/Sub refuses. Cloud Scheduler calls the replay at most once a
         minute; polling through most of that minute publishes a scheduled request within
         `every_s` of its sendTime, not up to a minute late."""
-        deadline, published = time.monotonic() + window_s, 0
+        deadline, published, refused = time.monotonic() + window_s, 0, 0
         while True:
             report = self.replay(publisher, publish_timeout_s, limit)
-            published += report.published
+            published, refused = published + report.published, refused + report.refused
             if report.error is not None or time.monotonic() + every_s > deadline:
-                return ReplayReport(published, report.error)
+                return ReplayReport(published, report.error, refused)
             time.sleep(every_s)
 
     def replay(self, publisher: pubsub_v1.PublisherClient, publish_timeout_s: float,
                limit: int = DEFAULT_REPLAY_LIMIT) -> ReplayReport:
         """Republish up to `limit` pending entries, oldest accepted first, and mark them
         published. Stops after the first page Pub/Sub refuses: it is still down, the rest would
-        fail too, and the refused entries stay pending for the next run."""
+        fail too, and the refused entries stay pending for the next run. An entry whose message
+        Pub/Sub refuses as invalid is set aside instead (State.REFUSED, logged), so it cannot
+        hold back the entries after it, run after run."""
         lease_for = timedelta(seconds=publish_timeout_s) + LEASE_MARGIN
-        published, after = 0, None
+        published, refused, after = 0, 0, None
         with ThreadPoolExecutor(LEASE_WORKERS) as pool:
             while published < limit:
                 page = self._pending(after, min(PAGE_SIZE, limit - published))
@@ -267,14 +284,30 @@ class Outbox:
                     try:
                         future.result(timeout=publish_timeout_s)
                         done.append(lease)
+                    except exceptions.InvalidArgument as invalid:
+                        refused += self._refuse(lease, invalid)
                     except PUBLISH_ERRORS as failure:
                         error = failure
                         self._release(lease, failure)
                 self._mark_published(done)
                 published += len(done)
                 if error is not None:
-                    return ReplayReport(published, _describe(error))
-        return ReplayReport(published)
+                    return ReplayReport(published, _describe(error), refused)
+        return ReplayReport(published, refused=refused)
+
+    def _refuse(self, lease: _Lease, invalid: exceptions.InvalidArgument) -> int:
+        """Set an entry Pub/Sub refused as invalid aside (State.REFUSED, kept like a published
+        one), loudly; 1 once done, 0 if Firestore did not take it (the next run tries again)."""
+        log.error("outbox entry %s set aside: Pub/Sub refused its message for %s: %s",
+                  lease.ref.id, lease.message.topic, invalid)
+        try:
+            lease.ref.update({"state": State.REFUSED.value, "leased_until": None,
+                              "last_error": _describe(invalid),
+                              "expires_at": _now() + KEEP_PUBLISHED}, **self._call)
+        except exceptions.GoogleAPIError as failure:
+            log.warning("could not set outbox entry %s aside: %s", lease.ref.id, failure)
+            return 0
+        return 1
 
     def _pending(self, after: firestore.DocumentSnapshot | None,
                  size: int) -> list[firestore.DocumentSnapshot]:

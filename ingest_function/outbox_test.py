@@ -105,6 +105,30 @@ def test_entries_pubsub_refuses_stay_pending_for_the_next_run(world: World, monk
     assert world.published() == [stored.trace_id]
 
 
+def test_an_entry_needs_a_full_topic_path(world: World) -> None:
+    with pytest.raises(ValueError, match="full topic path"):
+        Outbox(world.db).hold(envelope(), "requests", datetime.now(timezone.utc))
+
+
+def test_an_entry_pubsub_refuses_as_invalid_is_set_aside_and_holds_back_nothing(
+        world: World) -> None:
+    outbox, publisher = Outbox(world.db), pubsub_v1.PublisherClient()
+    invalid = envelope("2026-01-01T00:00:01.000000Z")
+    later = [envelope(f"2026-01-01T00:00:0{second}.000000Z") for second in (2, 3)]
+    for stored in (invalid, *later):
+        outbox.add(stored, world.topic, TimeoutError())
+    # as an earlier pipeline wrote its holds: a topic id where Pub/Sub needs a path
+    world.db.collection(COLLECTION).document(invalid.trace_id).update({"topic": "requests"})
+    report = outbox.replay(publisher, TIMEOUT_S)
+    assert (report.published, report.refused, report.error) == (2, 1, None)
+    assert sorted(world.published()) == sorted(stored.trace_id for stored in later)
+    assert outbox.replay(publisher, TIMEOUT_S).refused == 0  # set aside once, not retried
+    entry = world.entry(invalid.trace_id)
+    assert (entry["state"], entry["leased_until"]) == ("refused", None)
+    assert "InvalidArgument" in entry["last_error"] and "expires_at" in entry
+    assert report.summary() == "republished 2 outbox entries, 1 refused as invalid and set aside"
+
+
 def test_a_deferred_delivery_is_published_scoped_to_it_once_due(world: World) -> None:
     outbox, publisher = Outbox(world.db), pubsub_v1.PublisherClient()
     first = envelope()

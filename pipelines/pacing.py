@@ -35,10 +35,10 @@ class Pacing:
     """Caps and quiet hours for the deliveries of one request (see the module docstring)."""
 
     def __init__(self, caps: ProcessResource[FrequencyCaps], outbox: ProcessResource[Outbox],
-                 source_topic: str) -> None:
+                 source_topic_path: str) -> None:
         self._caps = caps
         self._outbox = outbox
-        self._source_topic = source_topic
+        self._source_topic_path = source_topic_path
 
     def pace(self, envelope: Envelope, planned: list[Planned],
              users: Mapping[str, Mapping[str, Any] | None], now: datetime
@@ -70,7 +70,7 @@ class Pacing:
         envelope = dataclasses.replace(delivery.envelope, scope=Scope(
             only_span=delivery.span_id, replay_id=f"{QUIET_REPLAY}{delivery.span_id}"))
         try:
-            self._outbox.get().defer(envelope, self._source_topic, until, "quiet hours")
+            self._outbox.get().defer(envelope, self._source_topic_path, until, "quiet hours")
         except exceptions.AlreadyExists:
             pass  # planned before (a redelivery): held already
         return delivery.event(Status.DEFERRED, reason=Reason.QUIET_HOURS.value,

@@ -242,11 +242,12 @@ class ResolveRecipients(beam.PTransform):
         settings = self._settings
         outbox = ProcessResource(partial(outbox_for, settings))
         caps = ProcessResource(partial(_frequency_caps, settings))
+        requests_topic_path = settings.topic_path(settings.requests_topic)  # outbox entries name it
         return (envelopes
                 | "BatchLookups" >> beam.BatchElements(min_batch_size=1, max_batch_size=LOOKUP_BATCH)
                 | "LookupAndPlan" >> beam.ParDo(
                     _LookupAndPlan(settings.hash_key, self._directory, self._state_key,
                                    settings.requests_topic,
-                                   Scheduler(outbox, settings.requests_topic),
-                                   Pacing(caps, outbox, settings.requests_topic))).with_outputs(
+                                   Scheduler(outbox, requests_topic_path),
+                                   Pacing(caps, outbox, requests_topic_path))).with_outputs(
                     EVENTS, DEAD_LETTERS, main="deliveries"))

@@ -34,9 +34,9 @@ def outbox_for(settings: Settings) -> Outbox:
 class Scheduler:
     """Decides, per request, whether it is planned now (`triage` returns None) or held."""
 
-    def __init__(self, outbox: ProcessResource[Outbox], source_topic: str) -> None:
+    def __init__(self, outbox: ProcessResource[Outbox], source_topic_path: str) -> None:
         self._outbox = outbox
-        self._source_topic = source_topic
+        self._source_topic_path = source_topic_path
 
     def triage(self, envelope: Envelope) -> dict[str, Any] | None:
         """None to plan the request now; else its request-level event, after holding it in the
@@ -47,7 +47,7 @@ class Scheduler:
         held_until = envelope.held_until
         if held_until is None:
             return None
-        holder = self._outbox.get().hold(envelope, self._source_topic, held_until)
+        holder = self._outbox.get().hold(envelope, self._source_topic_path, held_until)
         if holder != envelope.trace_id:
             return events.request_event(envelope, Status.DUPLICATE,
                                         reason=Reason.DUPLICATE_NOTIFICATION.value)

@@ -88,8 +88,8 @@ def outbox_replay(settings: Settings, every_s: float) -> Job:
     def run() -> str:
         report = outbox.replay(publisher, settings.publish_timeout_s)
         if report.error is not None:
-            raise RunFailed(f"republished {report.published}, then Pub/Sub refused: {report.error}")
-        return f"republished {report.published} outbox entries"
+            raise RunFailed(f"{report.summary()}, then Pub/Sub refused: {report.error}")
+        return report.summary()
     return Job("outbox-replay", every_s, run)
 
 
