@@ -123,7 +123,7 @@ class PeerWorker:
     def __call__(self, message: pubsub_v1.subscriber.message.Message) -> None:
         try:
             envelope = Envelope.from_pubsub(message.data, message.attributes)
-            for user_id in envelope.request.audience:
+            for user_id in envelope.request.recipient_ids:
                 user, devices = self._lookup(user_id, envelope.request.channel)
                 for delivery, reason in plan_deliveries(envelope, user_id, user, devices,
                                                         self._settings.hash_key):
