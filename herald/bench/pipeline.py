@@ -414,7 +414,8 @@ def run_faults(kind: str, env: Mapping[str, str], settings: Settings, log_dir: P
                say: Callable[[str], None]) -> dict[str, Any]:
     """`config.faults_requests` pre-filled requests delivered by Herald or the peer while the
     sandbox fails 20% of provider requests transiently (FAULTS_ON); watched until every delivery
-    arrived, nothing new came for 20 s, or `faults_watch_s` passed; faults off again after."""
+    arrived or `faults_watch_s` passed (no "nothing new for a while" cut: Herald defers a send
+    its provider asked to wait, so quiet spells are expected); faults off again after."""
     out: dict[str, Any] = {"kind": kind, "requests": config.faults_requests,
                            "faults": TRANSIENT_FAULTS}
     with deliverer(kind, "faults", env, settings, log_dir, config, sampler, cleanup,
@@ -430,7 +431,7 @@ def run_faults(kind: str, env: Mapping[str, str], settings: Settings, log_dir: P
             prefix = f"b-{kind}-faults-"
             entries, _ = wait_for_ledger(side.ledger, lambda nid: nid.startswith(prefix),
                                          sum(expected.values()), timeout_s=config.faults_watch_s,
-                                         poll_s=2.0, alive=side.alive, settle_s=20.0)
+                                         poll_s=2.0, alive=side.alive)
         finally:
             _sandbox_config(env, FAULTS_OFF)
         out.update(delivery_outcomes(entries, expected))
