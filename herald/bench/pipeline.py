@@ -237,8 +237,7 @@ def fresh_peer(phase: str, env: Mapping[str, str], settings: Settings, log_dir: 
                say: Callable[[str], None], workers: int = 1,
                process_env: Mapping[str, str] | None = None) -> Iterator[Deliverer]:
     """`workers` peer worker processes (bench/peer_worker.py), each pulling both lanes' fresh
-    subscriptions, with the gunicorn THREADS of the functions as their callback threads, at the
-    niceness of Herald's routine pipeline (the same CPU budget)."""
+    subscriptions, with the gunicorn THREADS of the functions as their callback threads."""
     env = {**env, "PYTHONPATH": str(REPO_ROOT), **(process_env or {})}
     threads = os.environ.get("THREADS", str(stack.FUNCTION_THREADS))
     with _subscriptions(settings, f"bench-peer-{phase}") as (path, urgent_path):
@@ -251,7 +250,7 @@ def fresh_peer(phase: str, env: Mapping[str, str], settings: Settings, log_dir: 
                        "--subscription", urgent_path, "--threads", threads,
                        "--max-messages", str(2 * int(threads))],
                 processes.log_contains(log_dir / f"{name}.log", PEER_READY), env=env,
-                timeout_s=60.0, niceness=stack.BACKGROUND_NICENESS), log_dir)
+                timeout_s=60.0), log_dir)
             cleanup.append(lambda pid=process.pid: processes.stop_group(pid))
             sampler.track(name.replace("-", "_", 1), process.pid)
             started.append((name, process))
