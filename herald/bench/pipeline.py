@@ -82,14 +82,11 @@ def delete_subscription(settings: Settings, name: str) -> None:
 
 
 def start_pipeline(name: str, subscription: str, env: Mapping[str, str], log_dir: Path,
-                   extra_args: Sequence[str] = (),
-                   niceness: int = stack.BACKGROUND_NICENESS) -> subprocess.Popen:
-    """The pipeline exactly as `herald local up` starts it, on the given subscription (the
-    urgent lane's with `niceness` 0, as the stack does)."""
-    return processes.start(dataclasses.replace(stack.pipeline_service(
+                   extra_args: Sequence[str] = ()) -> subprocess.Popen:
+    """The pipeline exactly as `herald local up` starts it, on the given subscription."""
+    return processes.start(stack.pipeline_service(
         name, "pipelines.herald_pipeline", env, log_dir,
-        ("--requests_subscription", subscription, *extra_args), timeout_s=120.0),
-        niceness=niceness), log_dir)
+        ("--requests_subscription", subscription, *extra_args), timeout_s=120.0), log_dir)
 
 
 class Ledger:
@@ -205,13 +202,13 @@ def fresh_pipeline(phase: str, env: Mapping[str, str], settings: Settings, log_d
                    say: Callable[[str], None], workers: int = 1,
                    process_env: Mapping[str, str] | None = None) -> Iterator[Deliverer]:
     """`workers` fresh routine-lane pipeline processes sharing a fresh subscription, and one for
-    the urgent lane's high-priority requests (niceness 0, as the stack runs it)."""
+    the urgent lane's high-priority requests (as the stack runs it)."""
     env = {**env, **(process_env or {})}
     with _subscriptions(settings, f"bench-pipeline-{phase}") as (path, urgent_path):
         say(f"pipeline-{phase}: starting {workers} fresh pipeline process(es) on a fresh "
             "subscription (and one for the urgent lane's high-priority requests) ...")
         urgent = start_pipeline(f"pipeline-{phase}-urgent", urgent_path, env, log_dir,
-                                ("--lane", "urgent"), niceness=0)
+                                ("--lane", "urgent"))
         cleanup.append(lambda: processes.stop_group(urgent.pid))
         started = []
         for name in stack.worker_names(f"pipeline-{phase}", workers):

@@ -68,9 +68,6 @@ class Service:
     ready: Callable[[], bool]
     env: Mapping[str, str] | None = None
     timeout_s: float = 60.0
-    niceness: int = 0
-    """Added to the process's nice value (0-19; higher yields the CPU to others): how the stack
-    gives a process less CPU priority than its neighbours on a shared machine."""
 
 
 def tcp_ready(port: int) -> Callable[[], bool]:
@@ -97,13 +94,6 @@ def log_contains(path: Path, marker: str) -> Callable[[], bool]:
     return probe
 
 
-def _renice(niceness: int) -> Callable[[], None] | None:
-    """What the child runs before its command: `os.nice(niceness)` (inherited by its children)."""
-    if not niceness:
-        return None
-    return lambda: os.nice(niceness)  # noqa: E731 (Popen's preexec_fn)
-
-
 def start(service: Service, log_dir: Path) -> subprocess.Popen:
     """Start a service in its own process group, logging to `log_dir/<name>.log`, and wait until
     it answers; on failure the log's tail is in the error."""
@@ -112,8 +102,7 @@ def start(service: Service, log_dir: Path) -> subprocess.Popen:
     env = {**os.environ, **(service.env or {})}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(list(service.command), stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                                   preexec_fn=_renice(service.niceness))
+                                   stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     deadline = time.monotonic() + service.timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

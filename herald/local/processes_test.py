@@ -8,7 +8,7 @@ import sys
 import psutil
 import pytest
 
-from herald.local import processes, stack
+from herald.local import processes
 from herald.local.processes import Service, StackError
 
 SCRIPT_WITH_CHILD = ("import subprocess, sys, time; "
@@ -37,21 +37,3 @@ def test_a_service_that_never_gets_ready_fails_with_its_log(tmp_path) -> None:
                       lambda: False, timeout_s=5)
     with pytest.raises(StackError, match="boom: missing thing"):
         processes.start(service, tmp_path)
-
-
-def test_a_service_runs_with_its_niceness_and_its_children_inherit_it(tmp_path) -> None:
-    log = tmp_path / "logs"
-    started = processes.start(Service("background", [sys.executable, "-c", SCRIPT_WITH_CHILD],
-                                      processes.log_contains(log / "background.log", "ready"),
-                                      niceness=3), log)
-    try:
-        assert {member.nice() for member in processes.group_members(started.pid)} == {
-            psutil.Process().nice() + 3}
-    finally:
-        processes.stop_group(started.pid)
-
-
-def test_the_stack_gives_the_urgent_lane_the_cpu_first() -> None:
-    niceness = {name: nice for name, _, _, nice in stack.PIPELINES}
-    assert niceness["urgent-pipeline"] < niceness["pipeline"]
-    assert niceness["urgent-pipeline"] < niceness["callbacks-pipeline"]

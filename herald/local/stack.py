@@ -51,17 +51,11 @@ SANDBOX_OUTCOMES = {
 BigQuery export reports delivered, and of pushes whose app posts received and opened receipts), so
 the funnel and failure marts have something to show; faults (429s, 5xx, timeouts) stay off unless a
 test or `POST /_config` turns them on."""
-BACKGROUND_NICENESS = 5
-"""The nice value of the routine and callbacks pipelines. On Dataflow each lane is a job with
-workers of its own, so a routine backlog cannot take CPU from urgent work; the local stack runs
-every job on one machine's cores, and gives the urgent lane the CPU first to keep that isolation
-(measured by `herald bench --parts priority`)."""
-PIPELINES = (("pipeline", "pipelines.herald_pipeline", (), BACKGROUND_NICENESS),
-             ("urgent-pipeline", "pipelines.herald_pipeline", ("--lane", "urgent"), 0),
-             ("callbacks-pipeline", "pipelines.callback_pipeline", (), BACKGROUND_NICENESS))
+PIPELINES = (("pipeline", "pipelines.herald_pipeline", ()),
+             ("urgent-pipeline", "pipelines.herald_pipeline", ("--lane", "urgent")),
+             ("callbacks-pipeline", "pipelines.callback_pipeline", ()))
 """The streaming jobs: deliveries of normal and low priority, deliveries of high priority (its
-own topic and job, so no routine backlog delays it), and provider callbacks; with their flags and
-niceness (see BACKGROUND_NICENESS)."""
+own topic and job, so no routine backlog delays it), and provider callbacks; with their flags."""
 STACK_LOG = "stack.log"
 """In the log directory: what the stack itself did, such as restarting a pipeline that died."""
 PROJECT = "herald-local"
@@ -231,13 +225,12 @@ def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str
                        processes.log_contains(log_dir / "scheduler.log", scheduler.RUNNING_MARKER),
                        env=service_env))
         if options.with_pipeline:
-            for base, module, args, niceness in PIPELINES:
+            for base, module, args in PIPELINES:
                 workers = options.pipeline_workers if base == SCALED_PIPELINE else 1
                 for name in worker_names(base, workers):
-                    launch(supervised(dataclasses.replace(
-                        pipeline_service(name, module, env, log_dir,
-                                         (*args, *options.pipeline_args)),
-                        niceness=niceness), log_dir / STACK_LOG))
+                    launch(supervised(pipeline_service(name, module, env, log_dir,
+                                                       (*args, *options.pipeline_args)),
+                                      log_dir / STACK_LOG))
     except BaseException:
         down(state_dir, report=lambda _: None)
         raise
