@@ -281,11 +281,11 @@ def test_pubsub_down_answers_202_from_the_outbox_and_replay_publishes_it_once(
     assert still_down.get_json()["published"] == 0
 
     replayer = make_app("replay_outbox").test_client()
-    assert replayer.post("/").get_json() == {"published": 1, "error": None}
+    assert replayer.post("/").get_json() == {"published": 1, "error": None, "refused": 0}
     [message] = probe.pull()
     assert message.attributes["trace_id"] == trace
     assert db.collection(OUTBOX).document(trace).get().get("state") == "published"
-    assert replayer.post("/").get_json() == {"published": 0, "error": None}
+    assert replayer.post("/").get_json() == {"published": 0, "error": None, "refused": 0}
     assert probe.pull() == []
 
 

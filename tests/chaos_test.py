@@ -318,4 +318,7 @@ def test_scheduled_requests_reach_their_provider_once_and_never_early(chaos: Cha
     early = [entry for entry in reached
              if datetime.fromisoformat(entry["time"].replace("Z", "+00:00")) < chaos.send_at]
     assert early == []
-    assert len({e["trace_id"] for e in chaos.events if e["status"] == "scheduled"}) > 0
+    # No check that the pipeline recorded `scheduled` events: the kill comes right after these
+    # requests were accepted, and the DirectRunner acknowledges what it reads, so the killed
+    # process may take its first read of them with it. The hold is the edge's outbox entry; the
+    # release it publishes at sendTime is what `early` above checks.
