@@ -3,11 +3,18 @@
 Follows Beam's `DeduplicatePerKey`: keyed state remembers the first claim and a processing-time
 timer forgets it after the TTL. The claim records the trace and the delivery's span, so a Pub/Sub
 *redelivery* of the same message (same trace, same span) is dropped silently (its events already
-exist, with the same ids), while a second *request* with the same notificationId (another trace), or
-a second delivery of one bulk request to the same address (two users sharing an email: same trace,
-another span), is recorded as `duplicate`.
+exist, with the same ids).
+A delivery whose key another one holds (a second *request* with the same notificationId, another
+trace; or a second delivery of one bulk request to the same address, two users sharing an email:
+same trace, another span) goes on to the durable claim (pipelines/claims.py), which records it as
+`duplicate`. Keyed state does not decide that: a restarted pipeline's state starts empty and may
+meet the two in the other order than the run that sent one of them, and calling the delivery the
+provider took a `duplicate` would lose its send from the analytics. Only the durable claim knows
+which of them the provider saw.
 Opted-out deliveries are claimed too and recorded here as `suppressed`, so a redelivery that is
-planned differently (the device was disabled meanwhile) cannot add a second terminal event.
+planned differently (the device was disabled meanwhile) cannot add a second terminal event; one
+whose address another request holds is its `duplicate`, as it always was (it is never sent, so
+no claim can say otherwise).
 A replay of a dead-lettered delivery (`herald dlq replay`) holds the claim under its own token
 (`Envelope.claim_token`): it passes its request's claim once, and its own redelivery is dropped.
 
@@ -35,7 +42,8 @@ from herald.events import Reason, Status
 from pipelines.delivery import Delivery
 
 EVENTS = "events"
-"""Terminal events decided at the claim: suppressed (opted out) and duplicate."""
+"""Terminal events decided here: suppressed (opted out), and duplicate for an opted-out delivery
+whose address another request holds (nothing is sent either way)."""
 
 
 class Bucketing:
@@ -65,6 +73,7 @@ class _FirstClaimWins(beam.DoFn):
         self.unique = Metrics.counter("herald", "deliveries_unique")
         self.suppressed = Metrics.counter("herald", "deliveries_suppressed")
         self.duplicates = Metrics.counter("herald", "deliveries_duplicate")
+        self.contested = Metrics.counter("herald", "deliveries_contested")
         self.redelivered = Metrics.counter("herald", "deliveries_redelivered")
 
     def process(self, keyed: tuple[str, Delivery], state=beam.DoFn.StateParam(CLAIMS),
@@ -89,10 +98,22 @@ class _FirstClaimWins(beam.DoFn):
                 yield self._route(delivery)
         elif ours:  # its own claim, or one of its replays
             self.redelivered.inc()
-        else:
-            self.duplicates.inc()
-            yield TaggedOutput(EVENTS, delivery.event(
-                Status.DUPLICATE, reason=Reason.DUPLICATE_NOTIFICATION.value))
+        elif delivery.skip is not None:  # never sent, so no claim can contradict this
+            yield TaggedOutput(EVENTS, self._not_sent(delivery, same_request=holder.startswith(
+                envelope.trace_id)))
+        else:  # another delivery has the address: the durable claim decides which one sends
+            self.contested.inc()
+            yield self._route(delivery)
+
+    def _not_sent(self, delivery: Delivery, same_request: bool) -> dict:
+        """An opted-out delivery whose address another holds: `suppressed` when that one is of the
+        same request (a household member's opt-out is still theirs), else `duplicate` (a
+        sender's repeat of a notification)."""
+        if same_request:
+            self.suppressed.inc()
+            return delivery.event(Status.SUPPRESSED, reason=delivery.skip.value)
+        self.duplicates.inc()
+        return delivery.event(Status.DUPLICATE, reason=Reason.DUPLICATE_NOTIFICATION.value)
 
     @on_timer(SWEEP)
     def expire(self, fired=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(CLAIMS),

@@ -50,7 +50,7 @@ from herald import users
 from herald.clients import state_client
 from herald.contracts import Envelope, new_envelope, parse_request
 from herald.dead_letters import DeadLetter
-from herald.local.seed import SeedUser, demo_users, seed
+from herald.local.seed import SeedUser, demo_users, household, seed
 from herald.workload import hostile_messages
 from herald.sandbox import server as sandbox_server
 from herald.settings import Settings
@@ -253,7 +253,8 @@ def outcomes(req: Request, users: dict[str, SeedUser], dead_tokens: set[str]) ->
 @dataclass
 class Expectation:
     rows: Counter  # (status, channel, reason) -> raw event rows, repeats of a redelivery included
-    branches: Counter  # (channel, lane, status, provider_code) -> provider-call results
+    branches: Counter  # (channel, lane, status, provider_code) -> send-branch results: provider
+    # calls' sent and failed, and the duplicates the durable claim found
     per_trace: dict[str, Counter]  # trace -> Counter of (status, channel, reason, device_id), distinct
     raw_per_trace: dict[str, Counter]  # same, raw rows (a redelivery's repeats included)
     ledger: Counter  # (notification_id, channel, address) the sandbox must have accepted
@@ -303,6 +304,9 @@ def expect(steps: list[list[Message]], users: dict[str, SeedUser]) -> Expectatio
                     if key in claims:
                         assert claims[key] < step_no, f"{key}: keep duplicates in a later step"
                         status, reason = "duplicate", "duplicate_notification"
+                        if outcome.reaches_provider:  # the durable claim says so, in its branch
+                            branches[(outcome.channel, LANE_OF_PRIORITY[req.priority], status,
+                                      None)] += 1
                     else:
                         claims[key] = step_no
                         if outcome.reaches_provider:
@@ -500,7 +504,8 @@ def test_every_element_is_counted_through_every_branch(
     #    (In-pipeline each branch's own output was checked; here the merged view, readable.)
     got_branches = Counter(_provider_result(e) for e in events if e["status"] in ("sent", "failed")
                            and e["reason"] in (None, "provider_error"))
-    assert got_branches == want.branches
+    assert got_branches == Counter({result: n for result, n in want.branches.items()
+                                    if result[2] in ("sent", "failed")})
 
     # 3. Per request: each envelope's own fate, device by device, with and without repeats.
     by_id = {e["event_id"]: e for e in events}
@@ -612,6 +617,41 @@ def test_a_restarted_pipeline_does_not_resend_sms_or_email(
     assert set(ledger) == sendable and set(ledger.values()) == {1}
     sent_ids = [{e["event_id"] for e in run if e["status"] == "sent"} for run in (first, second)]
     assert sent_ids[0] == sent_ids[1] and len(sent_ids[0]) == len(sendable)
+
+
+def test_a_restart_meeting_a_household_in_another_order_records_the_send_it_made(
+        seeded_users, sandbox, fresh_resources, tmp_path) -> None:
+    """A bulk SMS and email to a household sharing a phone and an email, then the same request
+    again through a fresh pipeline (a restart whose first run's events were lost) that meets the
+    two users in the other order, as a runner may. The Firestore claims decide which delivery
+    took the address: the one the provider saw ends `sent` in both runs, the other `duplicate`;
+    a fresh pipeline's keyed state must not call the sent one a duplicate because its sibling
+    came first this time."""
+    first_user, second_user = household(0)
+    body = {"userIds": [first_user, second_user], "notificationId": "household-restart",
+            "serviceType": "orders", "categoryType": "delivery", "templateType": "order_update",
+            "priority": "normal", "notificationInfo": {"title": "Update", "content": "for the home"}}
+    runs = []
+    for users_in_order in ([first_user, second_user], [second_user, first_user]):
+        messages = []
+        for channel in ("sms", "email"):
+            envelope = new_envelope(parse_request(
+                {**body, "userIds": users_in_order, "notificationType": channel,
+                 "notificationId": f"household-restart-{channel}"}, generate_id=False),
+                "pipeline-test")
+            envelope = dataclasses.replace(envelope, trace_id=f"household-{channel}")
+            data, attributes = envelope.to_pubsub()
+            messages.append(Message(PubsubMessage(data, attributes, message_id=f"m-{next(_ids)}"),
+                                    "envelope", None, envelope))
+        runs.append(run_pipeline([messages], sandbox, tmp_path / f"run-{len(runs)}.json",
+                                 CLOCK_LEAD_S)[1])
+    ledger = Counter(entry.delivery.span_id for entry in sandbox.ledger.entries()
+                     if (entry.delivery.notification_id or "").startswith("household-restart"))
+    assert len(ledger) == 2 and set(ledger.values()) == {1}, ledger
+    for run in runs:
+        outcomes = {e["span_id"]: e["status"] for e in run if e["status"] in ("sent", "duplicate")}
+        assert {span for span, status in outcomes.items() if status == "sent"} == set(ledger), run
+        assert Counter(outcomes.values()) == {"sent": 2, "duplicate": 2}
 
 
 # --- hostile input (issue 9) -----------------------------------------------------------------------

@@ -21,7 +21,7 @@ Judged from BigQuery and the sandbox ledger, with expectations from the seed and
 bodies (never from the pipeline's planning): every accepted request is there with exactly one
 terminal outcome per delivery; SMS and email reached their provider at most once, push at most
 0.1% twice; sent events and the ledger agree. The counts are printed and written to
-`chaos-results.json` in the test's temporary directory.
+`chaos-results.json` in the test's temporary directory, beside the events and the ledger judged.
 """
 
 from __future__ import annotations
@@ -251,7 +251,10 @@ def chaos(chaos_stack: tuple[Path, dict[str, str]], tmp_path_factory) -> Chaos:
                 (e["channel"], e["span_id"]) for e in ledger).items() if n > 1)),
         "pipeline_restarted_after_accepted": KILL_AFTER_ACCEPTED,
     }
-    (tmp_path_factory.mktemp("chaos") / "chaos-results.json").write_text(json.dumps(figures, indent=2))
+    out = tmp_path_factory.mktemp("chaos")
+    (out / "chaos-results.json").write_text(json.dumps(figures, indent=2))
+    (out / "chaos-events.json").write_text(json.dumps(events, default=str))
+    (out / "chaos-ledger.json").write_text(json.dumps(ledger))
     print("\nchaos figures:", json.dumps(figures, indent=2))
     return Chaos(sent, events, ledger, figures, scheduled, send_at)
 
@@ -302,9 +305,21 @@ def test_sent_events_and_the_ledger_agree(chaos: Chaos) -> None:
                if e["status"] == "dead_letter" and e["reason"] == "outcome_unknown"}
     ledger = {e["span_id"]: e for e in chaos.ledger}
     assert set(sent) <= set(ledger), "a sent event the provider never saw"
-    assert set(ledger) - set(sent) <= unknown, "a provider send without its sent event"
+    unrecorded = set(ledger) - set(sent) - unknown
+    assert not unrecorded, ("a provider send without its sent event", explain(chaos, unrecorded))
     for span, event in sent.items():
         assert event["notification_id"] == ledger[span]["notification_id"]
+
+
+def explain(chaos: Chaos, spans: set[str]) -> list[dict[str, Any]]:
+    """What the ledger and the events say about the requests of `spans`, for a failure message."""
+    ids = {entry["notification_id"] for entry in chaos.ledger if entry["span_id"] in spans}
+    return [{"span": span, "ledger": [e for e in chaos.ledger if e["span_id"] == span]}
+            for span in spans] + [
+        {key: e[key] for key in ("event_ts", "status", "reason", "span_id", "user_id",
+                                 "device_id", "recipient_hash", "provider_code", "detail")}
+        for e in sorted(chaos.events, key=lambda e: e["event_ts"])
+        if e["notification_id"] in ids]
 
 
 def test_scheduled_requests_reach_their_provider_once_and_never_early(chaos: Chaos) -> None:
