@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: the real emulators, on free ports, stopped after the session.
+"""Shared pytest fixtures: the real emulators, on free ports, stopped after the session; and a
+streaming pipeline whose processing clock runs, for steps on AsyncWrapper's pool.
 
 At the repo root so tests beside their modules (`*_test.py`) and in `tests/` share them.
 """
@@ -6,9 +7,14 @@ At the repo root so tests beside their modules (`*_test.py`) and in `tests/` sha
 from __future__ import annotations
 
 import os
-from typing import Iterator
+import time
+from typing import Any, Callable, Iterator
 
+import apache_beam as beam
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_stream import TestStream
 
 from herald.local import processes, stack
 from herald.local.processes import Service, free_port, http_ready, tcp_ready
@@ -68,3 +74,24 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     tests would count (faults, kills, replays) start their own with `stack.running`."""
     with stack.running(tmp_path_factory.mktemp("herald-state")) as env:
         yield env
+
+
+Streamed = Callable[[list[Any], Callable[[beam.PCollection], None]], None]
+
+
+@pytest.fixture
+def streamed() -> Streamed:
+    """`streamed(elements, build)`: the elements through a streaming DirectRunner pipeline that
+    `build(pcollection)` extends, its processing clock moved past the wall clock. AsyncWrapper
+    (the send steps, and the write steps with WriteBatching.concurrency) emits what its pool
+    finished on a processing-time timer: in a batch pipeline, or with the test clock left at the
+    epoch, the runner stops before that timer is due and the outputs never come."""
+    def run(elements: list[Any], build: Callable[[beam.PCollection], None]) -> None:
+        options = PipelineOptions()
+        options.view_as(StandardOptions).streaming = True
+        stream = (TestStream().add_elements(elements).advance_watermark_to(10)
+                  .advance_processing_time(int(time.time()) + 3600)
+                  .advance_processing_time(60).advance_watermark_to_infinity())
+        with TestPipeline(options=options) as pipeline:
+            build(pipeline | stream)
+    return run

@@ -31,7 +31,8 @@ def test_other_runners_get_production_defaults() -> None:
 def test_flags_win_over_any_default() -> None:
     options = PipelineOptions(["--runner", "DirectRunner", "--write_batch_rows", "50",
                                "--write_buffer_s", "0", "--dedupe_buckets", "0"])
-    assert write_batching(options) == WriteBatching(rows=50, buffer_s=0.0)
+    assert write_batching(options) == WriteBatching(rows=50, buffer_s=0.0,
+                                                    concurrency=DIRECT_WRITE_BATCHING.concurrency)
     assert dedupe_buckets(options) == 0
 
 

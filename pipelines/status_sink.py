@@ -77,5 +77,5 @@ class RecordStatus(beam.PTransform):
                 | "AboutDeliveries" >> beam.Filter(_about_a_delivery)
                 | "ShardForStatus" >> beam.Map(lambda row: (random.randrange(self._shards), row))
                 | "BatchStatus" >> self._batching.batch()
-                | "WriteStatus" >> beam.ParDo(_WriteStatus(ProcessResource(
-                    partial(_store, self._settings)))))
+                | "WriteStatus" >> self._batching.write(_WriteStatus(ProcessResource(
+                    partial(_store, self._settings))), "event_id"))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import apache_beam as beam
-from apache_beam.testing.test_pipeline import TestPipeline
+import pytest
 
 from herald import events
 from herald.clients import state_client
@@ -23,7 +22,9 @@ REQUEST = parse_request({
     "notificationInfo": {"title": "T", "content": "C"}})
 
 
-def test_the_events_of_both_pipelines_reach_the_status_store(firestore_emulator: str) -> None:
+@pytest.mark.parametrize("concurrency", [0, 2], ids=["on the runner's thread", "on a pool"])
+def test_the_events_of_both_pipelines_reach_the_status_store(firestore_emulator: str, streamed,
+                                                             concurrency: int) -> None:
     settings = Settings(project=f"status-sink-{uuid.uuid4().hex[:8]}")
     envelope = Envelope(REQUEST, "trace-1", "shop", "2026-11-02T09:00:00.000000Z")
     rows = [events.request_event(envelope, Status.ACCEPTED)]  # about no delivery: skipped
@@ -36,9 +37,8 @@ def test_the_events_of_both_pipelines_reach_the_status_store(firestore_emulator:
                 notification_id="n-1", provider="fcm", provider_message_id=None,
                 callback_id=f"c-{n}"))
 
-    with TestPipeline() as pipeline:
-        _ = (pipeline | beam.Create(rows)
-             | RecordStatus(settings, shards=2, batching=WriteBatching(rows=7, buffer_s=0.1)))
+    streamed(rows, lambda stream: stream | RecordStatus(settings, shards=2, batching=WriteBatching(
+        rows=7, buffer_s=0.1, concurrency=concurrency)))
 
     found = StatusStore(state_client(settings), timedelta(days=1)).lookup("shop", "n-1")
     statuses = {d["deliveryId"]: d["status"] for d in found["deliveries"]}

@@ -16,14 +16,16 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
+import apache_beam as beam
 import pytest
+from apache_beam.testing.util import assert_that, equal_to
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from herald.clients import bigquery_client
 from herald.events import Status
-from pipelines.bigquery_sink import insert_all
+from pipelines.bigquery_sink import WriteBatching, WriteEvents, insert_all
 
 GOOD = 20
 
@@ -43,6 +45,27 @@ def test_one_bad_row_in_a_batch_is_parked_and_every_good_row_written(warehouse) 
     assert [row for row, _ in rejected] == [bad]
     assert rejected[0][1]  # BigQuery's error travels with the row
     written = {row["event_id"] for row in client.query(
+        f"SELECT event_id FROM `{settings.events_table}`").result()}
+    assert written == {f"good-{n}" for n in range(GOOD)}
+
+
+@pytest.mark.parametrize("concurrency", [0, 2], ids=["on the runner's thread", "on a pool"])
+def test_write_events_writes_every_good_row_and_returns_the_refused_one(
+        warehouse, streamed, concurrency: int) -> None:
+    """WriteEvents, its inserts on the runner's thread (Dataflow) or beside it (the DirectRunner's
+    default, WriteBatching.concurrency): the same rows written, the same row refused."""
+    settings = warehouse.load(f"sink_write_events_{concurrency}", [])
+    bad = event("bad", attempts="three")
+    rows = [event(f"good-{n}") for n in range(GOOD)] + [bad]
+
+    def build(stream: beam.PCollection) -> None:
+        refused = stream | WriteEvents(settings, shards=2, batching=WriteBatching(
+            rows=6, buffer_s=0.1, concurrency=concurrency))
+        assert_that(refused | beam.Map(lambda dead_letter: (dead_letter.reason,
+                                                            json.loads(dead_letter.data)["event_id"])),
+                    equal_to([("row_rejected", "bad")]))
+    streamed(rows, build)
+    written = {row["event_id"] for row in bigquery_client(settings).query(
         f"SELECT event_id FROM `{settings.events_table}`").result()}
     assert written == {f"good-{n}" for n in range(GOOD)}
 
