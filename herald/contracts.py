@@ -543,9 +543,8 @@ RELEASE_ATTRIBUTE = "release"
 
 
 HEARTBEAT_ATTRIBUTE = "herald_heartbeat"
-"""Marks a message on a Herald topic that carries nothing to deliver: the DirectRunner's heartbeat
-(`pipelines/heartbeat.py`) and the edge's probe of Pub/Sub while its circuit breaker is open
-(`ingest_function/breaker.py`). The pipelines drop it (counted) and `herald reconcile` acknowledges
+"""Marks a message on a Herald topic that carries nothing to deliver: the edge's probe of Pub/Sub
+while its circuit breaker is open (`ingest_function/breaker.py`). The pipelines drop it (counted) and `herald reconcile` acknowledges
 it."""
 
 

@@ -187,7 +187,7 @@ class Reconciler:
 
     def run(self) -> Report:
         """Settle what the audit subscription held when the run started. What arrives during
-        the run (its own republished copies, new requests, a DirectRunner's heartbeats) is the
+        the run (its own republished copies, new requests, the edge's heartbeats) is the
         next run's: without that bound a run on a live topic would never end."""
         report, held = Report(), {}  # held: a later message's id -> its latest ack id
         started = datetime.now(timezone.utc)

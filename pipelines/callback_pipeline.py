@@ -147,4 +147,4 @@ def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -
 
 
 if __name__ == "__main__":
-    launch.main(build, lambda settings: settings.callbacks_topic)
+    launch.main(build)

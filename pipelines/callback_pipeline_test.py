@@ -20,7 +20,7 @@ from herald.settings import Settings
 from herald.users import REGISTRY_ATTRIBUTE, Change, RegistryChanges, provider_opt_out
 from pipelines.callback_pipeline import DEAD_LETTERS, EVENTS, RecordCallbacks
 from pipelines.directory import Directory
-from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
+from herald.contracts import HEARTBEAT_ATTRIBUTE
 from pipelines.resources import ProcessResource
 
 AT = "2026-11-24T12:00:00.000000Z"

@@ -1,15 +1,19 @@
 """memoize_dofn_specs: the runner gets the same state and timer specs, computed once per DoFn kind.
-enlarge_pubsub_pulls: the read evaluator's pulls ask for PULL_MAX_MESSAGES."""
+tune_pubsub_pulls: the read evaluator's pulls ask for PULL_MAX_MESSAGES and do not block."""
 
 from __future__ import annotations
+
+import time
 
 import apache_beam as beam
 from apache_beam.internal import pickler
 from apache_beam.runners.direct import transform_evaluator
 from apache_beam.transforms import userstate
+from google.cloud import pubsub_v1
 
 from pipelines.dedupe import _FirstClaimWins
-from pipelines.direct_runner import PULL_MAX_MESSAGES, enlarge_pubsub_pulls, memoize_dofn_specs
+from pipelines.direct_runner import (IDLE_PULL_WAIT_S, PULL_MAX_MESSAGES, memoize_dofn_specs,
+                                     tune_pubsub_pulls)
 
 
 def test_specs_are_the_originals_and_computed_once_per_kind(monkeypatch) -> None:
@@ -30,28 +34,32 @@ def test_specs_are_the_originals_and_computed_once_per_kind(monkeypatch) -> None
     assert len(calls) == 3  # once per kind: the dedupe DoFn and each Map's function
 
 
-class _RecordingSubscriber:
-    def __init__(self) -> None:
-        self.pulls: list[dict] = []
+def test_pulls_take_up_to_their_size_at_once_and_an_empty_one_pauses_briefly(
+        pubsub_emulator: str, monkeypatch) -> None:
+    """The read evaluator's client on the real Pub/Sub emulator: 150 messages waiting come in
+    pulls of PULL_MAX_MESSAGES and then the rest, each acknowledged as before; an empty
+    subscription answers after IDLE_PULL_WAIT_S, not after the evaluator's 30 s timeout."""
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    topic = publisher.create_topic(name="projects/direct-runner-test/topics/reads").name
+    subscription = subscriber.create_subscription(
+        name="projects/direct-runner-test/subscriptions/reads", topic=topic).name
+    for future in [publisher.publish(topic, str(n).encode()) for n in range(150)]:
+        future.result(timeout=30)
 
-    def pull(self, **request: object) -> str:
-        self.pulls.append(request)
-        return "response"
-
-    def acknowledge(self, **request: object) -> str:
-        return "acked"
-
-
-def test_pulls_ask_for_more_messages_and_the_rest_of_the_client_is_untouched(monkeypatch) -> None:
     evaluator = transform_evaluator._PubSubReadEvaluator
-    subscriber = _RecordingSubscriber()
     monkeypatch.setattr(evaluator, "_get_subscriber_client",
                         classmethod(lambda cls, transform: subscriber))
-    enlarge_pubsub_pulls()
-    enlarge_pubsub_pulls()  # idempotent: not wrapped twice
+    tune_pubsub_pulls()
+    tune_pubsub_pulls()  # idempotent: not wrapped twice
     client = evaluator._get_subscriber_client(object())
+    sizes = []
+    while sum(sizes) < 150:
+        response = client.pull(subscription=subscription, max_messages=10, timeout=30)
+        sizes.append(len(response.received_messages))
+        client.acknowledge(subscription=subscription,
+                           ack_ids=[m.ack_id for m in response.received_messages])
+    assert max(sizes) == PULL_MAX_MESSAGES and sum(sizes) == 150
 
-    assert client.pull(subscription="s", max_messages=10, timeout=30) == "response"
-    assert subscriber.pulls == [{"subscription": "s", "max_messages": PULL_MAX_MESSAGES,
-                                 "timeout": 30}]
-    assert client.acknowledge(subscription="s", ack_ids=["a"]) == "acked"
+    started = time.monotonic()
+    assert not client.pull(subscription=subscription, max_messages=10, timeout=30).received_messages
+    assert IDLE_PULL_WAIT_S <= time.monotonic() - started < 5

@@ -83,4 +83,4 @@ def build(pipeline: beam.Pipeline, settings: Settings, options: HeraldOptions) -
 
 
 if __name__ == "__main__":
-    launch.main(build, lambda settings: settings.requests_topic)
+    launch.main(build)

@@ -57,7 +57,7 @@ from herald.settings import Settings
 from herald.templates import TemplateStore, parse_translation
 from pipelines import resources
 from pipelines.bigquery_sink import WriteBatching
-from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
+from herald.contracts import HEARTBEAT_ATTRIBUTE
 from pipelines.herald_pipeline import DeliverNotifications
 from pipelines.options import HeraldOptions
 

@@ -11,10 +11,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from herald.settings import Settings
 from pipelines import direct_runner
-from pipelines.heartbeat import start_heartbeat
 from pipelines.options import DIRECT_RUNNERS, HeraldOptions, resolve_settings
 
-HEARTBEAT_S = 1.0
 RUNNING_MARKER = "herald pipeline constructed; running"
 """Logged once the graph is built: `herald local up` waits for it, so a construction error fails `up`."""
 
@@ -28,23 +26,20 @@ def _not_async_wrapper_chatter(record: logging.LogRecord) -> bool:
     return record.module != "async_dofn" or record.levelno >= logging.WARNING
 
 
-def main(build: Build, read_topic: Callable[[Settings], str]) -> None:
+def main(build: Build) -> None:
     """A pipeline module's `__main__`: options from the command line, settings from options and
-    environment, then `run_streaming` with a heartbeat on the topic the job reads."""
+    environment, then `run_streaming`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger().addFilter(_not_async_wrapper_chatter)
     options = PipelineOptions(sys.argv[1:])
     settings = resolve_settings(options)
-    run_streaming(options, lambda p: build(p, settings, options.view_as(HeraldOptions)),
-                  heartbeat_topic=settings.topic_path(read_topic(settings)))
+    run_streaming(options, lambda p: build(p, settings, options.view_as(HeraldOptions)))
 
 
-def run_streaming(options: PipelineOptions, build: Callable[[beam.Pipeline], None],
-                  heartbeat_topic: str) -> None:
+def run_streaming(options: PipelineOptions, build: Callable[[beam.Pipeline], None]) -> None:
     """Build and run a streaming job. On the DirectRunner the job runs in this process until it is
-    cancelled, with a heartbeat on the topic it reads (see pipelines/heartbeat.py) and its
-    per-bundle costs cut (see pipelines/direct_runner.py). On another runner (Dataflow) this
-    returns once the job is submitted: a Flex Template launcher must exit after `run()`, or the
+    cancelled, its reads not blocking and its per-bundle costs cut (see pipelines/direct_runner.py).
+    On another runner (Dataflow) this returns once the job is submitted: a Flex Template launcher must exit after `run()`, or the
     launch never completes (https://cloud.google.com/dataflow/docs/guides/templates/configuring-flex-templates)."""
     options.view_as(StandardOptions).streaming = True
     direct = options.view_as(StandardOptions).runner in DIRECT_RUNNERS
@@ -52,15 +47,8 @@ def run_streaming(options: PipelineOptions, build: Callable[[beam.Pipeline], Non
         direct_runner.tune()
     pipeline = beam.Pipeline(options=options)
     build(pipeline)
-    heartbeat = None
-    if direct:
-        heartbeat = start_heartbeat(heartbeat_topic, HEARTBEAT_S)
     logging.getLogger("herald.pipeline").info(RUNNING_MARKER)
     logging.getLogger("twilio.http_client").setLevel(logging.WARNING)  # logs every request at INFO
-    try:
-        result = pipeline.run()
-        if direct:
-            result.wait_until_finish()
-    finally:
-        if heartbeat:
-            heartbeat.set()
+    result = pipeline.run()
+    if direct:
+        result.wait_until_finish()

@@ -32,6 +32,6 @@ def test_a_dataflow_job_is_submitted_and_not_waited_for(submitted: _Submitted, t
     options = PipelineOptions(["--runner", "DataflowRunner", "--project", "p", "--region", "r",
                                "--temp_location", str(tmp_path), "--no_auth",
                                "--dataflow_endpoint", "http://localhost:9"])
-    run_streaming(options, lambda pipeline: None, heartbeat_topic="projects/p/topics/t")
+    run_streaming(options, lambda pipeline: None)
     assert not submitted.waited
     assert options.view_as(beam.options.pipeline_options.StandardOptions).streaming

@@ -12,7 +12,7 @@ from apache_beam.pvalue import TaggedOutput
 from herald.contracts import Envelope
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status, dead_letter_event, request_event
-from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
+from herald.contracts import HEARTBEAT_ATTRIBUTE
 
 DEAD_LETTER = "dead_letter"
 DEAD_LETTERS = "dead_letters"
