@@ -28,7 +28,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from herald.callback_events import DeliveryCallback
-from herald.contracts import CHANNEL_BY_PROVIDER
+from herald.contracts import CHANNEL_BY_PROVIDER, HEARTBEAT_ATTRIBUTE
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status, dead_letter_event, recipient_hash
 from herald.settings import Settings
@@ -36,7 +36,6 @@ from herald.users import REGISTRY_ATTRIBUTE, RegistryChanges
 from pipelines import launch
 from pipelines.bigquery_sink import WriteRecords
 from pipelines.directory import Directory
-from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 from pipelines.options import HeraldOptions, subscription_path, write_batching
 from pipelines.resources import ProcessResource
 from pipelines.status_sink import RecordStatus

@@ -16,7 +16,7 @@ from google.cloud import pubsub_v1
 
 from herald import events
 from herald.clients import bigquery_client
-from herald.contracts import Envelope, Scope, new_envelope, parse_request
+from herald.contracts import HEARTBEAT_ATTRIBUTE, Envelope, Scope, new_envelope, parse_request
 from herald.contracts_test import DESIGN_BODY
 from herald.dead_letters import DEAD_LETTERS_TABLE, HOLD_SUFFIX
 from herald.dlq_test import pull, unacknowledged
@@ -25,7 +25,6 @@ from herald.infrastructure import RESOURCE_VARIABLES
 from herald.local.provision import create_topics
 from herald.reconcile import MAX_REPUBLISHES, Reconciler
 from herald.settings import Settings
-from pipelines.heartbeat import HEARTBEAT_ATTRIBUTE
 
 FUNCTION_SOURCE = Path(__file__).resolve().parents[1] / "ingest_function" / "main.py"
 pytestmark = pytest.mark.filterwarnings("ignore:The return_immediately flag:DeprecationWarning")
