@@ -174,5 +174,7 @@ def delivery_outcomes(entries: Sequence[Mapping[str, Any]], expected: Mapping[st
     lost = sum(max(0, want - reached.get(nid, 0)) for nid, want in expected.items())
     return {"deliveries_expected": total, "deliveries_reached": total - lost,
             "duplicates": duplicates, "lost": lost,
+            "lost_notification_ids": sorted(nid for nid, want in expected.items()
+                                            if reached.get(nid, 0) < want),
             "duplicate_rate": round(duplicates / total, 4) if total else None,
             "loss_rate": round(lost / total, 4) if total else None}

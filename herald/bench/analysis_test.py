@@ -1,7 +1,7 @@
 import pytest
 
-from herald.bench.analysis import (Observation, analyse, drain_rate, expected_deliveries,
-                                   phase_bodies, receives_everything)
+from herald.bench.analysis import (Observation, analyse, delivery_outcomes, drain_rate,
+                                   expected_deliveries, phase_bodies, receives_everything)
 from herald.bench.load import OpenRecord
 from herald.local.seed import demo_users
 
@@ -83,3 +83,12 @@ def test_drain_rate_counts_first_to_last() -> None:
     assert drain_rate([10.0, 11.0, 12.0])["rate_per_s"] == pytest.approx(1.0)
     assert drain_rate([5.0])["rate_per_s"] is None
     assert drain_rate([])["completed"] == 0
+
+
+def test_delivery_outcomes_name_the_requests_a_delivery_of_which_never_arrived() -> None:
+    entries = [{"notification_id": "n-1", "recipient": "a"},
+               {"notification_id": "n-1", "recipient": "a"},
+               {"notification_id": "n-2", "recipient": "b"}]
+    outcomes = delivery_outcomes(entries, {"n-1": 1, "n-2": 2, "n-3": 1})
+    assert (outcomes["lost"], outcomes["duplicates"]) == (2, 1)
+    assert outcomes["lost_notification_ids"] == ["n-2", "n-3"]

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import requests
 from google.api_core import exceptions
-from google.cloud import pubsub_v1
+from google.cloud import bigquery, pubsub_v1
 
 from herald.bench.analysis import (Observation, analyse, delivery_outcomes, drain_rate,
                                    ledger_epoch, phase_bodies)
@@ -33,6 +33,7 @@ from herald.bench.load import OpenLoopResult, open_loop
 from herald.bench import opcount
 from herald.bench.memory import CpuWindow, RssSampler
 from herald.bench.profile import EXECUTOR_THREAD, Profiler
+from herald.clients import bigquery_client
 from herald.contracts import new_envelope, parse_request
 from herald.local import processes, stack
 from herald.local.provision import ACK_DEADLINE_S
@@ -433,7 +434,24 @@ def run_faults(kind: str, env: Mapping[str, str], settings: Settings, log_dir: P
         out.update(delivery_outcomes(entries, expected))
         say(f"  {kind}: {out['lost']} lost, {out['duplicates']} duplicates of "
             f"{out['deliveries_expected']} deliveries")
+        if kind == "herald" and out["lost_notification_ids"]:
+            out["lost_trail"] = event_trail(settings, out["lost_notification_ids"])
+            say(f"  what Herald recorded about them: {out['lost_trail']}")
         return out
+
+
+def event_trail(settings: Settings, notification_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The events of `notification_ids`, in time order (status, reason, provider code, detail):
+    what Herald recorded about deliveries the ledger did not see."""
+    client = bigquery_client(settings)
+    config = bigquery.QueryJobConfig(query_parameters=[
+        bigquery.ArrayQueryParameter("ids", "STRING", list(notification_ids))])
+    rows = client.query(
+        f"SELECT event_ts, notification_id, span_id, status, reason, provider_code, detail "
+        f"FROM `{settings.events_table}` WHERE notification_id IN UNNEST(@ids) "
+        f"ORDER BY event_ts", job_config=config).result()
+    return [{key: str(value) if value is not None else None for key, value in row.items()}
+            for row in rows]
 
 
 def publish_backlog(settings: Settings, phase: str, count: int, users: int,

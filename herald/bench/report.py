@@ -234,6 +234,11 @@ def _faults_rows(faults: Mapping[str, Mapping[str, Any]]) -> list[str]:
                      f"{_fmt(part['deliveries_expected'])} | {_fmt(part['deliveries_reached'])} | "
                      f"{_fmt(part['lost'])} ({_fmt(part['loss_rate'], '', 4)}) | "
                      f"{_fmt(part['duplicates'])} ({_fmt(part['duplicate_rate'], '', 4)}) |")
+    for event in faults.get("herald", {}).get("lost_trail", []):
+        lines.append(f"\nNot reached, as Herald recorded it: {event['event_ts']} "
+                     f"{event['notification_id']} {event['span_id'] or '-'} {event['status']} "
+                     f"{event['reason'] or '-'} {event['provider_code'] or '-'} "
+                     f"{(event['detail'] or '')[:160]}")
     return lines
 
 

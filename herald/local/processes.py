@@ -96,13 +96,17 @@ def log_contains(path: Path, marker: str) -> Callable[[], bool]:
 
 def start(service: Service, log_dir: Path) -> subprocess.Popen:
     """Start a service in its own process group, logging to `log_dir/<name>.log`, and wait until
-    it answers; on failure the log's tail is in the error."""
+    it answers; on failure the log's tail is in the error. It runs in `log_dir`, so what it
+    writes beside itself stays with the stack's state (the BigQuery emulator's DuckDB spills
+    gigabytes of temporary files into `.tmp/` of its working directory under a large insert
+    load)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{service.name}.log"
     env = {**os.environ, **(service.env or {})}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(list(service.command), stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, env=env, cwd=log_dir,
+                                   start_new_session=True)
     deadline = time.monotonic() + service.timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

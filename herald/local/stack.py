@@ -146,7 +146,7 @@ def _sandbox_public_key(sandbox_url: str) -> str:
 def up(options: StackOptions, report: Callable[[str], None] = print) -> dict[str, str]:
     """Start the stack; returns the endpoints (also written to local.env). Refuses a second stack
     in the same state dir."""
-    state_dir = options.state_dir
+    state_dir = options.state_dir.resolve()  # its services run in its logs directory
     already = running_pids(state_dir)
     if already:
         raise StackError(f"a local stack is already running from {state_dir} "
