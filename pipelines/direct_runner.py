@@ -43,9 +43,12 @@ from apache_beam.transforms import userstate
 Specs = tuple[set, set]
 PULL_MAX_MESSAGES = 100
 """Messages per DirectRunner read bundle (Beam's evaluator asks for 10)."""
-IDLE_PULL_WAIT_S = 0.1
+IDLE_PULL_WAIT_S = 0.05
 """How long a read that found nothing holds the runner's thread before it goes on (and reads
-again): the longest a timer waits for an idle read, against an idle pipeline's CPU for polling."""
+again): the longest a timer waits for an idle read, against an idle pipeline's CPU for polling.
+Measured: an idle local stack's pipelines use 0.05 cores each, its Pub/Sub emulator 0.07;
+`herald bench --parts priority --pipeline-workers 2` gave high-priority p50/p99 0.38/0.74 s
+(0.46/0.88 s at 0.1)."""
 
 
 def tune() -> None:
