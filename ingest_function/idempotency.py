@@ -33,7 +33,6 @@ import hashlib
 import json
 import logging
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
@@ -204,19 +203,14 @@ class Ledger:
         request (the outbox entry): both or neither."""
         batch.update(claim.ref, _ACCEPTED, option=self._owned(claim))
 
-    def accept(self, claim: Claim) -> Future:
-        """Mark the claim accepted once its request is on Pub/Sub, without waiting for the write
-        (the request is stored already: its 202 need not wait for a Firestore round trip; a
-        repeat arriving meanwhile polls until the mark lands). Best effort: if Firestore fails
+    def accept(self, claim: Claim) -> None:
+        """Mark the claim accepted once its request is on Pub/Sub. Best effort: if Firestore fails
         here the record stays pending and a repeat, after the lease, republishes the same trace,
-        which the pipeline drops as a redelivery. Returns the write's Future."""
-        def log_failure(written: Future) -> None:
-            if written.exception() is not None:
-                log.warning("could not mark trace %s accepted: %s", claim.receipt.trace_id,
-                            written.exception())
-        written = self._writes.update_later(claim.ref, _ACCEPTED, self._owned(claim))
-        written.add_done_callback(log_failure)
-        return written
+        which the pipeline drops as a redelivery."""
+        try:
+            self._writes.update(claim.ref, _ACCEPTED, self._owned(claim))
+        except exceptions.GoogleAPIError as error:
+            log.warning("could not mark trace %s accepted: %s", claim.receipt.trace_id, error)
 
     def release(self, claim: Claim) -> None:
         """Delete the claim of a request that could not be stored, so a retry starts afresh.

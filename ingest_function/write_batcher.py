@@ -58,23 +58,10 @@ class WriteBatcher:
                option: Any) -> datetime:
         return self._write(ref, batch_writes.update(ref, data, option))
 
-    def update_later(self, ref: firestore.DocumentReference, data: dict[str, Any],
-                     option: Any) -> Future:
-        """`update` without waiting: queued for the next call; the Future holds the update time
-        or what the single-document call would have raised."""
-        return self._enqueue(ref, batch_writes.update(ref, data, option)).result
-
     def delete(self, ref: firestore.DocumentReference, option: Any) -> None:
         self._write(ref, batch_writes.delete(ref, option))
 
     def _write(self, ref: firestore.DocumentReference, stage: batch_writes.Stage) -> datetime:
-        write = self._enqueue(ref, stage)
-        try:
-            return write.result.result(timeout=self._wait_s)
-        except TimeoutError as error:
-            raise exceptions.DeadlineExceeded(f"write of {write.path} not answered") from error
-
-    def _enqueue(self, ref: firestore.DocumentReference, stage: batch_writes.Stage) -> _Write:
         write = _Write(ref._document_path, stage)
         with self._lock:
             self._queue.append(write)
@@ -83,7 +70,10 @@ class WriteBatcher:
                                                  name="herald-firestore-writes")
                 self._flusher.start()
             self._lock.notify()
-        return write
+        try:
+            return write.result.result(timeout=self._wait_s)
+        except TimeoutError as error:
+            raise exceptions.DeadlineExceeded(f"write of {write.path} not answered") from error
 
     def _flush_forever(self) -> None:
         while True:
