@@ -48,7 +48,10 @@ class WriteBatching:
     n: up to n inserts at once on a pool of their own (Beam's AsyncWrapper), the runner's thread
     going on meanwhile. For the DirectRunner, which runs every bundle of every step on one thread:
     a full `herald bench --profile` found it waiting on the local BigQuery emulator's inserts 55%
-    of the time, sends included. (Beam's metrics are not counted on the pool's threads.)"""
+    of the time, sends included. Beam's metrics are not counted on the pool's threads. An insert
+    that raises (BigQuery unavailable past MAX_ATTEMPTS) is not fatal there: AsyncWrapper
+    schedules it again from its state, so the rows wait, and the batches collected with it may be
+    inserted twice (their insertIds let BigQuery drop the repeats; dbt's staging drops any left)."""
 
     def batch(self) -> beam.GroupIntoBatches:
         return beam.GroupIntoBatches(self.rows, max_buffering_duration_secs=self.buffer_s)

@@ -140,7 +140,8 @@ class SendClaims:
                 return Claim(Verdict.DUPLICATE)
             # The provider refused the earlier request outright: a later one may try again.
             return self._take_over(doc, snapshot, {"trace_id": envelope.trace_id,
-                                                   "state": "claimed"}, holder, now)
+                                                   "span_id": span_id, "state": "claimed"},
+                                   holder, now)
         if state == "sent":
             return Claim(Verdict.ALREADY_SENT, held.get("provider_message_id"))
         if state == "failed":  # the same request again: it failed, and stays failed

@@ -8,7 +8,7 @@ import pytest
 
 from herald.contracts import Envelope, Scope, parse_request
 from herald.settings import Settings
-from pipelines.claims import ClaimWriteFailed, SendClaims, Verdict
+from pipelines.claims import Claim, ClaimWriteFailed, SendClaims, Verdict
 
 REQUEST = parse_request({
     "userId": "u-1", "notificationId": "n-1", "serviceType": "orders", "categoryType": "delivery",
@@ -65,6 +65,10 @@ def test_a_refused_delivery_stays_failed_and_a_later_request_may_send(claims: Se
     assert (again.verdict, again.provider_code) == (Verdict.ALREADY_FAILED, "21211")
     assert claims.claim("n-4|sms|h1", B, "span-b").verdict is Verdict.SEND
     assert claims.claim("n-4|sms|h1", A, "span-a").verdict is Verdict.DUPLICATE  # B holds it now
+    # B's own repeat (a redelivery, a deferred resend) is judged as B's, not as another span's.
+    assert claims.claim("n-4|sms|h1", B, "span-b").verdict is Verdict.OUTCOME_UNKNOWN
+    claims.mark_all([("n-4|sms|h1", SendClaims.sent("SM-b"))])
+    assert claims.claim("n-4|sms|h1", B, "span-b") == Claim(Verdict.ALREADY_SENT, "SM-b")
 
 
 def test_claim_all_judges_each_delivery_of_a_batch_alone_and_keeps_order(claims: SendClaims) -> None:

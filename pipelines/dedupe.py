@@ -1,9 +1,10 @@
-"""DedupeDeliveries: a (notificationId, channel, address) is decided at most once per TTL.
+"""DedupeDeliveries: each delivery is decided at most once per TTL; a (notificationId, channel,
+address) another delivery holds goes on to the durable claim.
 
-Follows Beam's `DeduplicatePerKey`: keyed state remembers the first claim and a processing-time
-timer forgets it after the TTL. The claim records the trace and the delivery's span, so a Pub/Sub
-*redelivery* of the same message (same trace, same span) is dropped silently (its events already
-exist, with the same ids).
+Follows Beam's `DeduplicatePerKey`: keyed state remembers each delivery it saw under a key (its
+trace and span) and a processing-time timer forgets it after the TTL, so a Pub/Sub *redelivery*
+of the same message (same trace, same span) is dropped silently (its events already exist, with
+the same ids), whichever delivery holds the key.
 A delivery whose key another one holds (a second *request* with the same notificationId, another
 trace; or a second delivery of one bulk request to the same address, two users sharing an email:
 same trace, another span) goes on to the durable claim (pipelines/claims.py), which records it as
@@ -58,9 +59,9 @@ class Bucketing:
         return key if self._buckets == 0 else str(zlib.crc32(key.encode()) % self._buckets)
 
 
-Claims = dict[str, tuple[str, str, int]]
-"""dedupe key -> (claim token, span id, expiry in epoch microseconds, as timers count), for one
-bucket."""
+Claims = dict[str, dict[str, tuple[str, int]]]
+"""dedupe key -> {span id: (claim token, expiry in epoch microseconds, as timers count)} for one
+bucket: every delivery seen with that key, the first one first (the key's holder here)."""
 
 
 class _FirstClaimWins(beam.DoFn):
@@ -80,15 +81,21 @@ class _FirstClaimWins(beam.DoFn):
                 sweep=beam.DoFn.TimerParam(SWEEP)) -> Iterator[Delivery | TaggedOutput]:
         _, delivery = keyed
         claims: Claims = state.read() or {}
-        envelope, key = delivery.envelope, delivery.dedupe_key
-        holder, span, _ = claims.get(key, (None, None, None))  # held until the sweep forgets it
-        ours = span == delivery.span_id and holder is not None and holder.startswith(envelope.trace_id)
-        if holder is None or (ours and envelope.scope.replay_id and holder != envelope.claim_token):
-            expiry = Timestamp.of(time.time() + self._ttl_s)
-            if not claims:  # the bucket's first live claim: it expires first
-                sweep.set(expiry)
-            claims[key] = (envelope.claim_token, delivery.span_id, expiry.micros)
-            state.write(claims)
+        envelope = delivery.envelope
+        seen = claims.setdefault(delivery.dedupe_key, {})  # held until the sweep forgets it
+        mine = seen.get(delivery.span_id)
+        replay = mine is not None and bool(envelope.scope.replay_id) and (
+            mine[0] != envelope.claim_token)
+        if mine is not None and not replay:  # a redelivery of a delivery seen, contested or not
+            self.redelivered.inc()
+            return
+        holder = next(iter(seen.values()))[0] if seen and mine is None else None
+        expiry = Timestamp.of(time.time() + self._ttl_s)
+        if not any(claims.values()):  # the bucket's first live claim: it expires first
+            sweep.set(expiry)
+        seen[delivery.span_id] = (envelope.claim_token, expiry.micros)
+        state.write(claims)
+        if holder is None:  # the key's first delivery here, or a replay of it taking it over
             if delivery.skip is not None:
                 self.suppressed.inc()
                 yield TaggedOutput(EVENTS, delivery.event(Status.SUPPRESSED,
@@ -96,8 +103,6 @@ class _FirstClaimWins(beam.DoFn):
             else:
                 self.unique.inc()
                 yield self._route(delivery)
-        elif ours:  # its own claim, or one of its replays
-            self.redelivered.inc()
         elif delivery.skip is not None:  # never sent, so no claim can contradict this
             yield TaggedOutput(EVENTS, self._not_sent(delivery, same_request=holder.startswith(
                 envelope.trace_id)))
@@ -120,11 +125,13 @@ class _FirstClaimWins(beam.DoFn):
                sweep=beam.DoFn.TimerParam(SWEEP)) -> None:
         """Forget the claims due by the time the timer was set for (the runner's processing
         clock, which a test may drive); wake again when the oldest remaining one is due."""
-        live = {key: claim for key, claim in (state.read() or {}).items()
-                if claim[2] > fired.micros}
+        live = {key: kept for key, seen in (state.read() or {}).items()
+                if (kept := {span: claim for span, claim in seen.items()
+                             if claim[1] > fired.micros})}
         if live:
             state.write(live)
-            sweep.set(Timestamp(micros=min(expiry for *_, expiry in live.values())))
+            sweep.set(Timestamp(micros=min(expiry for seen in live.values()
+                                           for _, expiry in seen.values())))
         else:
             state.clear()
 

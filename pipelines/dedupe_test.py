@@ -83,7 +83,8 @@ def test_bulk_users_sharing_an_address_go_on_to_the_durable_claim_in_any_order()
     """Issue 9: one bulk request, two users with one email address (a family's). Both pass, in
     whichever order they come, for the durable claim to decide which one the provider gets (a
     restarted pipeline's empty state may meet them in the other order than the run that sent one);
-    a redelivery is dropped; an opted-out user sharing the address is `suppressed` either way."""
+    a redelivery of either is dropped, the second (contested) one's too, so its claim is not asked
+    again while its send is in flight; an opted-out user sharing the address is `suppressed`, once."""
     bulk = new_envelope(parse_request({**{k: v for k, v in DESIGN_BODY.items() if k != "userId"},
                                        "userIds": ["u-1", "u-2", "u-3"],
                                        "notificationType": "email"}), "svc")
@@ -92,8 +93,8 @@ def test_bulk_users_sharing_an_address_go_on_to_the_durable_claim_in_any_order()
     opted_out = Delivery(bulk, "u-3", Channel.EMAIL, "home@example.com", "h-home",
                          skip=Reason.USER_OPTED_OUT)
     assert first.span_id != second.span_id
-    stream = TestStream().add_elements([(d.dedupe_key, d) for d in (second, first, second, opted_out)]) \
-        .advance_watermark_to_infinity()
+    stream = TestStream().add_elements([(d.dedupe_key, d) for d in (
+        second, first, second, first, opted_out, opted_out)]).advance_watermark_to_infinity()
     with TestPipeline(options=streaming()) as p:
         result = p | stream | DedupeDeliveries(ttl_s=3600, route=to_unique, branches=["unique"])
         assert_that(result.unique | "Users" >> beam.Map(lambda d: d.user_id),

@@ -54,6 +54,7 @@ def test_pulls_take_up_to_their_size_at_once_and_an_empty_one_pauses_briefly(
     client = evaluator._get_subscriber_client(object())
     sizes = []
     while sum(sizes) < 150:
+        assert len(sizes) < 20, f"150 messages not read in 20 pulls: {sizes}"
         response = client.pull(subscription=subscription, max_messages=10, timeout=30)
         sizes.append(len(response.received_messages))
         client.acknowledge(subscription=subscription,

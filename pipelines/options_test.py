@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.transforms.async_dofn import AsyncWrapper
 
 from herald.settings import Settings
 from pipelines.bigquery_sink import WriteBatching
@@ -86,3 +88,11 @@ def test_settings_env_and_secrets_fill_what_the_launcher_has_no_environment_for(
 def test_settings_env_must_be_a_json_object_of_strings() -> None:
     with pytest.raises(ValueError, match="--settings_env"):
         resolve_settings(PipelineOptions(["--settings_env", '["TWILIO_FROM_NUMBER"]']))
+
+
+def test_only_a_write_step_with_concurrency_runs_on_a_pool() -> None:
+    """WriteBatching.concurrency decides the step's shape: Dataflow's plain ParDo, or the
+    DirectRunner's AsyncWrapper (which the write tests can pass either way)."""
+    dofn = beam.DoFn()
+    assert not isinstance(WriteBatching().write(dofn, "event_id").fn, AsyncWrapper)
+    assert isinstance(DIRECT_WRITE_BATCHING.write(dofn, "event_id").fn, AsyncWrapper)

@@ -238,7 +238,7 @@ def _faults_rows(faults: Mapping[str, Mapping[str, Any]]) -> list[str]:
         lines.append(f"\nNot reached, as Herald recorded it: {event['event_ts']} "
                      f"{event['notification_id']} {event['span_id'] or '-'} {event['status']} "
                      f"{event['reason'] or '-'} {event['provider_code'] or '-'} "
-                     f"{(event['detail'] or '')[:160]}")
+                     f"{' '.join((event['detail'] or '').split())[:160]}")
     return lines
 
 
