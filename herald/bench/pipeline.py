@@ -446,6 +446,9 @@ def run_faults(kind: str, env: Mapping[str, str], settings: Settings, log_dir: P
 
 TRAIL_IDS = 20
 """At most this many unreached requests get their events looked up and reported."""
+TRAIL_TIMEOUT_S = 60.0
+"""How long the trail's query may take: the local BigQuery emulator, its events table grown by
+the earlier parts, kept one retrying for over ten minutes."""
 
 
 def event_trail(settings: Settings, notification_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -457,7 +460,9 @@ def event_trail(settings: Settings, notification_ids: Sequence[str]) -> list[dic
     rows = client.query(
         f"SELECT event_ts, notification_id, span_id, status, reason, provider_code, detail "
         f"FROM `{settings.events_table}` WHERE notification_id IN UNNEST(@ids) "
-        f"ORDER BY event_ts", job_config=config).result()
+        f"ORDER BY event_ts", job_config=config, timeout=TRAIL_TIMEOUT_S,
+        retry=bigquery.DEFAULT_RETRY.with_deadline(TRAIL_TIMEOUT_S)).result(
+            timeout=TRAIL_TIMEOUT_S)
     return [{key: str(value) if value is not None else None for key, value in row.items()}
             for row in rows]
 
