@@ -39,8 +39,8 @@ def main(build: Build) -> None:
 def run_streaming(options: PipelineOptions, build: Callable[[beam.Pipeline], None]) -> None:
     """Build and run a streaming job. On the DirectRunner the job runs in this process until it is
     cancelled, its reads not blocking and its per-bundle costs cut (see pipelines/direct_runner.py).
-    On another runner (Dataflow) this returns once the job is submitted: a Flex Template launcher must exit after `run()`, or the
-    launch never completes (https://cloud.google.com/dataflow/docs/guides/templates/configuring-flex-templates)."""
+    On another runner (Dataflow) this returns once the job is submitted: a Flex Template launcher
+    must exit after `run()`, or the launch never completes (https://cloud.google.com/dataflow/docs/guides/templates/configuring-flex-templates)."""
     options.view_as(StandardOptions).streaming = True
     direct = options.view_as(StandardOptions).runner in DIRECT_RUNNERS
     if direct:
