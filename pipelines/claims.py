@@ -16,6 +16,11 @@ job; a restarted or redeployed pipeline starts empty. Before a delivery goes to 
   second SMS. Only an operator's `herald dlq replay` (a replay id in the envelope's scope) takes
   such a claim over, once: the operator has judged that the provider did not take it.
 
+A delivery planned as opted out is never sent, but it may have been sent before it was: a run
+sent it, the user replied STOP (a provider opt-out), and the run died before its `sent` event was
+written; the replay plans it opted out. So it is not recorded `suppressed` blindly: its own claim
+is read (`settle_unsent`, no write) and a send the claim records wins.
+
 The design requires this for SMS and email. Push is claimed too: the chaos test measured 1.4% of
 pushes sent twice without (a request published twice, by a timed-out edge publish that landed and
 by the outbox, whose second copy reached a restarted pipeline), against a bar of 0.1%; the price is
@@ -56,6 +61,8 @@ class Verdict(StrEnum):
     ALREADY_SENT = "already_sent"
     ALREADY_FAILED = "already_failed"
     OUTCOME_UNKNOWN = "outcome_unknown"
+    UNCLAIMED = "unclaimed"
+    """An opted-out delivery that no earlier run claimed: nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,33 @@ class SendClaims:
             return Claim(Verdict.SEND)
         except exceptions.FailedPrecondition:
             return Claim(Verdict.OUTCOME_UNKNOWN)
+
+    def settle_unsent(self, requests: Sequence[tuple[str, Envelope, str]]) -> list[Claim]:
+        """What each (dedupe_key, envelope, span_id) of a delivery that will not be sent (opted
+        out) ends as, by its own claim, in one read and no write: ALREADY_SENT or ALREADY_FAILED
+        when an earlier run of this request got that far; OUTCOME_UNKNOWN when one died mid-send
+        (as `claim` judges it); UNCLAIMED otherwise, whoever else holds the address (a sibling's
+        or another request's claim says nothing about this delivery, so its status does not
+        depend on which of them a run met first)."""
+        docs = [self._doc(dedupe_key) for dedupe_key, _, _ in requests]
+        held = {snapshot.id: snapshot.to_dict() or {}
+                for snapshot in self._client.get_all(docs) if snapshot.exists}
+        return [self._judge_unsent(held.get(doc.id, {}), envelope, span_id)
+                for doc, (_, envelope, span_id) in zip(docs, requests, strict=True)]
+
+    @staticmethod
+    def _judge_unsent(held: dict[str, Any], envelope: Envelope, span_id: str) -> Claim:
+        if held.get("trace_id") != envelope.trace_id or held.get("span_id") != span_id:
+            return Claim(Verdict.UNCLAIMED)
+        if held.get("state") == "sent":
+            return Claim(Verdict.ALREADY_SENT, held.get("provider_message_id"))
+        if held.get("state") == "failed":
+            return Claim(Verdict.ALREADY_FAILED, provider_code=held.get("provider_code"))
+        if held.get("holder") == envelope.claim_token or not envelope.scope.replay_id:
+            return Claim(Verdict.OUTCOME_UNKNOWN)
+        # A replay (an operator's, or a deferred resend) of a send that never completed: the
+        # operator judged, or the provider said, that it was not taken, and now it is opted out.
+        return Claim(Verdict.UNCLAIMED)
 
     @staticmethod
     def sent(provider_message_id: str | None) -> dict[str, Any]:

@@ -105,3 +105,25 @@ def test_another_delivery_of_the_same_request_to_the_address_is_a_duplicate(
     assert claims.claim("shared|email|h1", A, "span-user-1").verdict is Verdict.SEND
     assert claims.claim("shared|email|h1", A, "span-user-2").verdict is Verdict.DUPLICATE
     assert claims.claim("shared|email|h1", A, "span-user-1").verdict is Verdict.OUTCOME_UNKNOWN
+
+
+def test_an_opted_out_delivery_is_settled_by_its_own_claim_only(claims: SendClaims) -> None:
+    """Opted out now, perhaps sent before the opt-out (a STOP reply to it): its own claim's send
+    wins; another delivery's claim (a sibling's, another request's) says nothing about it."""
+    claims.claim("n-7|sms|sent", A, "span-a")
+    claims.mark_all([("n-7|sms|sent", SendClaims.sent("SM-7"))])
+    claims.claim("n-7|sms|refused", A, "span-a")
+    claims.mark_all([("n-7|sms|refused", SendClaims.failed("21211"))])
+    claims.claim("n-7|sms|unfinished", A, "span-a")
+    replay = request("trace-a", "r-1")
+    settled = claims.settle_unsent([
+        ("n-7|sms|sent", A, "span-a"), ("n-7|sms|refused", A, "span-a"),
+        ("n-7|sms|unfinished", A, "span-a"), ("n-7|sms|unfinished", replay, "span-a"),
+        ("n-7|sms|sent", A, "span-sibling"), ("n-7|sms|sent", B, "span-a"),
+        ("n-7|sms|never", A, "span-a")])
+    assert settled == [Claim(Verdict.ALREADY_SENT, "SM-7"),
+                       Claim(Verdict.ALREADY_FAILED, provider_code="21211"),
+                       Claim(Verdict.OUTCOME_UNKNOWN), Claim(Verdict.UNCLAIMED),
+                       Claim(Verdict.UNCLAIMED), Claim(Verdict.UNCLAIMED),
+                       Claim(Verdict.UNCLAIMED)]
+    assert claims.claim("n-7|sms|never", A, "span-a").verdict is Verdict.SEND  # nothing written

@@ -1,23 +1,23 @@
-"""DedupeDeliveries: each delivery is decided at most once per TTL; a (notificationId, channel,
-address) another delivery holds goes on to the durable claim.
+"""DedupeDeliveries: a Pub/Sub redelivery of a delivery already seen is dropped; every other
+delivery goes on to its send branch, where the durable claim (pipelines/claims.py) decides it.
 
 Follows Beam's `DeduplicatePerKey`: keyed state remembers each delivery it saw under a key (its
 trace and span) and a processing-time timer forgets it after the TTL, so a Pub/Sub *redelivery*
 of the same message (same trace, same span) is dropped silently (its events already exist, with
-the same ids), whichever delivery holds the key.
-A delivery whose key another one holds (a second *request* with the same notificationId, another
-trace; or a second delivery of one bulk request to the same address, two users sharing an email:
-same trace, another span) goes on to the durable claim (pipelines/claims.py), which records it as
-`duplicate`. Keyed state does not decide that: a restarted pipeline's state starts empty and may
-meet the two in the other order than the run that sent one of them, and calling the delivery the
-provider took a `duplicate` would lose its send from the analytics. Only the durable claim knows
-which of them the provider saw.
-Opted-out deliveries are claimed too and recorded here as `suppressed`, so a redelivery that is
-planned differently (the device was disabled meanwhile) cannot add a second terminal event; one
-whose address another request holds is its `duplicate`, as it always was (it is never sent, so
-no claim can say otherwise).
+the same ids), whether or not another delivery holds its address.
+A delivery whose (notificationId, channel, address) another one holds (a second *request* with
+the same notificationId, another trace; or a second delivery of one bulk request to the same
+address, two users sharing an email: same trace, another span) is counted `contested` and goes on
+too: the durable claim records it as `duplicate`. Keyed state does not decide that: a restarted
+pipeline's state starts empty and may meet the two in the other order than the run that sent one
+of them, and calling the delivery the provider took a `duplicate` would lose its send from the
+analytics. Only the durable claim knows which of them the provider saw.
+Opted-out deliveries (`Delivery.skip`) go on as well, and are remembered like any other, so a
+redelivery that is planned differently (the device was disabled meanwhile) cannot add a second
+terminal event. They are not recorded here: an earlier run may have sent one before its opt-out
+(a STOP reply), and only its claim says so (`SendClaims.settle_unsent`).
 A replay of a dead-lettered delivery (`herald dlq replay`) holds the claim under its own token
-(`Envelope.claim_token`): it passes its request's claim once, and its own redelivery is dropped.
+(`Envelope.claim_token`): it passes once, and its own redelivery is dropped.
 
 State is keyed by *bucket* (`Bucketing`): on Dataflow one bucket per dedupe key, the textbook shape.
 The DirectRunner, though, scans the timers of every key it has ever seen on each scheduling pass,
@@ -39,13 +39,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
-from herald.events import Reason, Status
 from pipelines.delivery import Delivery
-
-EVENTS = "events"
-"""Terminal events decided here: suppressed (opted out), and duplicate for an opted-out delivery
-whose address another request holds (nothing is sent either way)."""
-
 
 class Bucketing:
     """The state key of a delivery: its dedupe key (`buckets` = 0), or one of `buckets` shared
@@ -64,7 +58,7 @@ Claims = dict[str, dict[str, tuple[str, int]]]
 bucket: every delivery seen with that key, the first one first (the key's holder here)."""
 
 
-class _FirstClaimWins(beam.DoFn):
+class _DropRedeliveries(beam.DoFn):
     CLAIMS = ReadModifyWriteStateSpec("claims", PickleCoder())
     SWEEP = TimerSpec("sweep", TimeDomain.REAL_TIME)
 
@@ -72,13 +66,11 @@ class _FirstClaimWins(beam.DoFn):
         self._ttl_s = ttl_s
         self._route = route
         self.unique = Metrics.counter("herald", "deliveries_unique")
-        self.suppressed = Metrics.counter("herald", "deliveries_suppressed")
-        self.duplicates = Metrics.counter("herald", "deliveries_duplicate")
         self.contested = Metrics.counter("herald", "deliveries_contested")
         self.redelivered = Metrics.counter("herald", "deliveries_redelivered")
 
     def process(self, keyed: tuple[str, Delivery], state=beam.DoFn.StateParam(CLAIMS),
-                sweep=beam.DoFn.TimerParam(SWEEP)) -> Iterator[Delivery | TaggedOutput]:
+                sweep=beam.DoFn.TimerParam(SWEEP)) -> Iterator[TaggedOutput]:
         _, delivery = keyed
         claims: Claims = state.read() or {}
         envelope = delivery.envelope
@@ -89,36 +81,14 @@ class _FirstClaimWins(beam.DoFn):
         if mine is not None and not replay:  # a redelivery of a delivery seen, contested or not
             self.redelivered.inc()
             return
-        holder = next(iter(seen.values()))[0] if seen and mine is None else None
+        contested = bool(seen) and mine is None  # another delivery has the address
         expiry = Timestamp.of(time.time() + self._ttl_s)
         if not any(claims.values()):  # the bucket's first live claim: it expires first
             sweep.set(expiry)
         seen[delivery.span_id] = (envelope.claim_token, expiry.micros)
         state.write(claims)
-        if holder is None:  # the key's first delivery here, or a replay of it taking it over
-            if delivery.skip is not None:
-                self.suppressed.inc()
-                yield TaggedOutput(EVENTS, delivery.event(Status.SUPPRESSED,
-                                                          reason=delivery.skip.value))
-            else:
-                self.unique.inc()
-                yield self._route(delivery)
-        elif delivery.skip is not None:  # never sent, so no claim can contradict this
-            yield TaggedOutput(EVENTS, self._not_sent(delivery, same_request=holder.startswith(
-                envelope.trace_id)))
-        else:  # another delivery has the address: the durable claim decides which one sends
-            self.contested.inc()
-            yield self._route(delivery)
-
-    def _not_sent(self, delivery: Delivery, same_request: bool) -> dict:
-        """An opted-out delivery whose address another holds: `suppressed` when that one is of the
-        same request (a household member's opt-out is still theirs), else `duplicate` (a
-        sender's repeat of a notification)."""
-        if same_request:
-            self.suppressed.inc()
-            return delivery.event(Status.SUPPRESSED, reason=delivery.skip.value)
-        self.duplicates.inc()
-        return delivery.event(Status.DUPLICATE, reason=Reason.DUPLICATE_NOTIFICATION.value)
+        (self.contested if contested else self.unique).inc()
+        yield self._route(delivery)
 
     @on_timer(SWEEP)
     def expire(self, fired=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(CLAIMS),
@@ -137,8 +107,8 @@ class _FirstClaimWins(beam.DoFn):
 
 
 class DedupeDeliveries(beam.PTransform):
-    """(bucket, Delivery) pairs (keyed by `Bucketing`) -> first claims to send, tagged by `route`
-    into `branches`, and (`events`) suppressed and duplicate events."""
+    """(bucket, Delivery) pairs (keyed by `Bucketing`) -> every delivery but the redeliveries of
+    one seen within the TTL, tagged by `route` into `branches`."""
 
     def __init__(self, ttl_s: int, route: Callable[[Delivery], TaggedOutput],
                  branches: Sequence[str]) -> None:
@@ -148,5 +118,5 @@ class DedupeDeliveries(beam.PTransform):
         self._branches = tuple(branches)
 
     def expand(self, keyed_deliveries):
-        return keyed_deliveries | "FirstClaimWins" >> beam.ParDo(
-            _FirstClaimWins(self._ttl_s, self._route)).with_outputs(EVENTS, *self._branches)
+        return keyed_deliveries | "DropRedeliveries" >> beam.ParDo(
+            _DropRedeliveries(self._ttl_s, self._route)).with_outputs(*self._branches)

@@ -1,9 +1,10 @@
 """Herald's streaming delivery pipeline: Pub/Sub requests in, provider sends out, every stage to BigQuery.
 
     read requests -> parse (bad -> dead letter) -> read an audience send's page (next page's
-    message -> requests topic) -> resolve recipients in Firestore (opted out ->
-    suppressed) -> dedupe (keyed state + TTL timer) -> branch by channel and priority lane ->
-    send with the providers' SDKs -> every stage's event -> BigQuery
+    message -> requests topic) -> resolve recipients in Firestore (opted out: marked to skip)
+    -> drop redeliveries (keyed state + TTL timer) -> branch by channel and priority lane ->
+    durable claims, then send with the providers' SDKs (opted out -> suppressed) -> every
+    stage's event -> BigQuery
 
 Locally (`herald local up` starts it with the stack's environment):
     python -m pipelines.herald_pipeline --streaming
@@ -22,7 +23,7 @@ from functools import partial
 import apache_beam as beam
 
 from herald.settings import Settings
-from pipelines import audiences, dedupe, launch, recipients
+from pipelines import audiences, launch, recipients
 from pipelines.audiences import ExpandAudiences
 from pipelines.bigquery_sink import WriteRecords
 from pipelines.dedupe import Bucketing, DedupeDeliveries
@@ -60,8 +61,7 @@ class DeliverNotifications(beam.PTransform):
         sent = ({name: deduped[name] for name in BRANCH_NAMES}
                 | "SendDeliveries" >> SendDeliveries(self._settings, directory))
         events = ((parsed[DEAD_LETTER], parsed[ACCEPTED], expanded[audiences.EVENTS],
-                   resolved[recipients.EVENTS],
-                   deduped[dedupe.EVENTS], sent.events)
+                   resolved[recipients.EVENTS], sent.events)
                   | "AllEvents" >> beam.Flatten())
         dead_letters = ((parsed[DEAD_LETTERS], resolved[recipients.DEAD_LETTERS],
                          sent[DEAD_LETTERS])

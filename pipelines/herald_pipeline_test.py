@@ -48,7 +48,7 @@ from google.cloud import firestore
 
 from herald import users
 from herald.clients import state_client
-from herald.contracts import Envelope, new_envelope, parse_request
+from herald.contracts import Channel, Envelope, new_envelope, parse_request
 from herald.dead_letters import DeadLetter
 from herald.local.seed import SeedUser, demo_users, household, seed
 from herald.workload import hostile_messages
@@ -57,6 +57,7 @@ from herald.settings import Settings
 from herald.templates import TemplateStore, parse_translation
 from pipelines import resources
 from pipelines.bigquery_sink import WriteBatching
+from pipelines.directory import Directory
 from herald.contracts import HEARTBEAT_ATTRIBUTE
 from pipelines.herald_pipeline import DeliverNotifications
 from pipelines.options import HeraldOptions
@@ -174,13 +175,14 @@ def build_steps() -> list[list[Message]]:
         duplicate_of(a[1], 1, priority="high"),  # sms sent (normal) in step 1 -> duplicate (urgent lane)
         duplicate_of(a[15], 1),              # push, only device disabled -> suppressed again
         duplicate_of(a[7], 1),               # sms, marketing, user 7 opted out of it -> suppressed
-                                             # again: suppression is decided before the dedupe
+                                             # again, not a duplicate: nothing was sent
         garbage(b"[1, 2, 3]"),
         heartbeat(),
     ]
     step3 = [
         duplicate_of(b[20], 2),                  # push: dev-0 disabled (again), dev-1/dev-2 duplicate
-        duplicate_of(b[26], 2, priority="high"),  # push: unregistered dev-0 + 2 sent -> 3 duplicates
+        duplicate_of(b[26], 2, priority="high"),  # push: dev-0 disabled since step 2 -> suppressed,
+                                                  # 2 sent -> 2 duplicates
         duplicate_of(b[12], 2),                  # sms -> duplicate
         duplicate_of(b[34], 2),                  # email -> duplicate (user 34 has no phone, has email)
         redelivery_of(b[26]),                 # failed + 2 sent before: nothing new but `accepted`
@@ -210,9 +212,16 @@ class Outcome:
         return self.status in ("sent", "failed") and self.reason in (None, "provider_error")
 
     @property
-    def claimed(self) -> bool:
-        """Decided at the dedupe claim: every delivery with an address, sent or suppressed."""
+    def deduped(self) -> bool:
+        """Seen by the dedupe's keyed state, which drops its redeliveries: every delivery with an
+        address, sent or suppressed."""
         return self.address is not None
+
+    @property
+    def claimed(self) -> bool:
+        """Decided at the durable claim: a delivery with an address and not opted out (an opted-out
+        one is `suppressed` whoever holds the address, unless its own claim says it was sent)."""
+        return self.deduped and self.status != "suppressed"
 
 
 def outcomes(req: Request, users: dict[str, SeedUser], dead_tokens: set[str]) -> list[Outcome]:
@@ -254,7 +263,7 @@ def outcomes(req: Request, users: dict[str, SeedUser], dead_tokens: set[str]) ->
 class Expectation:
     rows: Counter  # (status, channel, reason) -> raw event rows, repeats of a redelivery included
     branches: Counter  # (channel, lane, status, provider_code) -> send-branch results: provider
-    # calls' sent and failed, and the duplicates the durable claim found
+    # calls' sent and failed, the duplicates the durable claim found, the opted-out suppressed
     per_trace: dict[str, Counter]  # trace -> Counter of (status, channel, reason, device_id), distinct
     raw_per_trace: dict[str, Counter]  # same, raw rows (a redelivery's repeats included)
     ledger: Counter  # (notification_id, channel, address) the sandbox must have accepted
@@ -293,7 +302,7 @@ def expect(steps: list[list[Message]], users: dict[str, SeedUser]) -> Expectatio
                 if outcome.provider_code == "UNREGISTERED":
                     failed_now.add(outcome.address)
                 if message.redelivery_of is not None:
-                    if not outcome.claimed:  # decided before the dedupe claim: same event again
+                    if not outcome.deduped:  # decided before the dedupe: same event again
                         rows[(outcome.status, outcome.channel, outcome.reason)] += 1
                         raw_per_trace[trace][(outcome.status, outcome.channel, outcome.reason,
                                               outcome.device_id)] += 1
@@ -314,6 +323,8 @@ def expect(steps: list[list[Message]], users: dict[str, SeedUser]) -> Expectatio
                                       outcome.provider_code)] += 1
                         if status == "sent":
                             ledger[key] += 1
+                elif outcome.deduped:  # opted out: its send branch reads its claim, finds none
+                    branches[(outcome.channel, LANE_OF_PRIORITY[req.priority], status, None)] += 1
                 rows[(status, outcome.channel, reason)] += 1
                 per_trace[trace][(status, outcome.channel, reason, outcome.device_id)] += 1
                 raw_per_trace[trace][(status, outcome.channel, reason, outcome.device_id)] += 1
@@ -617,6 +628,38 @@ def test_a_restarted_pipeline_does_not_resend_sms_or_email(
     assert set(ledger) == sendable and set(ledger.values()) == {1}
     sent_ids = [{e["event_id"] for e in run if e["status"] == "sent"} for run in (first, second)]
     assert sent_ids[0] == sent_ids[1] and len(sent_ids[0]) == len(sendable)
+
+
+def test_a_send_the_user_opted_out_of_afterwards_stays_sent_after_a_restart(
+        seeded_users, sandbox, fresh_resources, tmp_path) -> None:
+    """An SMS and an email are sent; the user then replies STOP and unsubscribes (the provider
+    opt-outs the callbacks record); the same requests reach a fresh pipeline (a restart whose first
+    run's events were lost, or the reconciler's replay), which now plans them opted out. Their own
+    claims say they were sent: the replay records the same `sent` events, not `suppressed` (the
+    analytics would lose a send the provider took), and the provider is not called again."""
+    chosen = [(i, channel) for channel in ("sms", "email") for i in [
+        i for i in range(1, SEEDED_USERS)
+        if [o.status for o in outcomes(Request(user(i), channel, "normal", "delivery", "x"),
+                                       seeded_users, set())] == ["sent"]][:2]]
+    assert len(chosen) == 4
+    steps = [[envelope_message(Request(user(i), channel, "normal", "delivery", f"stop-{channel}-{i}"))
+              for i, channel in chosen]]
+    _, first = run_pipeline(steps, sandbox, tmp_path / "first.json", CLOCK_LEAD_S)
+    directory = Directory(settings_for(sandbox))
+    for i, channel in chosen:
+        directory.record_opt_out(user(i), Channel(channel), "pipeline-test", "STOP", "2026-01-01T00:00:00Z")
+    try:
+        _, second = run_pipeline(steps, sandbox, tmp_path / "second.json", CLOCK_LEAD_S)
+    finally:
+        for i, channel in chosen:
+            directory.lift_opt_out(user(i), Channel(channel), "pipeline-test", "2026-01-01T00:00:00Z")
+    terminal = [{(e["event_id"], e["status"]) for e in run if e["parent_span_id"] is not None}
+                for run in (first, second)]
+    assert terminal[0] == terminal[1] and {status for _, status in terminal[0]} == {"sent"}
+    assert len(terminal[0]) == len(chosen)
+    ledger = Counter(entry.delivery.span_id for entry in sandbox.ledger.entries()
+                     if (entry.delivery.notification_id or "").startswith("stop-"))
+    assert len(ledger) == len(chosen) and set(ledger.values()) == {1}
 
 
 def test_a_restart_meeting_a_household_in_another_order_records_the_send_it_made(

@@ -139,7 +139,7 @@ _FAILURES = frozenset({Reason.UNKNOWN_USER, Reason.NO_ADDRESS})
 
 class _LookupAndPlan(beam.DoFn):
     """Input: a batch of envelopes. Output: (state key, Delivery) for every delivery with an
-    address, its opt-out (if any) in `skip`, so the claim step records each outcome once even when
+    address, its opt-out (if any) in `skip`, so the send step records each outcome once even when
     Pub/Sub redelivers the request after the user's state changed; (tagged) each request's
     `resolved` event with its number of deliveries, and terminal events for deliveries with no
     address at all. Only the deliveries the envelope's scope covers go on (see Scope)."""

@@ -123,8 +123,9 @@ class Router:
 class _SendBatch(beam.DoFn):
     """Provider calls for a batch (concurrent, retried on transient errors; each delivery claimed
     durably first); one terminal event per delivery: sent, failed (permanent, with the provider's
-    code), duplicate (claimed by another request) or dead_letter (retries exhausted, our
-    configuration refused, or a restart found the send's outcome unknown). A delivery whose
+    code), duplicate (claimed by another request), dead_letter (retries exhausted, our
+    configuration refused, or a restart found the send's outcome unknown) or, for a delivery
+    planned as opted out, suppressed (unless its claim says an earlier run sent it). A delivery whose
     provider asked Herald to wait gets a `deferred` event instead, and its terminal event comes
     from its resend.
 
@@ -148,9 +149,15 @@ class _SendBatch(beam.DoFn):
         self._templates = templates
 
     def process(self, keyed_batch: tuple[int, Iterable[Delivery]]) -> Iterator[dict | DeadLetter]:
+        batch = list(keyed_batch[1])
+        unsent = [delivery for delivery in batch if delivery.skip is not None]
+        if unsent:
+            yield from self._settle_unsent(unsent)
         to_send: list[Delivery] = []
         rendered: list[Delivery] = []
-        for delivery in keyed_batch[1]:  # before any claim: a template error is not a send
+        for delivery in batch:  # before any claim: a template error is not a send
+            if delivery.skip is not None:
+                continue
             try:
                 rendered.append(delivery.render(self._templates.get()))
             except TemplateError as error:
@@ -161,15 +168,8 @@ class _SendBatch(beam.DoFn):
         for delivery, claim in self._claim(rendered):
             if claim.verdict is Verdict.SEND:
                 to_send.append(delivery)
-            elif claim.verdict is Verdict.DUPLICATE:
-                yield delivery.event(Status.DUPLICATE, reason=Reason.DUPLICATE_NOTIFICATION.value)
-            elif claim.verdict is Verdict.ALREADY_SENT:  # a restarted pipeline replaying it
-                yield delivery.event(Status.SENT, provider_message_id=claim.provider_message_id)
-            elif claim.verdict is Verdict.ALREADY_FAILED:
-                yield delivery.event(Status.FAILED, reason=Reason.PROVIDER_ERROR.value,
-                                     provider_code=claim.provider_code)
             else:
-                yield from self._dead_letter(delivery, Reason.OUTCOME_UNKNOWN)
+                yield from self._follow(delivery, claim)
         claims = self._claims.get()
 
         def record_on_claims(settled: list[tuple[int, Outcome]]) -> None:
@@ -180,6 +180,29 @@ class _SendBatch(beam.DoFn):
                                      self._policy, on_settled=record_on_claims)
         for delivery, outcome in zip(to_send, outcomes, strict=True):
             yield from self._record(delivery, outcome)
+
+    def _settle_unsent(self, unsent: list[Delivery]) -> Iterator[dict | DeadLetter]:
+        """Opted-out deliveries: `suppressed`, unless their own claim says an earlier run sent
+        them (pipelines/claims.py, `settle_unsent`)."""
+        settled = self._claims.get().settle_unsent(
+            [(d.dedupe_key, d.envelope, d.span_id) for d in unsent])
+        for delivery, claim in zip(unsent, settled, strict=True):
+            if claim.verdict is Verdict.UNCLAIMED:
+                yield delivery.event(Status.SUPPRESSED, reason=delivery.skip.value)
+            else:
+                yield from self._follow(delivery, claim)
+
+    def _follow(self, delivery: Delivery, claim: Claim) -> Iterator[dict | DeadLetter]:
+        """The terminal event of a delivery not sent now, as its claim says."""
+        if claim.verdict is Verdict.DUPLICATE:
+            yield delivery.event(Status.DUPLICATE, reason=Reason.DUPLICATE_NOTIFICATION.value)
+        elif claim.verdict is Verdict.ALREADY_SENT:  # a restarted pipeline replaying it
+            yield delivery.event(Status.SENT, provider_message_id=claim.provider_message_id)
+        elif claim.verdict is Verdict.ALREADY_FAILED:
+            yield delivery.event(Status.FAILED, reason=Reason.PROVIDER_ERROR.value,
+                                 provider_code=claim.provider_code)
+        else:
+            yield from self._dead_letter(delivery, Reason.OUTCOME_UNKNOWN)
 
     def _claim(self, batch: list[Delivery]) -> list[tuple[Delivery, Claim]]:
         """Durable claims (pipelines/claims.py), in one BatchWrite for the whole batch."""
