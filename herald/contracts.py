@@ -504,6 +504,16 @@ class Scope:
     def covers(self, span_id: str) -> bool:
         return span_id not in self.skip_spans and self.only_span in (None, span_id)
 
+    @property
+    def takes_over_claims(self) -> bool:
+        """Whether this republish may take over its delivery's unfinished claim (one its first
+        attempt made and never marked): an operator's `herald dlq replay`, who judged the provider
+        did not take it, or a resend the provider asked for by refusing with a wait. Not a
+        quiet-hours release (QUIET_REPLAY_PREFIX): it was held before any send, so an unfinished
+        claim it meets is a run that died mid-send (a reconciler republish met quiet hours), and
+        the provider may have that message."""
+        return bool(self.replay_id) and not self.replay_id.startswith(QUIET_REPLAY_PREFIX)
+
     def to_attributes(self) -> dict[str, str]:
         attributes = {"only_span": self.only_span, "replay_id": self.replay_id}
         return {key: value for key, value in attributes.items() if value}
@@ -528,6 +538,8 @@ class Scope:
 
 
 SKIP_SPANS_FIELD = "skipSpans"
+QUIET_REPLAY_PREFIX = "quiet-"
+"""The replay id prefix of a delivery held for its user's quiet hours (pipelines/pacing.py)."""
 
 
 class Release(StrEnum):

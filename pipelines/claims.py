@@ -62,17 +62,20 @@ class Verdict(StrEnum):
     ALREADY_FAILED = "already_failed"
     OUTCOME_UNKNOWN = "outcome_unknown"
     UNCLAIMED = "unclaimed"
-    """An opted-out delivery that no earlier run claimed: nothing was sent."""
+    """An opted-out delivery that nothing of its own was sent for: no claim of its own, or one a
+    replay that takes claims over (`Scope.takes_over_claims`) may set aside."""
 
 
 @dataclass(frozen=True)
 class Claim:
     """What the claim store says about one delivery: `provider_message_id` for ALREADY_SENT,
-    the provider's `provider_code` for ALREADY_FAILED."""
+    the provider's `provider_code` and the failure's `reason` (herald.events.Reason) for
+    ALREADY_FAILED."""
 
     verdict: Verdict
     provider_message_id: str | None = None
     provider_code: str | None = None
+    reason: str | None = None
 
 
 class ClaimWriteFailed(Exception):
@@ -152,8 +155,8 @@ class SendClaims:
         if state == "sent":
             return Claim(Verdict.ALREADY_SENT, held.get("provider_message_id"))
         if state == "failed":  # the same request again: it failed, and stays failed
-            return Claim(Verdict.ALREADY_FAILED, provider_code=held.get("provider_code"))
-        if held.get("holder") == holder or not envelope.scope.replay_id:
+            return self._already_failed(held)
+        if held.get("holder") == holder or not envelope.scope.takes_over_claims:
             return Claim(Verdict.OUTCOME_UNKNOWN)
         # An operator's replay takes the claim over, once.
         return self._take_over(doc, snapshot, {}, holder, now)
@@ -188,12 +191,17 @@ class SendClaims:
         if held.get("state") == "sent":
             return Claim(Verdict.ALREADY_SENT, held.get("provider_message_id"))
         if held.get("state") == "failed":
-            return Claim(Verdict.ALREADY_FAILED, provider_code=held.get("provider_code"))
-        if held.get("holder") == envelope.claim_token or not envelope.scope.replay_id:
+            return SendClaims._already_failed(held)
+        if held.get("holder") == envelope.claim_token or not envelope.scope.takes_over_claims:
             return Claim(Verdict.OUTCOME_UNKNOWN)
         # A replay (an operator's, or a deferred resend) of a send that never completed: the
         # operator judged, or the provider said, that it was not taken, and now it is opted out.
         return Claim(Verdict.UNCLAIMED)
+
+    @staticmethod
+    def _already_failed(held: dict[str, Any]) -> Claim:
+        return Claim(Verdict.ALREADY_FAILED, provider_code=held.get("provider_code"),
+                     reason=held.get("reason"))
 
     @staticmethod
     def sent(provider_message_id: str | None) -> dict[str, Any]:
@@ -201,10 +209,11 @@ class SendClaims:
         return {"state": "sent", "provider_message_id": provider_message_id}
 
     @staticmethod
-    def failed(provider_code: str | None) -> dict[str, Any]:
-        """The mark of a delivery the provider refused outright: this request stays failed (a
-        redelivery gets the same answer), a later, corrected request may send."""
-        return {"state": "failed", "provider_code": provider_code}
+    def failed(provider_code: str | None, reason: str) -> dict[str, Any]:
+        """The mark of a delivery the provider refused outright, with its failure's reason
+        (herald.events.Reason): this request stays failed (a redelivery gets the same answer and
+        reason), a later, corrected request may send."""
+        return {"state": "failed", "provider_code": provider_code, "reason": reason}
 
     def mark_all(self, marks: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Record (dedupe_key, `sent(...)` or `failed(...)`) on each delivery's claim, in BatchWrite

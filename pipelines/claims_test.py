@@ -60,9 +60,9 @@ def test_a_replay_takes_an_unfinished_claim_over_once(claims: SendClaims) -> Non
 
 def test_a_refused_delivery_stays_failed_and_a_later_request_may_send(claims: SendClaims) -> None:
     claims.claim("n-4|sms|h1", A, "span-a")
-    claims.mark_all([("n-4|sms|h1", SendClaims.failed("21211"))])
+    claims.mark_all([("n-4|sms|h1", SendClaims.failed("21211", "provider_error"))])
     again = claims.claim("n-4|sms|h1", A, "span-a")
-    assert (again.verdict, again.provider_code) == (Verdict.ALREADY_FAILED, "21211")
+    assert again == Claim(Verdict.ALREADY_FAILED, provider_code="21211", reason="provider_error")
     assert claims.claim("n-4|sms|h1", B, "span-b").verdict is Verdict.SEND
     assert claims.claim("n-4|sms|h1", A, "span-a").verdict is Verdict.DUPLICATE  # B holds it now
     # B's own repeat (a redelivery, a deferred resend) is judged as B's, not as another span's.
@@ -112,18 +112,51 @@ def test_an_opted_out_delivery_is_settled_by_its_own_claim_only(claims: SendClai
     wins; another delivery's claim (a sibling's, another request's) says nothing about it."""
     claims.claim("n-7|sms|sent", A, "span-a")
     claims.mark_all([("n-7|sms|sent", SendClaims.sent("SM-7"))])
-    claims.claim("n-7|sms|refused", A, "span-a")
-    claims.mark_all([("n-7|sms|refused", SendClaims.failed("21211"))])
+    claims.claim("n-7|sms|stopped", A, "span-a")  # Twilio 21610: the recipient had replied STOP
+    claims.mark_all([("n-7|sms|stopped", SendClaims.failed("21610", "provider_opted_out"))])
     claims.claim("n-7|sms|unfinished", A, "span-a")
-    replay = request("trace-a", "r-1")
+    replay, quiet = request("trace-a", "r-1"), request("trace-a", "quiet-span-a")
     settled = claims.settle_unsent([
-        ("n-7|sms|sent", A, "span-a"), ("n-7|sms|refused", A, "span-a"),
+        ("n-7|sms|sent", A, "span-a"), ("n-7|sms|stopped", A, "span-a"),
         ("n-7|sms|unfinished", A, "span-a"), ("n-7|sms|unfinished", replay, "span-a"),
+        ("n-7|sms|unfinished", quiet, "span-a"),
         ("n-7|sms|sent", A, "span-sibling"), ("n-7|sms|sent", B, "span-a"),
         ("n-7|sms|never", A, "span-a")])
     assert settled == [Claim(Verdict.ALREADY_SENT, "SM-7"),
-                       Claim(Verdict.ALREADY_FAILED, provider_code="21211"),
+                       Claim(Verdict.ALREADY_FAILED, provider_code="21610",
+                             reason="provider_opted_out"),
                        Claim(Verdict.OUTCOME_UNKNOWN), Claim(Verdict.UNCLAIMED),
+                       Claim(Verdict.OUTCOME_UNKNOWN),  # a quiet-hours release proves nothing
                        Claim(Verdict.UNCLAIMED), Claim(Verdict.UNCLAIMED),
                        Claim(Verdict.UNCLAIMED)]
     assert claims.claim("n-7|sms|never", A, "span-a").verdict is Verdict.SEND  # nothing written
+
+
+def test_an_opted_out_replay_that_took_the_claim_over_and_died_is_an_unknown_outcome(
+        claims: SendClaims) -> None:
+    """An operator's replay took an unfinished claim over and its run died mid-send; its own
+    redelivery, now opted out, cannot know whether the provider has it. The original request's
+    opted-out copy is not the claim's holder any more, and judged the same way."""
+    claims.claim("n-8|sms|h1", A, "span-a")
+    replay = request("trace-a", "r-1")
+    assert claims.claim("n-8|sms|h1", replay, "span-a").verdict is Verdict.SEND
+    assert claims.settle_unsent([("n-8|sms|h1", replay, "span-a"), ("n-8|sms|h1", A, "span-a")]) \
+        == [Claim(Verdict.OUTCOME_UNKNOWN), Claim(Verdict.OUTCOME_UNKNOWN)]
+
+
+def test_a_claim_a_later_request_took_over_says_nothing_of_the_first(claims: SendClaims) -> None:
+    claims.claim("n-9|sms|h1", A, "span-a")
+    claims.mark_all([("n-9|sms|h1", SendClaims.failed("21211", "provider_error"))])
+    assert claims.claim("n-9|sms|h1", B, "span-b").verdict is Verdict.SEND
+    assert claims.settle_unsent([("n-9|sms|h1", A, "span-a")]) == [Claim(Verdict.UNCLAIMED)]
+
+
+def test_a_quiet_hours_release_does_not_take_over_a_claim_a_dead_run_left(
+        claims: SendClaims) -> None:
+    """A run claimed an SMS at 21:59 and died mid-send; the reconciler's republish met the user's
+    quiet hours and was held; at its release the provider may have the first send: unknown, not
+    a second send (an operator's replay still may take it over)."""
+    claims.claim("n-10|sms|h1", A, "span-a")
+    assert claims.claim("n-10|sms|h1", request("trace-a", "quiet-span-a"), "span-a").verdict \
+        is Verdict.OUTCOME_UNKNOWN
+    assert claims.claim("n-10|sms|h1", request("trace-a", "r-1"), "span-a").verdict is Verdict.SEND

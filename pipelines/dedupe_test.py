@@ -24,8 +24,8 @@ BUCKETINGS = pytest.mark.parametrize("buckets", [0, 2], ids=["key per delivery",
 
 
 def keyed(buckets: int):
-    def delivery(envelope, address="a@example.com"):
-        item = Delivery(envelope, "u-1", Channel.EMAIL, address, f"h-{address}")
+    def delivery(envelope, address="a@example.com", skip=None):
+        item = Delivery(envelope, "u-1", Channel.EMAIL, address, f"h-{address}", skip=skip)
         return Bucketing(buckets)(item), item
     return delivery
 
@@ -46,13 +46,15 @@ def to_unique(item: Delivery) -> TaggedOutput:
 
 
 @BUCKETINGS
-def test_first_claim_wins_and_every_element_is_accounted_for(buckets: int) -> None:
-    first, retry, other, delivery = email(), email(), email("n-2"), keyed(buckets)
+def test_only_redeliveries_are_dropped_and_every_other_delivery_goes_on(buckets: int) -> None:
+    first, retry, other, opted_out, delivery = (email(), email(), email("n-2"), email(),
+                                                keyed(buckets))
     inputs = [
         delivery(first), delivery(first, "b@example.com"),  # two addresses: both unique
         delivery(retry),                                     # same id, another request: contested
         delivery(first),                                     # Pub/Sub redelivery: dropped silently
         delivery(other),                                     # another notification: unique
+        delivery(opted_out, skip=Reason.USER_OPTED_OUT),    # same id, opted out: goes on too
     ]
     stream = TestStream().add_elements(inputs[:2]).advance_watermark_to(10) \
         .add_elements(inputs[2:]).advance_watermark_to_infinity()
@@ -60,7 +62,8 @@ def test_first_claim_wins_and_every_element_is_accounted_for(buckets: int) -> No
         result = p | stream | DedupeDeliveries(ttl_s=3600, route=to_unique, branches=["unique"])
         assert_that(result.unique | "UniqueSpans" >> beam.Map(lambda d: (d.envelope.trace_id, d.address)),
                     equal_to([(first.trace_id, "a@example.com"), (first.trace_id, "b@example.com"),
-                              (retry.trace_id, "a@example.com"), (other.trace_id, "a@example.com")]),
+                              (retry.trace_id, "a@example.com"), (other.trace_id, "a@example.com"),
+                              (opted_out.trace_id, "a@example.com")]),
                     label="unique")
 
 

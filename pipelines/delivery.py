@@ -26,7 +26,8 @@ class Delivery:
     platform: Platform | None = None
     device_id: str | None = None
     skip: Reason | None = None
-    """Why it must not be sent (an opt-out), decided when planned and recorded once claimed."""
+    """Why it must not be sent (an opt-out), decided when planned; the send step records it as
+    `suppressed` unless the delivery's own claim says an earlier run sent it."""
     recipient_locale: str | None = None
     """The user's `locale`: picks a templated request's translation."""
     rendered: Rendered | None = None

@@ -632,34 +632,57 @@ def test_a_restarted_pipeline_does_not_resend_sms_or_email(
 
 def test_a_send_the_user_opted_out_of_afterwards_stays_sent_after_a_restart(
         seeded_users, sandbox, fresh_resources, tmp_path) -> None:
-    """An SMS and an email are sent; the user then replies STOP and unsubscribes (the provider
-    opt-outs the callbacks record); the same requests reach a fresh pipeline (a restart whose first
-    run's events were lost, or the reconciler's replay), which now plans them opted out. Their own
-    claims say they were sent: the replay records the same `sent` events, not `suppressed` (the
-    analytics would lose a send the provider took), and the provider is not called again."""
-    chosen = [(i, channel) for channel in ("sms", "email") for i in [
+    """SMS and emails are sent, one of them templated (in German); the users then reply STOP and
+    unsubscribe (the provider opt-outs the callbacks record); the same requests reach a fresh
+    pipeline (a restart whose first run's events were lost, or the reconciler's replay), which now
+    plans them opted out, as it plans a new request to the same users in that run. Their own claims
+    say they were sent: the replay records the same `sent` events, locale included, not
+    `suppressed` (the analytics would lose a send the provider took), and the provider is not
+    called again."""
+    chosen = [(user(i), channel) for channel in ("sms", "email") for i in [
         i for i in range(1, SEEDED_USERS)
         if [o.status for o in outcomes(Request(user(i), channel, "normal", "delivery", "x"),
                                        seeded_users, set())] == ["sent"]][:2]]
     assert len(chosen) == 4
-    steps = [[envelope_message(Request(user(i), channel, "normal", "delivery", f"stop-{channel}-{i}"))
-              for i, channel in chosen]]
-    _, first = run_pipeline(steps, sandbox, tmp_path / "first.json", CLOCK_LEAD_S)
+    client = firestore.Client(project=PROJECT)
+    users.user_ref(client, "stop-tpl").set({users.EMAIL: "stop-tpl@example.com",
+                                            users.LOCALE: "de-AT"})
+    store = TemplateStore(state_client(settings_for(sandbox)))
+    for locale, body in TRANSLATIONS.items():
+        store.put("order_shipped", locale, parse_translation(body), body.get("default", False))
+    first_requests = [envelope_message(Request(u, channel, "normal", "delivery", f"stop-{channel}-{u}"))
+                      for u, channel in chosen]
+    first_requests.append(templated_message("stop-tpl-email", "email", ["stop-tpl"], orderId="A-19"))
+    later_requests = [envelope_message(Request(u, channel, "normal", "delivery", f"later-{channel}-{u}"))
+                      for u, channel in chosen]
+    _, first = run_pipeline([first_requests], sandbox, tmp_path / "first.json", CLOCK_LEAD_S)
     directory = Directory(settings_for(sandbox))
-    for i, channel in chosen:
-        directory.record_opt_out(user(i), Channel(channel), "pipeline-test", "STOP", "2026-01-01T00:00:00Z")
+    opted_out = [*chosen, ("stop-tpl", "email")]
+    for user_id, channel in opted_out:
+        directory.record_opt_out(user_id, Channel(channel), "pipeline-test", "STOP",
+                                 "2026-01-01T00:00:00Z")
     try:
-        _, second = run_pipeline(steps, sandbox, tmp_path / "second.json", CLOCK_LEAD_S)
+        _, second = run_pipeline([first_requests + later_requests], sandbox,
+                                 tmp_path / "second.json", CLOCK_LEAD_S)
     finally:
-        for i, channel in chosen:
-            directory.lift_opt_out(user(i), Channel(channel), "pipeline-test", "2026-01-01T00:00:00Z")
-    terminal = [{(e["event_id"], e["status"]) for e in run if e["parent_span_id"] is not None}
-                for run in (first, second)]
-    assert terminal[0] == terminal[1] and {status for _, status in terminal[0]} == {"sent"}
-    assert len(terminal[0]) == len(chosen)
+        for user_id, channel in opted_out:
+            directory.lift_opt_out(user_id, Channel(channel), "pipeline-test",
+                                   "2026-01-01T00:00:00Z")
+
+    def terminal(run: list[dict], prefix: str) -> set[tuple]:
+        return {(e["event_id"], e["status"], e["reason"], e["provider_message_id"], e["locale"])
+                for e in run if e["parent_span_id"] is not None
+                and e["notification_id"].startswith(prefix)}
+
+    assert terminal(first, "stop-") == terminal(second, "stop-")
+    assert [(row[1], row[4]) for row in terminal(first, "stop-tpl")] == [("sent", "de")]
+    assert [row[1] for row in terminal(first, "stop-")] == ["sent"] * len(opted_out)
+    # The opt-outs were in force in the second run: its new requests to the same users are not sent.
+    assert {row[1:3] for row in terminal(second, "later-")} == {("suppressed", "provider_opted_out")}
+    assert len(terminal(second, "later-")) == len(chosen)
     ledger = Counter(entry.delivery.span_id for entry in sandbox.ledger.entries()
-                     if (entry.delivery.notification_id or "").startswith("stop-"))
-    assert len(ledger) == len(chosen) and set(ledger.values()) == {1}
+                     if (entry.delivery.notification_id or "").startswith(("stop-", "later-")))
+    assert len(ledger) == len(opted_out) and set(ledger.values()) == {1}
 
 
 def test_a_restart_meeting_a_household_in_another_order_records_the_send_it_made(

@@ -17,16 +17,13 @@ from typing import Any, Iterator, Mapping
 
 from google.api_core import exceptions
 
-from herald.contracts import Envelope, Priority, Scope
+from herald.contracts import QUIET_REPLAY_PREFIX, Envelope, Priority, Scope
 from herald.events import Reason, Status
 from ingest_function.outbox import Outbox
 from pipelines.delivery import Delivery
 from pipelines.frequency import FrequencyCaps
 from pipelines.quiet_hours import quiet_until, user_zone
 from pipelines.resources import ProcessResource
-
-QUIET_REPLAY = "quiet-"
-"""Replay id prefix of a delivery released at the end of quiet hours."""
 
 Planned = tuple[Delivery, Reason | None]
 
@@ -55,7 +52,7 @@ class Pacing:
                 user = users.get(user_id) or {}
                 if caps.applies(envelope) and caps.capped(envelope, user_id, user_zone(user), now):
                     capped.add(user_id)
-                elif not (envelope.scope.replay_id or "").startswith(QUIET_REPLAY):
+                elif not (envelope.scope.replay_id or "").startswith(QUIET_REPLAY_PREFIX):
                     quiet[user_id] = quiet_until(user, now)
         for delivery, reason in planned:
             if delivery.user_id in capped and reason is None:
@@ -68,7 +65,7 @@ class Pacing:
     def defer(self, delivery: Delivery, until: datetime) -> dict[str, Any]:
         """Hold one delivery in the outbox until `until`; its `deferred` event."""
         envelope = dataclasses.replace(delivery.envelope, scope=Scope(
-            only_span=delivery.span_id, replay_id=f"{QUIET_REPLAY}{delivery.span_id}"))
+            only_span=delivery.span_id, replay_id=f"{QUIET_REPLAY_PREFIX}{delivery.span_id}"))
         try:
             self._outbox.get().defer(envelope, self._source_topic_path, until, "quiet hours")
         except exceptions.AlreadyExists:

@@ -18,12 +18,11 @@ from apache_beam.testing.test_stream import TestStream as BeamTestStream
 from apache_beam.testing.util import assert_that, equal_to
 
 from herald.clients import firestore_client, state_client
-from herald.contracts import Scope, new_envelope, parse_request
+from herald.contracts import QUIET_REPLAY_PREFIX, Scope, new_envelope, parse_request
 from herald.contracts_test import DESIGN_BODY
 from herald.settings import Settings
 from ingest_function.outbox import COLLECTION
 from pipelines.directory import Directory
-from pipelines.pacing import QUIET_REPLAY
 from pipelines.recipients import EVENTS, ResolveRecipients
 from pipelines.resources import ProcessResource
 
@@ -66,7 +65,7 @@ def test_quiet_hours_defer_routine_and_caps_suppress_over_the_limit(firestore_em
                               (first.trace_id, None)]), label="planned")
     [entry] = [doc.to_dict() for doc in state_client(settings).collection(COLLECTION).stream()]
     assert (entry["not_before"], entry["attributes"]["trace_id"]) == (end, routine.trace_id)
-    assert entry["attributes"]["replay_id"].startswith(QUIET_REPLAY)
+    assert entry["attributes"]["replay_id"].startswith(QUIET_REPLAY_PREFIX)
 
     released = dataclasses.replace(routine, scope=Scope(only_span=entry["attributes"]["only_span"],
                                                         replay_id=entry["attributes"]["replay_id"]))

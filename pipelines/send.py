@@ -25,7 +25,7 @@ from herald.clients import state_client
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Priority, Scope
 from herald.dead_letters import DeadLetter
 from herald.events import Reason, Status
-from herald.providers.base import ErrorClass, Sender
+from herald.providers.base import ErrorClass, Sender, SendResult
 from herald.providers.fcm.sender import FcmSender
 from herald.providers.retry import Outcome, RetryPolicy, send_with_retries
 from herald.providers.sendgrid.sender import SendGridSender
@@ -183,14 +183,19 @@ class _SendBatch(beam.DoFn):
 
     def _settle_unsent(self, unsent: list[Delivery]) -> Iterator[dict | DeadLetter]:
         """Opted-out deliveries: `suppressed`, unless their own claim says an earlier run sent
-        them (pipelines/claims.py, `settle_unsent`)."""
+        them (pipelines/claims.py, `settle_unsent`); then their event is the one that run wrote,
+        rendered the same way (its `locale`)."""
         settled = self._claims.get().settle_unsent(
             [(d.dedupe_key, d.envelope, d.span_id) for d in unsent])
         for delivery, claim in zip(unsent, settled, strict=True):
             if claim.verdict is Verdict.UNCLAIMED:
                 yield delivery.event(Status.SUPPRESSED, reason=delivery.skip.value)
-            else:
-                yield from self._follow(delivery, claim)
+                continue
+            try:
+                delivery = delivery.render(self._templates.get())
+            except TemplateError:
+                pass  # the template changed since; the event goes without its locale
+            yield from self._follow(delivery, claim)
 
     def _follow(self, delivery: Delivery, claim: Claim) -> Iterator[dict | DeadLetter]:
         """The terminal event of a delivery not sent now, as its claim says."""
@@ -199,7 +204,7 @@ class _SendBatch(beam.DoFn):
         elif claim.verdict is Verdict.ALREADY_SENT:  # a restarted pipeline replaying it
             yield delivery.event(Status.SENT, provider_message_id=claim.provider_message_id)
         elif claim.verdict is Verdict.ALREADY_FAILED:
-            yield delivery.event(Status.FAILED, reason=Reason.PROVIDER_ERROR.value,
+            yield delivery.event(Status.FAILED, reason=claim.reason or Reason.PROVIDER_ERROR.value,
                                  provider_code=claim.provider_code)
         else:
             yield from self._dead_letter(delivery, Reason.OUTCOME_UNKNOWN)
@@ -223,7 +228,7 @@ class _SendBatch(beam.DoFn):
         if result.error_class is ErrorClass.OPTED_OUT:
             self._directory.get().record_opt_out(delivery.user_id, delivery.channel,
                                                  delivery.provider, result.error_code or "")
-            yield delivery.event(Status.FAILED, reason=Reason.PROVIDER_OPTED_OUT.value,
+            yield delivery.event(Status.FAILED, reason=_failure_reason(result).value,
                                  event_ts=result.at, **error)
         elif result.error_class is ErrorClass.CONFIGURATION:
             logger.error("%s refused Herald's configuration (%s: %s); delivery %s parked for "
@@ -275,7 +280,14 @@ def _claim_mark(outcome: Outcome) -> dict[str, Any] | None:
     if outcome.exhausted or outcome.deferred or (
             outcome.result.error_class is ErrorClass.CONFIGURATION):
         return None
-    return SendClaims.failed(outcome.result.error_code)
+    return SendClaims.failed(outcome.result.error_code, _failure_reason(outcome.result).value)
+
+
+def _failure_reason(result: SendResult) -> Reason:
+    """The reason of a delivery its provider refused outright: the recipient opted out at the
+    provider (Twilio 21610), or another provider error."""
+    return (Reason.PROVIDER_OPTED_OUT if result.error_class is ErrorClass.OPTED_OUT
+            else Reason.PROVIDER_ERROR)
 
 
 def redact(message: str | None, address: str | None) -> str | None:

@@ -3,6 +3,7 @@ the real Firestore emulator); the send branches themselves are counted in herald
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime, timezone
 from functools import partial
@@ -70,14 +71,17 @@ def world(firestore_emulator: str):
     return settings, users
 
 
-def run(settings: Settings, channel: Channel, error: ProviderError | None):
+def run(settings: Settings, channel: Channel, error: ProviderError | None,
+        delivery: Delivery | None = None):
+    """One delivery of a new request on `channel` (or `delivery`) through the send step, its
+    provider answering `error` (None: accepted)."""
     envelope = new_envelope(parse_request({**DESIGN_BODY, "userId": "u-1",
                                            "notificationType": channel.value}), "svc")
     address = {Channel.PUSH: "tok-1", Channel.SMS: "+15550000001",
                Channel.EMAIL: "a@example.com"}[channel]
-    delivery = Delivery(envelope, "u-1", channel, address, "hash-" + channel.value,
-                        Platform.IOS if channel is Channel.PUSH else None,
-                        "d-1" if channel is Channel.PUSH else None)
+    delivery = delivery or Delivery(envelope, "u-1", channel, address, "hash-" + channel.value,
+                                    Platform.IOS if channel is Channel.PUSH else None,
+                                    "d-1" if channel is Channel.PUSH else None)
     sender = OneAnswer(error)
     step = _SendBatch(ProcessResource(lambda: sender),
                       ProcessResource(partial(Directory, settings)),
@@ -109,6 +113,13 @@ def test_a_twilio_opt_out_is_recorded_and_suppresses_the_next_sms(world) -> None
                                             "notificationType": "sms"}), "svc")
     [(_, reason)] = plan_deliveries(following, "u-1", user, {}, b"k")
     assert reason is Reason.PROVIDER_OPTED_OUT
+    # A replay of the failed SMS (its run died before the event was written) is planned opted out
+    # now; its claim gives back the same failure, reason included, with no provider call.
+    _, [again], _, sender = run(settings, Channel.SMS, None,
+                                dataclasses.replace(delivery, skip=Reason.PROVIDER_OPTED_OUT))
+    assert sender.calls == 0
+    assert {key: again[key] for key in ("event_id", "status", "reason", "provider_code")} == {
+        key: event[key] for key in ("event_id", "status", "reason", "provider_code")}
 
 
 def test_sender_id_mismatch_disables_nothing_and_is_parked_for_an_operator(world, caplog) -> None:
