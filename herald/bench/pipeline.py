@@ -34,8 +34,10 @@ from herald.bench import opcount
 from herald.bench.memory import CpuWindow, RssSampler
 from herald.bench.profile import EXECUTOR_THREAD, Profiler
 from herald.clients import bigquery_client
+from herald import dead_letters
 from herald.contracts import new_envelope, parse_request
 from herald.local import processes, stack
+from herald.local import provision
 from herald.local.provision import ACK_DEADLINE_S
 from herald.settings import Settings
 
@@ -80,6 +82,19 @@ def delete_subscription(settings: Settings, name: str) -> None:
         pass
     finally:
         subscriber.close()
+
+
+def empty_tables(settings: Settings) -> None:
+    """The stack's BigQuery tables (events, dead letters, the FCM export) dropped and created
+    again, empty. The BigQuery emulator keeps every row in memory and grew with each insert to
+    19 GB, where the kernel killed it, within one full run; each part reads only what it wrote
+    itself, so each starts on empty tables."""
+    client = bigquery_client(settings)
+    for table in (settings.events_table, settings.table(dead_letters.DEAD_LETTERS_TABLE),
+                  settings.fcm_export_table_id):
+        client.delete_table(table, not_found_ok=True)
+    client.close()
+    provision.create_tables(settings)
 
 
 def start_pipeline(name: str, subscription: str, env: Mapping[str, str], log_dir: Path,
