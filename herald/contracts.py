@@ -505,6 +505,12 @@ class Scope:
         return span_id not in self.skip_spans and self.only_span in (None, span_id)
 
     @property
+    def quiet_release(self) -> bool:
+        """Whether this republish is a delivery held for its user's quiet hours, now released
+        (pipelines/pacing.py): it is not held again."""
+        return (self.replay_id or "").startswith(QUIET_REPLAY_PREFIX)
+
+    @property
     def takes_over_claims(self) -> bool:
         """Whether this republish may take over its delivery's unfinished claim (one its first
         attempt made and never marked): an operator's `herald dlq replay`, who judged the provider
@@ -512,7 +518,7 @@ class Scope:
         quiet-hours release (QUIET_REPLAY_PREFIX): it was held before any send, so an unfinished
         claim it meets is a run that died mid-send (a reconciler republish met quiet hours), and
         the provider may have that message."""
-        return bool(self.replay_id) and not self.replay_id.startswith(QUIET_REPLAY_PREFIX)
+        return bool(self.replay_id) and not self.quiet_release
 
     def to_attributes(self) -> dict[str, str]:
         attributes = {"only_span": self.only_span, "replay_id": self.replay_id}

@@ -152,14 +152,8 @@ class SendClaims:
             return self._take_over(doc, snapshot, {"trace_id": envelope.trace_id,
                                                    "span_id": span_id, "state": "claimed"},
                                    holder, now)
-        if state == "sent":
-            return Claim(Verdict.ALREADY_SENT, held.get("provider_message_id"))
-        if state == "failed":  # the same request again: it failed, and stays failed
-            return self._already_failed(held)
-        if held.get("holder") == holder or not envelope.scope.takes_over_claims:
-            return Claim(Verdict.OUTCOME_UNKNOWN)
-        # An operator's replay takes the claim over, once.
-        return self._take_over(doc, snapshot, {}, holder, now)
+        # Its own claim: what an earlier run got to, else an operator's replay takes it over, once.
+        return self._judge_own(held, envelope) or self._take_over(doc, snapshot, {}, holder, now)
 
     def _take_over(self, doc: firestore.DocumentReference, snapshot: firestore.DocumentSnapshot,
                    changes: dict, holder: str, now: datetime) -> Claim:
@@ -188,20 +182,23 @@ class SendClaims:
     def _judge_unsent(held: dict[str, Any], envelope: Envelope, span_id: str) -> Claim:
         if held.get("trace_id") != envelope.trace_id or held.get("span_id") != span_id:
             return Claim(Verdict.UNCLAIMED)
-        if held.get("state") == "sent":
-            return Claim(Verdict.ALREADY_SENT, held.get("provider_message_id"))
-        if held.get("state") == "failed":
-            return SendClaims._already_failed(held)
-        if held.get("holder") == envelope.claim_token or not envelope.scope.takes_over_claims:
-            return Claim(Verdict.OUTCOME_UNKNOWN)
-        # A replay (an operator's, or a deferred resend) of a send that never completed: the
-        # operator judged, or the provider said, that it was not taken, and now it is opted out.
-        return Claim(Verdict.UNCLAIMED)
+        # None: a replay (an operator's, or a deferred resend) of a send that never completed;
+        # the operator judged, or the provider said, that it was not taken, and now it is opted out.
+        return SendClaims._judge_own(held, envelope) or Claim(Verdict.UNCLAIMED)
 
     @staticmethod
-    def _already_failed(held: dict[str, Any]) -> Claim:
-        return Claim(Verdict.ALREADY_FAILED, provider_code=held.get("provider_code"),
-                     reason=held.get("reason"))
+    def _judge_own(held: dict[str, Any], envelope: Envelope) -> Claim | None:
+        """The verdict on the delivery's own claim (this request, this span): what an earlier
+        run got to; None for an unfinished claim that this replay may take over
+        (`Scope.takes_over_claims`)."""
+        if held.get("state") == "sent":
+            return Claim(Verdict.ALREADY_SENT, held.get("provider_message_id"))
+        if held.get("state") == "failed":  # the same request again: it failed, and stays failed
+            return Claim(Verdict.ALREADY_FAILED, provider_code=held.get("provider_code"),
+                         reason=held.get("reason"))
+        if held.get("holder") == envelope.claim_token or not envelope.scope.takes_over_claims:
+            return Claim(Verdict.OUTCOME_UNKNOWN)
+        return None
 
     @staticmethod
     def sent(provider_message_id: str | None) -> dict[str, Any]:

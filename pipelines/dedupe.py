@@ -55,7 +55,7 @@ class Bucketing:
 
 Claims = dict[str, dict[str, tuple[str, int]]]
 """dedupe key -> {span id: (claim token, expiry in epoch microseconds, as timers count)} for one
-bucket: every delivery seen with that key, the first one first (the key's holder here)."""
+bucket: every delivery seen with that key, so their redeliveries are dropped."""
 
 
 class _DropRedeliveries(beam.DoFn):

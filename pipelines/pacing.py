@@ -52,7 +52,7 @@ class Pacing:
                 user = users.get(user_id) or {}
                 if caps.applies(envelope) and caps.capped(envelope, user_id, user_zone(user), now):
                     capped.add(user_id)
-                elif not (envelope.scope.replay_id or "").startswith(QUIET_REPLAY_PREFIX):
+                elif not envelope.scope.quiet_release:
                     quiet[user_id] = quiet_until(user, now)
         for delivery, reason in planned:
             if delivery.user_id in capped and reason is None:

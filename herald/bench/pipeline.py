@@ -33,11 +33,10 @@ from herald.bench.load import OpenLoopResult, open_loop
 from herald.bench import opcount
 from herald.bench.memory import CpuWindow, RssSampler
 from herald.bench.profile import EXECUTOR_THREAD, Profiler
-from herald.clients import bigquery_client
 from herald import dead_letters
+from herald.clients import bigquery_client
 from herald.contracts import new_envelope, parse_request
-from herald.local import processes, stack
-from herald.local import provision
+from herald.local import processes, provision, stack
 from herald.local.provision import ACK_DEADLINE_S
 from herald.settings import Settings
 
