@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from herald.dead_letters import REPLAYABLE_REASONS
 from herald.local.processes import StackError
 
 
@@ -228,9 +229,10 @@ def parser() -> argparse.ArgumentParser:
                               ).add_subparsers(dest="action", required=True)
     dlq_replay = dlq.add_parser("replay", help="send parked items back through (a delivery: "
                                 "that delivery only), once their cause is fixed")
-    dlq_replay.add_argument("--reason", action="append", help="only items parked for this reason "
-                            "(retries_exhausted, outcome_unknown, invalid_message, unreconciled); "
-                            "repeatable")
+    dlq_replay.add_argument("--reason", action="append",
+                            choices=[reason.value for reason in REPLAYABLE_REASONS],
+                            metavar="REASON", help="only items parked for this reason ("
+                            f"{', '.join(REPLAYABLE_REASONS)}); repeatable")
     dlq_replay.add_argument("--limit", type=int, default=None, help="replay at most N items")
     _add_ops_flags(dlq_replay, "project", "dead_letter_topic")
     dlq_replay.set_defaults(handler=_dlq_replay)

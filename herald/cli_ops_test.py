@@ -13,6 +13,7 @@ from typing import Iterator
 import pytest
 
 from herald.cli import OPS_SETTINGS, main
+from herald.dead_letters import REPLAYABLE_REASONS
 from herald.dlq_test import delivery, park
 from herald.events import Reason
 from herald.local.provision import create_topics
@@ -100,3 +101,17 @@ def test_no_local_stack_is_needed(pubsub_emulator: str, environ: None, tmp_path:
 def test_each_flags_variable_is_the_one_settings_reads(field: str) -> None:
     variable, _ = OPS_SETTINGS[field]
     assert getattr(Settings.from_env({variable: "from-the-flag"}), field) == "from-the-flag"
+
+
+def test_dlq_replay_takes_only_a_reason_items_are_parked_for(capsys) -> None:
+    """A new user's try: `--reason bogus` quietly replayed nothing; a typo now is an error naming
+    the reasons, and the help lists every replayable one (provider_configuration included)."""
+    with pytest.raises(SystemExit) as exited:
+        main(["dlq", "replay", "--reason", "bogus"])
+    assert exited.value.code == 2
+    assert "provider_configuration" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["dlq", "replay", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(reason in help_text for reason in REPLAYABLE_REASONS)
+    assert "row_rejected" not in help_text

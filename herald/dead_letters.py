@@ -29,6 +29,12 @@ DEAD_LETTERS_TABLE = "dead_letters"
 HOLD_SUFFIX = "-hold"
 """The dead-letter topic's subscription is `<topic>-hold`: it keeps dead letters for replay."""
 
+PARKED_REASONS: tuple[Reason, ...] = (
+    Reason.INVALID_MESSAGE, Reason.UNPROCESSABLE, Reason.RETRIES_EXHAUSTED, Reason.OUTCOME_UNKNOWN,
+    Reason.PROVIDER_CONFIGURATION, Reason.UNRECONCILED, Reason.ROW_REJECTED)
+"""Why an item is parked; all but row_rejected (a refused event row) can be replayed."""
+REPLAYABLE_REASONS = tuple(reason for reason in PARKED_REASONS if reason is not Reason.ROW_REJECTED)
+
 DEAD_LETTER_FIELDS: tuple[Field, ...] = (
     Field("dead_letter_id", "STRING", "REQUIRED",
           "Deterministic id (source topic, span or message digest, replay): one per parked item."),
@@ -37,8 +43,7 @@ DEAD_LETTER_FIELDS: tuple[Field, ...] = (
           "The topic the message came from, and where `herald dlq replay` sends it back (for "
           "a row_rejected item, the table that refused the row)."),
     Field("reason", "STRING", "REQUIRED",
-          "invalid_message, unprocessable, retries_exhausted, outcome_unknown, "
-          "provider_configuration, unreconciled or row_rejected (herald.events.Reason)."),
+          f"{', '.join(PARKED_REASONS[:-1])} or {PARKED_REASONS[-1]} (herald.events.Reason)."),
     Field("detail", "STRING", "NULLABLE", "The parse error or the provider's last error message."),
     Field("provider_code", "STRING", "NULLABLE", "The provider's last error code, if any."),
     Field("attempts", "INTEGER", "NULLABLE", "Provider attempts made before it was parked."),
