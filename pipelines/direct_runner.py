@@ -1,4 +1,4 @@
-"""Three fixes to the streaming DirectRunner: its costs per bundle, which bound the local pipeline's
+"""Four fixes to the streaming DirectRunner: its costs per bundle, which bound the local pipeline's
 rate, and its blocking reads, which delayed every timer.
 
 The runner executes every bundle of every step on one thread, paying a fixed cost per bundle, so
@@ -27,6 +27,18 @@ what matters is how many bundles an element travels in and what each one costs.
    wrapped function's code, never on the instance the runner has just unpickled, so it is
    computed once per such kind.
 
+3. One copy of each DoFn, reused by every bundle of its step (`reuse_dofn_copies`). For every
+   bundle of every step the runner pickles the step's DoFn and unpickles a fresh copy
+   (`pickler.roundtrip`, its "pickle test") and inspects every method of that copy again
+   (`DoFnSignature`, through `inspect.signature`). Profiled draining a backlog (`herald bench
+   --profile --parts backlog`, bench/PROFILE.md of 2026-12-01): 23% of the runner thread's wall time
+   in the roundtrip and 16% in building the DoFnRunner, mostly that signature. The first bundle
+   still roundtrips (so a DoFn that cannot be pickled still fails locally as on Dataflow); later
+   bundles get that copy again, and its signature. Setup, start_bundle, finish_bundle and teardown
+   still run per bundle as before. Reusing an instance across bundles is what Dataflow's workers
+   do, so a DoFn that relied on a fresh copy would be wrong there too; and the runner runs one
+   bundle at a time (its executor has one thread), so no two bundles share the copy at once.
+
 Only `pipelines.launch` installs these (`tune`), and only on the DirectRunner: Dataflow reads
 Pub/Sub with its own native source, which blocks no timer, and inspects DoFns once at job
 submission.
@@ -35,8 +47,11 @@ submission.
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any, Callable, Hashable
 
+from apache_beam.internal import pickler
+from apache_beam.runners import common
 from apache_beam.runners.direct import transform_evaluator
 from apache_beam.transforms import userstate
 
@@ -52,9 +67,10 @@ Measured: an idle local stack's pipelines use 0.05 cores each, its Pub/Sub emula
 
 
 def tune() -> None:
-    """Both fixes; idempotent."""
+    """Every fix; idempotent."""
     memoize_dofn_specs()
     tune_pubsub_pulls()
+    reuse_dofn_copies()
 
 
 class _TunedPulls:
@@ -122,3 +138,41 @@ def memoize_dofn_specs() -> None:
     # the evaluator imported it by name.
     userstate.get_dofn_specs = get_dofn_specs
     transform_evaluator.get_dofn_specs = get_dofn_specs
+
+
+class _ReusedSignature(common.DoFnSignature):
+    """A DoFnSignature built once per DoFn instance (the runner builds one per bundle)."""
+
+    _built: dict[int, tuple[Any, common.DoFnSignature]] = {}
+
+    def __new__(cls, do_fn: Any) -> common.DoFnSignature:
+        held = cls._built.get(id(do_fn))
+        if held is None or held[0] is not do_fn:
+            signature = super().__new__(cls)
+            super(_ReusedSignature, signature).__init__(do_fn)
+            held = cls._built[id(do_fn)] = (do_fn, signature)
+        return held[1]
+
+    def __init__(self, do_fn: Any) -> None:
+        """Built in __new__, once."""
+
+
+def reuse_dofn_copies() -> None:
+    """Give each step's bundles one roundtripped copy of its DoFn and one signature of it (see the
+    module's point 3); idempotent. Copies are kept for the process's life: a pipeline has a fixed
+    set of steps."""
+    if isinstance(transform_evaluator.pickler, SimpleNamespace):
+        return
+    copies: dict[int, tuple[Any, Any]] = {}
+
+    def roundtrip(dofn: Any) -> Any:
+        held = copies.get(id(dofn))
+        if held is None or held[0] is not dofn:
+            held = copies[id(dofn)] = (dofn, pickler.roundtrip(dofn))
+        return held[1]
+
+    # The evaluator calls `pickler.roundtrip` through the module it imported; only its view of
+    # the module changes, everything else keeps Beam's pickler.
+    transform_evaluator.pickler = SimpleNamespace(**{**vars(pickler), "roundtrip": roundtrip})
+    # DoFnRunner looks the class up in its module's globals when it builds a runner.
+    common.DoFnSignature = _ReusedSignature

@@ -1,5 +1,6 @@
 """memoize_dofn_specs: the runner gets the same state and timer specs, computed once per DoFn kind.
-tune_pubsub_pulls: the read evaluator's pulls ask for PULL_MAX_MESSAGES and do not block."""
+tune_pubsub_pulls: the read evaluator's pulls ask for PULL_MAX_MESSAGES and do not block.
+reuse_dofn_copies: one roundtripped copy of each DoFn, and one signature of it, for every bundle."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import time
 
 import apache_beam as beam
 from apache_beam.internal import pickler
+from apache_beam.runners import common
 from apache_beam.runners.direct import transform_evaluator
+from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
+from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import userstate
 from google.cloud import pubsub_v1
 
 from pipelines.dedupe import _DropRedeliveries
 from pipelines.direct_runner import (IDLE_PULL_WAIT_S, PULL_MAX_MESSAGES, memoize_dofn_specs,
-                                     tune_pubsub_pulls)
+                                     reuse_dofn_copies, tune_pubsub_pulls)
+
+original_signature_class = common.DoFnSignature
 
 
 def test_specs_are_the_originals_and_computed_once_per_kind(monkeypatch) -> None:
@@ -64,3 +70,39 @@ def test_pulls_take_up_to_their_size_at_once_and_an_empty_one_pauses_briefly(
     started = time.monotonic()
     assert not client.pull(subscription=subscription, max_messages=10, timeout=30).received_messages
     assert IDLE_PULL_WAIT_S <= time.monotonic() - started < 5
+
+
+def test_each_step_reuses_one_copy_of_its_dofn_and_one_signature_of_it(monkeypatch) -> None:
+    """reuse_dofn_copies: the evaluator's roundtrip returns a real copy (pickled and unpickled
+    once per DoFn) and then that same copy; DoFnRunner gets one signature per copy. A pipeline
+    on the runner these evaluators belong to (the streaming DirectRunner's) gives the same output
+    with it installed."""
+    monkeypatch.setattr(transform_evaluator, "pickler", pickler)
+    monkeypatch.setattr(common, "DoFnSignature", common.DoFnSignature)
+    roundtrips: list[object] = []
+    original_roundtrip = pickler.roundtrip
+    monkeypatch.setattr(pickler, "roundtrip", lambda o: roundtrips.append(o) or original_roundtrip(o))
+    reuse_dofn_copies()
+    reuse_dofn_copies()  # idempotent: not wrapped twice
+    double, square = beam.Map(lambda x: 2 * x).dofn, beam.Map(lambda x: x * x).dofn
+
+    first = transform_evaluator.pickler.roundtrip(double)
+    assert first is not double and isinstance(first, type(double))
+    assert any(o is double for o in roundtrips)
+    made = len(roundtrips)
+    assert all(transform_evaluator.pickler.roundtrip(double) is first for _ in range(3))
+    assert len(roundtrips) == made  # the copy again, no roundtrip
+    assert transform_evaluator.pickler.roundtrip(square) is not first
+    assert any(o is square for o in roundtrips[made:])
+    assert transform_evaluator.pickler.loads is pickler.loads  # the rest is Beam's pickler
+
+    signature = common.DoFnSignature(first)
+    assert isinstance(signature, original_signature_class)
+    assert common.DoFnSignature(first) is signature
+    assert signature.do_fn is first
+    assert common.DoFnSignature(transform_evaluator.pickler.roundtrip(square)) is not signature
+
+    with beam.Pipeline(runner=BundleBasedDirectRunner()) as pipeline:  # the evaluators patched
+        doubled = (pipeline | beam.Create(range(100)) | beam.Map(lambda x: 2 * x)
+                   | beam.CombineGlobally(sum))
+        assert_that(doubled, equal_to([9900]))
