@@ -61,7 +61,19 @@ class WriteBatcher:
     def delete(self, ref: firestore.DocumentReference, option: Any) -> None:
         self._write(ref, batch_writes.delete(ref, option))
 
+    def update_soon(self, ref: firestore.DocumentReference, data: dict[str, Any],
+                    option: Any) -> Future:
+        """`update` without waiting: the Future of its update time (or of what it raised)."""
+        return self._submit(ref, batch_writes.update(ref, data, option)).result
+
     def _write(self, ref: firestore.DocumentReference, stage: batch_writes.Stage) -> datetime:
+        write = self._submit(ref, stage)
+        try:
+            return write.result.result(timeout=self._wait_s)
+        except TimeoutError as error:
+            raise exceptions.DeadlineExceeded(f"write of {write.path} not answered") from error
+
+    def _submit(self, ref: firestore.DocumentReference, stage: batch_writes.Stage) -> _Write:
         write = _Write(ref._document_path, stage)
         with self._lock:
             self._queue.append(write)
@@ -70,10 +82,7 @@ class WriteBatcher:
                                                  name="herald-firestore-writes")
                 self._flusher.start()
             self._lock.notify()
-        try:
-            return write.result.result(timeout=self._wait_s)
-        except TimeoutError as error:
-            raise exceptions.DeadlineExceeded(f"write of {write.path} not answered") from error
+        return write
 
     def _flush_forever(self) -> None:
         while True:
