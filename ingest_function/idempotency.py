@@ -20,9 +20,8 @@ One record per key, `idempotency/{sha256(sender_client, key)}`:
 
 A record is created `pending` with create-if-absent *before* the request is published, so of
 concurrent duplicates exactly one wins. A pending record answers nobody: the request may still
-fail to be stored, and a 202 must mean stored. It turns `accepted` once the request is on Pub/Sub
-(written while the 202 goes out: the sender does not wait for it), or in the same atomic commit as
-its outbox entry; only then do repeats get the stored answer. A
+fail to be stored, and a 202 must mean stored. It turns `accepted` once the request is on Pub/Sub,
+or in the same atomic commit as its outbox entry; only then do repeats get the stored answer. A
 claimant that fails to store the request deletes its claim; if even that fails (Firestore is down)
 the claim stays pending until `claimed_until`, after which a repeat takes it over under the same
 ids, so anything the first attempt did publish is the same trace, which the pipeline drops.
@@ -34,7 +33,6 @@ import hashlib
 import json
 import logging
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
@@ -205,22 +203,14 @@ class Ledger:
         request (the outbox entry): both or neither."""
         batch.update(claim.ref, _ACCEPTED, option=self._owned(claim))
 
-    def accept(self, claim: Claim) -> Future:
-        """Mark the claim accepted once its request is on Pub/Sub, without waiting for the write
-        (the request is stored once published: its sender need not wait for a second Firestore
-        round trip). Best effort: if Firestore fails here the record stays pending and a repeat,
-        after the lease, republishes the same trace, which the pipeline drops as a redelivery; a
-        repeat meanwhile waits for the mark, as for any pending record. Returns the write's
-        Future (for tests); a failure is logged."""
-        written = self._writes.update_soon(claim.ref, _ACCEPTED, self._owned(claim))
-
-        def log_failure(done: Future) -> None:
-            if done.exception() is not None:
-                log.warning("could not mark trace %s accepted: %s", claim.receipt.trace_id,
-                            done.exception())
-
-        written.add_done_callback(log_failure)
-        return written
+    def accept(self, claim: Claim) -> None:
+        """Mark the claim accepted once its request is on Pub/Sub. Best effort: if Firestore fails
+        here the record stays pending and a repeat, after the lease, republishes the same trace,
+        which the pipeline drops as a redelivery."""
+        try:
+            self._writes.update(claim.ref, _ACCEPTED, self._owned(claim))
+        except exceptions.GoogleAPIError as error:
+            log.warning("could not mark trace %s accepted: %s", claim.receipt.trace_id, error)
 
     def release(self, claim: Claim) -> None:
         """Delete the claim of a request that could not be stored, so a retry starts afresh.

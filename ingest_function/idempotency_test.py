@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from google.api_core import exceptions
 from google.cloud import firestore
 
 from herald.contracts import ContractError
@@ -127,11 +126,9 @@ def test_an_abandoned_claim_is_taken_over_under_its_ids_after_its_lease(db) -> N
     taken = ledger(db, lease=short).claim(key, "body-1", receipt())
     assert datetime.now(timezone.utc) >= lease_ends  # it waited for the lease, not less
     assert isinstance(taken, Claim) and taken.receipt == first
-    # its former owner can no longer accept (or release) it: refused, logged, never raised
-    refused = ledger(db).accept(abandoned).exception(timeout=10)
-    assert isinstance(refused, exceptions.FailedPrecondition)
+    ledger(db).accept(abandoned)  # its former owner can no longer accept (or release) it
     assert record(db, key)["state"] == "pending"
-    ledger(db).accept(taken).result(timeout=10)
+    ledger(db).accept(taken)
     assert record(db, key)["state"] == "accepted"
 
 
@@ -144,7 +141,7 @@ def test_a_live_claim_that_outlasts_the_wait_is_still_pending(db) -> None:
 
 def test_an_expired_record_is_a_new_request(db) -> None:
     key, second, ttl = new_key(), receipt(), timedelta(milliseconds=200)
-    ledger(db, ttl=ttl).accept(ledger(db, ttl=ttl).claim(key, "body-1", receipt())).result(10)
+    ledger(db, ttl=ttl).accept(ledger(db, ttl=ttl).claim(key, "body-1", receipt()))
     time.sleep(0.3)
     claim = ledger(db).claim(key, "body-2", second)
     assert isinstance(claim, Claim) and claim.receipt == second

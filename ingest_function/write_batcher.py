@@ -4,11 +4,10 @@ go out together in Firestore's non-atomic BatchWrite calls.
 Every accepted request writes its idempotency record twice (claimed, then accepted). One RPC per
 write made those writes the largest cost of `POST /v1/notifications` on the local stack: the
 Firestore emulator used as much CPU as the function itself, and each RPC's client-side cost is
-paid by the request's thread under the GIL. Here a write waits for its own result (a 202 still
-means stored; only the accepted mark, written once the request is already on Pub/Sub, is left to
-finish after the 202: `update_soon`), but the writes of concurrent requests share a call: while
-one call is in flight the next ones queue, and the flusher sends everything queued as soon as it
-returns. Under light load a write goes out at once, alone; nothing waits for a batch to fill.
+paid by the request's thread under the GIL. Here each write still waits for its own result (a 202
+still means stored), but the writes of concurrent requests share a call: while one call is in
+flight the next ones queue, and the flusher sends everything queued as soon as it returns. Under
+light load a write goes out at once, alone; nothing waits for a batch to fill.
 
 BatchWrite applies each write on its own, with its own precondition and status, so a create that
 finds the record already there fails alone (AlreadyExists), exactly as the single-document call.
@@ -62,19 +61,7 @@ class WriteBatcher:
     def delete(self, ref: firestore.DocumentReference, option: Any) -> None:
         self._write(ref, batch_writes.delete(ref, option))
 
-    def update_soon(self, ref: firestore.DocumentReference, data: dict[str, Any],
-                    option: Any) -> Future:
-        """`update` without waiting: the Future of its update time (or of what it raised)."""
-        return self._submit(ref, batch_writes.update(ref, data, option)).result
-
     def _write(self, ref: firestore.DocumentReference, stage: batch_writes.Stage) -> datetime:
-        write = self._submit(ref, stage)
-        try:
-            return write.result.result(timeout=self._wait_s)
-        except TimeoutError as error:
-            raise exceptions.DeadlineExceeded(f"write of {write.path} not answered") from error
-
-    def _submit(self, ref: firestore.DocumentReference, stage: batch_writes.Stage) -> _Write:
         write = _Write(ref._document_path, stage)
         with self._lock:
             self._queue.append(write)
@@ -83,7 +70,10 @@ class WriteBatcher:
                                                  name="herald-firestore-writes")
                 self._flusher.start()
             self._lock.notify()
-        return write
+        try:
+            return write.result.result(timeout=self._wait_s)
+        except TimeoutError as error:
+            raise exceptions.DeadlineExceeded(f"write of {write.path} not answered") from error
 
     def _flush_forever(self) -> None:
         while True:

@@ -90,17 +90,6 @@ def test_preconditions_hold_as_for_single_document_calls(db) -> None:
         writes.update(ref, {"state": "accepted"}, None)
 
 
-def test_an_update_soon_returns_at_once_and_its_future_holds_the_outcome(db) -> None:
-    writes = WriteBatcher(db, {})
-    ref = db.collection("c").document("soon")
-    first = writes.create(ref, {"state": "pending"})
-    written = writes.update_soon(ref, {"state": "accepted"}, db.write_option(last_update_time=first))
-    stale = writes.update_soon(ref, {"state": "stale"}, db.write_option(last_update_time=first))
-    assert written.result(timeout=10) > first
-    assert isinstance(stale.exception(timeout=10), exceptions.FailedPrecondition)  # not raised
-    assert ref.get().to_dict() == {"state": "accepted"}
-
-
 def test_writes_to_one_document_queued_together_go_out_in_order_in_separate_calls(
         db, monkeypatch) -> None:
     """Firestore refuses a BatchWrite that writes one document twice; the second write waits."""
