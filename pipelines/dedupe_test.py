@@ -4,6 +4,7 @@ address another holds, one opted out) goes on to its send branch, where the dura
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import apache_beam as beam
@@ -14,7 +15,7 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 import pytest
 
-from herald.contracts import Channel, new_envelope, parse_request
+from herald.contracts import Channel, Scope, new_envelope, parse_request
 from herald.contracts_test import DESIGN_BODY
 from herald.events import Reason
 from pipelines.dedupe import Bucketing, DedupeDeliveries
@@ -118,3 +119,21 @@ def test_two_senders_may_use_the_same_notification_id() -> None:
         result = p | stream | DedupeDeliveries(ttl_s=3600, route=to_unique, branches=["unique"])
         assert_that(result.unique | beam.Map(lambda d: d.envelope.sender_client),
                     equal_to(["service-a", "service-b"]), label="both sent")
+
+
+@BUCKETINGS
+def test_each_replay_passes_once_and_its_redeliveries_are_dropped(buckets: int) -> None:
+    """`herald dlq replay` republishes a delivery under a replay id while its first attempt is
+    remembered: the replay passes (to take its claim over), its own redelivery is dropped, and a
+    second replay passes again; the first attempt's redelivery stays dropped."""
+    first, delivery = email(), keyed(buckets)
+    replays = [dataclasses.replace(first, scope=Scope(replay_id=f"r-{n}")) for n in (1, 2)]
+    stream = TestStream().add_elements([
+        delivery(first), delivery(replays[0]), delivery(replays[0]), delivery(first),
+        delivery(replays[1]), delivery(replays[1]), delivery(replays[0])]) \
+        .advance_watermark_to_infinity()
+    with TestPipeline(options=streaming()) as p:
+        result = p | stream | DedupeDeliveries(ttl_s=3600, route=to_unique, branches=["unique"])
+        assert_that(result.unique | beam.Map(lambda d: d.envelope.claim_token),
+                    equal_to([first.trace_id, f"{first.trace_id}#r-1", f"{first.trace_id}#r-2"]),
+                    label="the first and each replay, once")
