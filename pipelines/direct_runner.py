@@ -27,17 +27,18 @@ what matters is how many bundles an element travels in and what each one costs.
    wrapped function's code, never on the instance the runner has just unpickled, so it is
    computed once per such kind.
 
-3. One copy of each DoFn, reused by every bundle of its step (`reuse_dofn_copies`). For every
-   bundle of every step the runner pickles the step's DoFn and unpickles a fresh copy
-   (`pickler.roundtrip`, its "pickle test") and inspects every method of that copy again
-   (`DoFnSignature`, through `inspect.signature`). Profiled draining a backlog (`herald bench
-   --profile --parts backlog`, bench/PROFILE.md of 2026-12-01): 23% of the runner thread's wall time
-   in the roundtrip and 16% in building the DoFnRunner, mostly that signature. The first bundle
-   still roundtrips (so a DoFn that cannot be pickled still fails locally as on Dataflow); later
-   bundles get that copy again, and its signature. Setup, start_bundle, finish_bundle and teardown
-   still run per bundle as before. Reusing an instance across bundles is what Dataflow's workers
-   do, so a DoFn that relied on a fresh copy would be wrong there too; and the runner runs one
-   bundle at a time (its executor has one thread), so no two bundles share the copy at once.
+3. One copy of each DoFn, reused by every bundle of its step, its methods inspected once
+   (`reuse_dofn_copies`). For every bundle of every step the runner pickles the step's DoFn and
+   unpickles a fresh copy (`pickler.roundtrip`, its "pickle test"), and then inspects every method
+   of that copy again (`core.get_function_arguments`, through `inspect.signature`, called by the
+   compiled DoFnSignature). Profiled draining a backlog (`herald bench --profile --parts
+   backlog`): 23% of the runner thread's wall time in the roundtrip and 11-16% in that
+   inspection. The first bundle still roundtrips (so a DoFn that cannot be pickled still fails
+   locally as on Dataflow); later bundles get that copy again, and the inspection's answer for
+   it. Setup, start_bundle, finish_bundle and teardown still run per bundle as before. Reusing an
+   instance across bundles is what Dataflow's workers do, so a DoFn that relied on a fresh copy
+   would be wrong there too; and the runner runs one bundle at a time (its executor has one
+   thread), so no two bundles share the copy at once.
 
 Only `pipelines.launch` installs these (`tune`), and only on the DirectRunner: Dataflow reads
 Pub/Sub with its own native source, which blocks no timer, and inspects DoFns once at job
@@ -51,8 +52,8 @@ from types import SimpleNamespace
 from typing import Any, Callable, Hashable
 
 from apache_beam.internal import pickler
-from apache_beam.runners import common
 from apache_beam.runners.direct import transform_evaluator
+from apache_beam.transforms import core
 from apache_beam.transforms import userstate
 
 Specs = tuple[set, set]
@@ -140,39 +141,35 @@ def memoize_dofn_specs() -> None:
     transform_evaluator.get_dofn_specs = get_dofn_specs
 
 
-class _ReusedSignature(common.DoFnSignature):
-    """A DoFnSignature built once per DoFn instance (the runner builds one per bundle)."""
-
-    _built: dict[int, tuple[Any, common.DoFnSignature]] = {}
-
-    def __new__(cls, do_fn: Any) -> common.DoFnSignature:
-        held = cls._built.get(id(do_fn))
-        if held is None or held[0] is not do_fn:
-            signature = super().__new__(cls)
-            super(_ReusedSignature, signature).__init__(do_fn)
-            held = cls._built[id(do_fn)] = (do_fn, signature)
-        return held[1]
-
-    def __init__(self, do_fn: Any) -> None:
-        """Built in __new__, once."""
-
-
 def reuse_dofn_copies() -> None:
-    """Give each step's bundles one roundtripped copy of its DoFn and one signature of it (see the
-    module's point 3); idempotent. Copies are kept for the process's life: a pipeline has a fixed
-    set of steps."""
+    """Give each step's bundles one roundtripped copy of its DoFn, and answer the inspection of
+    that copy's methods from memory (see the module's point 3); idempotent. Copies are kept for
+    the process's life (a pipeline has a fixed set of steps), and only their inspections are
+    remembered, so nothing else grows."""
     if isinstance(transform_evaluator.pickler, SimpleNamespace):
         return
     copies: dict[int, tuple[Any, Any]] = {}
+    reused: set[int] = set()
+    inspected: dict[tuple[int, str], tuple[list, list]] = {}
+    get_function_arguments = core.get_function_arguments
 
     def roundtrip(dofn: Any) -> Any:
         held = copies.get(id(dofn))
         if held is None or held[0] is not dofn:
             held = copies[id(dofn)] = (dofn, pickler.roundtrip(dofn))
+            reused.add(id(held[1]))
         return held[1]
+
+    def remembered_arguments(obj: Any, func: str) -> tuple[list, list]:
+        if id(obj) not in reused:
+            return get_function_arguments(obj, func)
+        if (id(obj), func) not in inspected:
+            inspected[id(obj), func] = get_function_arguments(obj, func)
+        args, defaults = inspected[id(obj), func]
+        return list(args), list(defaults)
 
     # The evaluator calls `pickler.roundtrip` through the module it imported; only its view of
     # the module changes, everything else keeps Beam's pickler.
     transform_evaluator.pickler = SimpleNamespace(**{**vars(pickler), "roundtrip": roundtrip})
-    # DoFnRunner looks the class up in its module's globals when it builds a runner.
-    common.DoFnSignature = _ReusedSignature
+    # The compiled MethodWrapper looks the function up on the module each time.
+    core.get_function_arguments = remembered_arguments

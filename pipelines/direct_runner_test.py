@@ -1,6 +1,6 @@
 """memoize_dofn_specs: the runner gets the same state and timer specs, computed once per DoFn kind.
 tune_pubsub_pulls: the read evaluator's pulls ask for PULL_MAX_MESSAGES and do not block.
-reuse_dofn_copies: one roundtripped copy of each DoFn, and one signature of it, for every bundle."""
+reuse_dofn_copies: one roundtripped copy of each DoFn for every bundle, its methods inspected once."""
 
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ from apache_beam.runners import common
 from apache_beam.runners.direct import transform_evaluator
 from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
 from apache_beam.testing.util import assert_that, equal_to
-from apache_beam.transforms import userstate
+from apache_beam.transforms import core, userstate
 from google.cloud import pubsub_v1
 
 from pipelines.dedupe import _DropRedeliveries
 from pipelines.direct_runner import (IDLE_PULL_WAIT_S, PULL_MAX_MESSAGES, memoize_dofn_specs,
                                      reuse_dofn_copies, tune_pubsub_pulls)
 
-original_signature_class = common.DoFnSignature
 
 
 def test_specs_are_the_originals_and_computed_once_per_kind(monkeypatch) -> None:
@@ -72,13 +71,17 @@ def test_pulls_take_up_to_their_size_at_once_and_an_empty_one_pauses_briefly(
     assert IDLE_PULL_WAIT_S <= time.monotonic() - started < 5
 
 
-def test_each_step_reuses_one_copy_of_its_dofn_and_one_signature_of_it(monkeypatch) -> None:
+def test_each_step_reuses_one_copy_of_its_dofn_and_inspects_it_once(monkeypatch) -> None:
     """reuse_dofn_copies: the evaluator's roundtrip returns a real copy (pickled and unpickled
-    once per DoFn) and then that same copy; DoFnRunner gets one signature per copy. A pipeline
-    on the runner these evaluators belong to (the streaming DirectRunner's) gives the same output
-    with it installed."""
+    once per DoFn) and then that same copy; the inspection of the copy's methods, which Beam's
+    compiled DoFnSignature asks for on every bundle, is done once, and other objects are inspected
+    as before. A pipeline on the runner these evaluators belong to (the streaming DirectRunner's)
+    gives the same output with it installed."""
     monkeypatch.setattr(transform_evaluator, "pickler", pickler)
-    monkeypatch.setattr(common, "DoFnSignature", common.DoFnSignature)
+    inspections: list[tuple[object, str]] = []
+    original_inspection = core.get_function_arguments
+    monkeypatch.setattr(core, "get_function_arguments",
+                        lambda o, f: inspections.append((o, f)) or original_inspection(o, f))
     roundtrips: list[object] = []
     original_roundtrip = pickler.roundtrip
     monkeypatch.setattr(pickler, "roundtrip", lambda o: roundtrips.append(o) or original_roundtrip(o))
@@ -96,11 +99,19 @@ def test_each_step_reuses_one_copy_of_its_dofn_and_one_signature_of_it(monkeypat
     assert any(o is square for o in roundtrips[made:])
     assert transform_evaluator.pickler.loads is pickler.loads  # the rest is Beam's pickler
 
-    signature = common.DoFnSignature(first)
-    assert isinstance(signature, original_signature_class)
-    assert common.DoFnSignature(first) is signature
-    assert signature.do_fn is first
-    assert common.DoFnSignature(transform_evaluator.pickler.roundtrip(square)) is not signature
+    def inspections_of(obj: object) -> int:
+        return sum(o is obj for o, _ in inspections)
+
+    common.DoFnSignature(first)  # what the runner builds for every bundle
+    once = inspections_of(first)
+    assert once > 0
+    assert [common.DoFnSignature(first).process_method.args for _ in range(3)] == [["x"]] * 3
+    assert inspections_of(first) == once
+    before = inspections_of(double)
+    common.DoFnSignature(double)
+    each = inspections_of(double) - before
+    common.DoFnSignature(double)  # not a reused copy: inspected each time, as before
+    assert each > 0 and inspections_of(double) - before == 2 * each
 
     with beam.Pipeline(runner=BundleBasedDirectRunner()) as pipeline:  # the evaluators patched
         doubled = (pipeline | beam.Create(range(100)) | beam.Map(lambda x: 2 * x)
