@@ -139,15 +139,24 @@ def poison_traces(messages: list[bytes]) -> set[str]:
             if isinstance(trace, str)}
 
 
-def outbox_replayed(settings: Settings, timeout_s: float = 60) -> int:
-    """Wait until the stack's scheduled replayer has published every outbox entry; how many."""
+def outbox_replayed(settings: Settings) -> int:
+    """Wait until the stack's scheduled replayer has published every outbox entry; how many.
+    Besides the freeze's entries and the scheduled holds, the outbox holds the deliveries a
+    provider rate-limited past their inline retries, each until the wait it asked for, or
+    `provider_wait_s` (60 s) when it named none (Twilio's SDK exposes no Retry-After): one made
+    just before this check is due that long after, so the wait allows for it, and a minute more."""
+    timeout_s = settings.provider_wait_s + 60
     entries, deadline = state_client(settings).collection(OUTBOX), time.monotonic() + timeout_s
     while True:
-        states = collections.Counter(entry.get("state")
-                                     for entry in entries.select(["state"]).stream())
+        snapshots = list(entries.select(["state", "not_before", "leased_until", "attempts",
+                                         "last_error", "trace_id"]).stream())
+        states = collections.Counter(entry.get("state") for entry in snapshots)
         if not states["pending"]:
             return states["published"]
-        assert time.monotonic() < deadline, f"{states['pending']} outbox entries still pending"
+        pending = [{"id": entry.id, **entry.to_dict()} for entry in snapshots
+                   if entry.get("state") == "pending"]
+        assert time.monotonic() < deadline, \
+            f"{states['pending']} outbox entries still pending, e.g. {pending[:3]}"
         time.sleep(1)
 
 
