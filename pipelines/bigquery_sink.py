@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.async_dofn import AsyncWrapper
 import requests
 from google.api_core import exceptions
 from google.cloud import bigquery, pubsub_v1
@@ -28,7 +29,7 @@ from herald.clients import bigquery_client
 from herald.dead_letters import DEAD_LETTERS_TABLE, DeadLetter
 from herald.events import EVENTS_TABLE, Reason
 from herald.settings import Settings
-from pipelines.resources import HeldPoolAsyncWrapper, ProcessResource
+from pipelines.resources import ProcessResource
 
 MAX_ATTEMPTS = 8
 log = logging.getLogger("herald.pipeline.bigquery")
@@ -61,9 +62,8 @@ class WriteBatching:
         elements by a hashable id."""
         if not self.concurrency:
             return beam.ParDo(dofn)
-        return beam.ParDo(HeldPoolAsyncWrapper(dofn, parallelism=self.concurrency,
-                                               callback_frequency=WRITE_POLL_S,
-                                               id_fn=_RowIds(id_field)))
+        return beam.ParDo(AsyncWrapper(dofn, parallelism=self.concurrency,
+                                       callback_frequency=WRITE_POLL_S, id_fn=_RowIds(id_field)))
 
 
 WRITE_POLL_S = 0.25

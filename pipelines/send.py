@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.async_dofn import AsyncWrapper
 
 from herald.clients import state_client
 from herald.contracts import PROVIDER_BY_CHANNEL, Channel, Priority, Scope
@@ -35,7 +36,7 @@ from pipelines.claims import Claim, SendClaims, Verdict
 from pipelines.delivery import Delivery
 from pipelines.directory import Directory
 from ingest_function.outbox import Outbox
-from pipelines.resources import HeldPoolAsyncWrapper, ProcessResource
+from pipelines.resources import ProcessResource
 from pipelines.schedule import outbox_for
 
 logger = logging.getLogger(__name__)
@@ -344,7 +345,7 @@ class SendDeliveries(beam.PTransform):
                 | f"Batch_{name}" >> beam.GroupIntoBatches(
                     lane.batch_size, max_buffering_duration_secs=lane.max_wait_s)
                 | f"CountBatch_{name}" >> beam.Map(_count_batch, channel.value)
-                | f"Send_{name}" >> beam.ParDo(HeldPoolAsyncWrapper(
+                | f"Send_{name}" >> beam.ParDo(AsyncWrapper(
                     _SendBatch(senders[channel], self._directory, claims, outbox, self._policy,
                                self._settings.requests_topic,
                                self._settings.topic_path(self._settings.requests_topic),
