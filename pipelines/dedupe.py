@@ -118,14 +118,16 @@ class _DropRedeliveries(beam.DoFn):
         """Forget the claims due by the time the timer was set for (the runner's processing
         clock, which a test may drive); wake again when the oldest remaining one is due."""
         live: Claims = {}
+        soonest: int | None = None  # the earliest expiry kept
         for key, packed in (state.read() or {}).items():
             kept = [record for record in RECORD.iter_unpack(packed) if record[2] > fired.micros]
             if kept:
                 live[key] = _pack(kept)
+                first = min(expiry for _, _, expiry in kept)
+                soonest = first if soonest is None else min(soonest, first)
         if live:
             state.write(live)
-            sweep.set(Timestamp(micros=min(expiry for packed in live.values()
-                                           for _, _, expiry in RECORD.iter_unpack(packed))))
+            sweep.set(Timestamp(micros=soonest))
         else:
             state.clear()
 

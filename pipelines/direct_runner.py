@@ -154,11 +154,10 @@ def reuse_dofn_copies() -> None:
     get_function_arguments = core.get_function_arguments
 
     def roundtrip(dofn: Any) -> Any:
-        held = copies.get(id(dofn))
-        if held is None or held[0] is not dofn:
-            held = copies[id(dofn)] = (dofn, pickler.roundtrip(dofn))
-            reused.add(id(held[1]))
-        return held[1]
+        if id(dofn) not in copies:  # held with its copy, so its id is never another object's
+            copies[id(dofn)] = (dofn, pickler.roundtrip(dofn))
+            reused.add(id(copies[id(dofn)][1]))
+        return copies[id(dofn)][1]
 
     def remembered_arguments(obj: Any, func: str) -> tuple[list, list]:
         if id(obj) not in reused:

@@ -4,8 +4,9 @@ Reads are batched (one `get_all` for a batch's users, device listings in paralle
 sendTime is ahead is held instead (pipelines/schedule.py). Each delivery is planned with the
 reason it must not be sent, if any (the user, the category, the channel or the device opted out,
 or the category's frequency cap is reached), and one inside the user's quiet hours is deferred
-(pipelines/pacing.py); the send step records that outcome once, by the delivery's durable claim. Deliveries with no address at all
-(unknown user, no phone/email/device) get their terminal event here.
+(pipelines/pacing.py); the send step records that outcome once, by the delivery's durable claim.
+Deliveries with no address at all (unknown user, no phone/email/device) get their terminal event
+here.
 """
 
 from __future__ import annotations

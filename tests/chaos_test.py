@@ -149,7 +149,7 @@ def outbox_replayed(settings: Settings) -> int:
     entries, deadline = state_client(settings).collection(OUTBOX), time.monotonic() + timeout_s
     while True:
         snapshots = list(entries.select(["state", "not_before", "leased_until", "attempts",
-                                         "last_error", "trace_id"]).stream())
+                                         "last_error"]).stream())
         states = collections.Counter(entry.get("state") for entry in snapshots)
         if not states["pending"]:
             return states["published"]
